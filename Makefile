@@ -1,0 +1,38 @@
+# Two commands set everything up on a fresh machine with Python 3.11:
+#   make demo   create the venv, synthesize demo data, materialize every asset
+#   make test   create the venv if missing, run the test suite
+# and `make ui` opens the Dagster UI on http://127.0.0.1:3000.
+
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.maskops-installed
+PYTEST_ARGS ?=
+
+.PHONY: demo test ui lint bench clean-state
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	@touch $@
+
+demo: $(STAMP)
+	$(BIN)/maskops demo
+
+test: $(STAMP)
+	@bash .ci/ensure-chromium
+	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+
+ui: $(STAMP)
+	$(BIN)/maskops ui
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench: $(STAMP)
+	@for script in bench/*.py; do $(BIN)/python $$script; done
+
+clean-state:
+	rm -rf .maskops

@@ -1,0 +1,179 @@
+"""The `maskops` command: synthesize data, check a dataset, run the demo, open the UI."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from maskops.settings import Settings
+
+log = logging.getLogger("maskops")
+
+DEMO_PROFILES, DEMO_EVAL_PROFILES, DEMO_SEED = 150, 20, 0
+
+
+def _progress(desc: str):
+    from tqdm import tqdm
+
+    bar = None
+
+    def update(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, desc=desc, unit="profile")
+        bar.update(done - bar.n)
+        if done == total:
+            bar.close()
+
+    return update
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from maskops.synth.people import SynthConfig, synthesize
+
+    config = SynthConfig(
+        profiles=args.profiles, eval_profiles=args.eval_profiles, seed=args.seed,
+        gender_noise=args.gender_noise, age_noise=args.age_noise, mask_swap_noise=args.mask_swap_noise,
+    )  # fmt: skip
+    receipt = synthesize(args.out, config, workers=args.workers, force=args.force, progress=_progress("drawing people"))
+    print(
+        f"{args.out}: {receipt['train_images']} training images, {receipt['eval_images']} evaluation images, "
+        f"{receipt['noisy_profiles']} profiles with injected label noise (see ground_truth/)"
+    )
+    return 0
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    from maskops.layout import LayoutError, scan_competition
+    from maskops.reports import class_counts
+
+    try:
+        layout = scan_competition(args.root)
+    except LayoutError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    train = layout.train
+    print(
+        f"{layout.root}: {train['profile_id'].nunique()} profiles, {len(train)} training images, "
+        f"{len(layout.eval)} evaluation images, {len(layout.quarantine)} quarantined"
+    )
+    print("images per class:", " ".join(f"{c}:{n}" for c, n in class_counts(train).items()))
+    for row in layout.quarantine.itertuples():
+        print(f"  quarantined {row.path}: {row.reason} (fix: {row.fix})")
+    return 0
+
+
+def _dagster(settings: Settings) -> tuple[str, dict[str, str]]:
+    exe = Path(sys.executable).with_name("dagster")
+    binary = str(exe) if exe.exists() else shutil.which("dagster")
+    if not binary:
+        raise SystemExit("the dagster command is not installed in this environment; run `make demo` or pip install -e .")
+    settings.ensure_dagster_home()
+    return binary, {**os.environ, **settings.environment()}
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from maskops.synth.people import SynthConfig, synthesize
+
+    settings = Settings.from_env()
+    if "MASKOPS_DATASET" not in os.environ:
+        config = SynthConfig(profiles=args.profiles, eval_profiles=args.eval_profiles, seed=args.seed)
+        synthesize(settings.dataset, config, force=args.force, progress=_progress("drawing demo people"))
+    binary, env = _dagster(settings)
+    print(f"materializing every asset of the maskops code location (dataset: {settings.dataset})", flush=True)
+    cmd = [binary, "job", "execute", "-m", "assets.definitions", "-a", "defs", "-j", "maskops_pipeline"]
+    result = subprocess.run(cmd, env=env, check=False)
+    if result.returncode != 0:
+        print("the demo pipeline failed; the run's log is above and in the Dagster UI (`make ui`)", file=sys.stderr)
+        return result.returncode
+    print(
+        "\ndemo finished. Look at:\n"
+        f"  dataset      {settings.dataset}\n"
+        f"  manifests    {settings.manifests}\n"
+        f"  dagster home {settings.dagster_home} (runs, asset history)\n"
+        "  the UI       make ui, then open http://127.0.0.1:3000/asset-groups"
+    )
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    binary, env = _dagster(settings)
+    workspace = Path(args.workspace)
+    if not workspace.is_file():
+        raise SystemExit(f"{workspace} not found; run `maskops ui` from the repository root or pass --workspace")
+    print(f"Dagster UI on http://{args.host}:{args.port} (state in {settings.home})", flush=True)
+    # Restore default signal handling, or `dagster dev` ignores SIGTERM/SIGINT when started from a script.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.execve(binary, [binary, "dev", "-w", str(workspace), "-h", args.host, "-p", str(args.port)], env)
+    return 0  # not reached
+
+
+def cmd_where(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    for name in ("home", "dataset", "dagster_home", "manifests", "reports"):
+        print(f"{name:13s}{getattr(settings, name)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="maskops", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("synth", help="draw a synthetic dataset in the competition layout")
+    p.add_argument("--profiles", type=int, required=True, help="training people (7 images each)")
+    p.add_argument("--eval-profiles", type=int, default=0, help="evaluation people (7 images each)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, required=True, help="dataset root to create")
+    p.add_argument("--gender-noise", type=float, default=0.03, help="fraction of profiles with the wrong gender")
+    p.add_argument("--age-noise", type=float, default=0.03, help="fraction of profiles with a wrong age")
+    p.add_argument("--mask-swap-noise", type=float, default=0.02, help="fraction of profiles with incorrect_mask/normal swapped")
+    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    p.add_argument("--force", action="store_true", help="replace an existing dataset at --out")
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("scan", help="check a dataset in the competition layout and summarize it")
+    p.add_argument("root", type=Path)
+    p.set_defaults(func=cmd_scan)
+
+    p = sub.add_parser("demo", help="synthesize demo data and materialize every asset")
+    p.add_argument("--profiles", type=int, default=DEMO_PROFILES)
+    p.add_argument("--eval-profiles", type=int, default=DEMO_EVAL_PROFILES)
+    p.add_argument("--seed", type=int, default=DEMO_SEED)
+    p.add_argument("--force", action="store_true", help="redraw the demo data even if it exists with other settings")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("ui", help="start the Dagster UI on this code location")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=3000)
+    p.add_argument("--workspace", default="workspace.yaml")
+    p.set_defaults(func=cmd_ui)
+
+    p = sub.add_parser("where", help="print where maskops keeps its state")
+    p.set_defaults(func=cmd_where)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from maskops.layout import LayoutError
+    from maskops.synth.people import SynthError
+
+    try:
+        return args.func(args)
+    except (SynthError, LayoutError) as exc:
+        print(f"maskops {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

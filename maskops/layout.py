@@ -1,0 +1,468 @@
+"""Read a dataset in the competition layout into manifests, one row per image.
+
+    <root>/train/train.csv                       id, gender, race, age, path
+    <root>/train/images/<id>_<gender>_<race>_<age>/{mask1..mask5,incorrect_mask,normal}.<ext>
+    <root>/eval/info.csv                         ImageID, ans
+    <root>/eval/images/<ImageID>
+
+Structural problems (the labels cannot be trusted) are collected and raised together
+as one LayoutError. Images that exist but cannot be decoded are kept in the manifest
+with readable=False and listed in the quarantine table, so nothing is dropped silently
+and the cleaning stage decides what to do. Files are only ever read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from collections import Counter
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from PIL import Image
+
+from maskops.labels import (
+    PROFILE_STEMS,
+    STEM_MASK,
+    LabelError,
+    age_group,
+    encode,
+    parse_age,
+    parse_gender,
+)
+
+TRAIN_CSV = "train/train.csv"
+TRAIN_IMAGES = "train/images"
+EVAL_CSV = "eval/info.csv"
+EVAL_IMAGES = "eval/images"
+TRAIN_COLUMNS = ("id", "gender", "race", "age", "path")
+EVAL_COLUMNS = ("ImageID", "ans")
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"})
+MAX_LISTED_PROBLEMS = 40
+
+TRAIN_MANIFEST_COLUMNS = (
+    "image_id", "content_hash", "profile_id", "person_id", "stem", "mask", "gender", "race",
+    "age", "age_group", "class_id", "width", "height", "readable", "bytes", "path",
+)  # fmt: skip
+EVAL_MANIFEST_COLUMNS = (
+    "image_id", "content_hash", "stem", "order", "width", "height", "readable", "bytes", "path",
+)  # fmt: skip
+QUARANTINE_COLUMNS = ("path", "reason", "fix")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the dataset: where, what, and how to fix it."""
+
+    path: str
+    message: str
+    fix: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}\n      fix: {self.fix}"
+
+
+class LayoutError(ValueError):
+    """The dataset does not follow the competition layout; lists every problem found."""
+
+    def __init__(self, root: Path, problems: list[Problem]):
+        self.root = root
+        self.problems = problems
+        shown = "\n".join(f"  - {p}" for p in problems[:MAX_LISTED_PROBLEMS])
+        more = len(problems) - MAX_LISTED_PROBLEMS
+        tail = f"\n  ... and {more} more (see LayoutError.problems)" if more > 0 else ""
+        noun = "problem" if len(problems) == 1 else "problems"
+        super().__init__(
+            f"dataset {root} has {len(problems)} {noun}; nothing was read into a manifest and no file was changed:\n{shown}{tail}"
+        )
+
+
+@dataclass
+class Layout:
+    """The manifests read from one dataset root."""
+
+    root: Path
+    train: pd.DataFrame
+    eval: pd.DataFrame
+    quarantine: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(QUARANTINE_COLUMNS)))
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    content_hash: str
+    bytes: int
+    width: int | None
+    height: int | None
+    problem: str | None  # why the image cannot be used, or None
+
+
+def inspect_image(path: Path) -> ImageFacts:
+    """Hash the file's bytes and fully decode it once."""
+    data = path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    if not data:
+        return ImageFacts(digest, 0, None, None, "zero-byte file")
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+            width, height = img.size
+    except Exception as exc:  # PIL raises many types for corrupt data
+        return ImageFacts(digest, len(data), None, None, f"undecodable image ({exc})")
+    return ImageFacts(digest, len(data), width, height, None)
+
+
+def _inspect_all(paths: list[Path], workers: int | None) -> list[ImageFacts]:
+    # Hashing and JPEG decoding release the GIL, so threads use every core.
+    workers = workers or min(8, 2 * (os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(inspect_image, paths, chunksize=16))
+
+
+def _inside(root: Path, path: Path) -> bool:
+    return path.resolve().is_relative_to(root.resolve())
+
+
+def _visible(entries: Iterable[Path]) -> list[Path]:
+    # Hidden entries (.DS_Store, macOS "._mask1.jpg" twins) are not part of the layout.
+    return sorted(e for e in entries if not e.name.startswith("."))
+
+
+def _read_csv(root: Path, rel: str, columns: tuple[str, ...], problems: list[Problem]) -> pd.DataFrame | None:
+    path = root / rel
+    if not path.is_file():
+        problems.append(Problem(rel, "file is missing", f"provide {rel} with columns {', '.join(columns)}"))
+        return None
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+        problems.append(Problem(rel, f"cannot be parsed as CSV ({exc})", "save it as UTF-8 CSV with a header row"))
+        return None
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        problems.append(
+            Problem(rel, f"missing column(s) {missing}; found {list(table.columns)}", f"the header must contain {', '.join(columns)}")
+        )
+        return None
+    return table
+
+
+def _unsafe_name(name: str) -> bool:
+    return not name or name in {".", ".."} or "/" in name or "\\" in name or os.path.isabs(name)
+
+
+def _parse_profile(folder: str, where: str, problems: list[Problem]) -> tuple[str, int, str, int] | None:
+    fields = folder.split("_")
+    if len(fields) != 4:
+        problems.append(
+            Problem(
+                where,
+                f"folder name {folder!r} has {len(fields)} '_'-separated fields, expected 4",
+                "name profile folders <id>_<gender>_<race>_<age>, e.g. 000001_female_Asian_45",
+            )
+        )
+        return None
+    pid, gender_text, race, age_text = fields
+    ok = True
+    try:
+        gender = parse_gender(gender_text)
+    except LabelError as exc:
+        problems.append(Problem(where, f"folder name {folder!r}: {exc}", "use 'male' or 'female' in the folder name and train.csv"))
+        ok = False
+    try:
+        age = parse_age(age_text)
+    except LabelError as exc:
+        problems.append(
+            Problem(where, f"folder name {folder!r}: {exc}", "write the age as a whole number of years in the folder name and train.csv")
+        )
+        ok = False
+    return (pid, int(gender), race, age) if ok else None
+
+
+def _scan_train(root: Path, problems: list[Problem]) -> tuple[list[dict], list[Path]]:
+    table = _read_csv(root, TRAIN_CSV, TRAIN_COLUMNS, problems)
+    images_dir = root / TRAIN_IMAGES
+    if not images_dir.is_dir():
+        problems.append(Problem(TRAIN_IMAGES, "folder is missing", "put one folder per person under train/images/"))
+        return [], []
+    if table is None:
+        return [], []
+
+    rows: list[dict] = []
+    paths: list[Path] = []
+    listed: set[str] = set()
+    id_lines: dict[str, list[int]] = {}
+    path_lines: dict[str, list[int]] = {}
+    for i, rec in enumerate(table.to_dict("records")):
+        line = i + 2  # header is line 1
+        where = f"{TRAIN_CSV} line {line}"
+        folder = rec["path"].strip()
+        id_lines.setdefault(rec["id"].strip(), []).append(line)
+        path_lines.setdefault(folder, []).append(line)
+        if _unsafe_name(folder):
+            problems.append(
+                Problem(
+                    where,
+                    f"path {folder!r} is not a plain folder name inside {TRAIN_IMAGES}",
+                    "use the bare folder name, without '/', '..' or an absolute path",
+                )
+            )
+            continue
+        listed.add(folder)
+        parsed = _parse_profile(folder, where, problems)
+        if parsed is None:
+            continue
+        pid, gender, race, age = parsed
+        disagreements = []
+        if rec["id"].strip() != pid:
+            disagreements.append(f"id {rec['id']!r} vs {pid!r}")
+        try:
+            if int(parse_gender(rec["gender"])) != gender:
+                disagreements.append(f"gender {rec['gender']!r} vs folder")
+        except LabelError as exc:
+            problems.append(Problem(where, str(exc), "use 'male' or 'female'"))
+        if rec["race"].strip() != race:
+            disagreements.append(f"race {rec['race']!r} vs {race!r}")
+        try:
+            if parse_age(rec["age"]) != age:
+                disagreements.append(f"age {rec['age']!r} vs {age}")
+        except LabelError as exc:
+            problems.append(Problem(where, str(exc), "write the age as a whole number of years"))
+        if disagreements:
+            problems.append(
+                Problem(
+                    where,
+                    f"row disagrees with its folder name {folder!r}: {'; '.join(disagreements)}",
+                    "make train.csv and the folder name say the same (record label fixes in labels/corrections.csv, not by renaming)",
+                )
+            )
+        profile_dir = images_dir / folder
+        if not profile_dir.is_dir():
+            problems.append(
+                Problem(
+                    f"{TRAIN_IMAGES}/{folder}",
+                    "profile folder listed in train.csv does not exist",
+                    "restore the folder or delete its row from train.csv",
+                )
+            )
+            continue
+        if not _inside(root, profile_dir):
+            problems.append(
+                Problem(
+                    f"{TRAIN_IMAGES}/{folder}",
+                    f"resolves outside the dataset root ({profile_dir.resolve()})",
+                    "copy the images into the dataset instead of linking to them",
+                )
+            )
+            continue
+        by_stem: dict[str, list[Path]] = {}
+        for f in _visible(profile_dir.iterdir()):
+            by_stem.setdefault(f.stem, []).append(f)
+        rel_dir = f"{TRAIN_IMAGES}/{folder}"
+        for stem, files in by_stem.items():
+            if stem not in STEM_MASK:
+                problems.append(
+                    Problem(
+                        f"{rel_dir}/{files[0].name}",
+                        f"unexpected file; a profile holds exactly {', '.join(PROFILE_STEMS)}",
+                        "move it out of the dataset",
+                    )
+                )
+            elif len(files) > 1:
+                problems.append(
+                    Problem(rel_dir, f"{len(files)} files for {stem!r}: {', '.join(f.name for f in files)}", "keep one file per stem")
+                )
+        missing = [s for s in PROFILE_STEMS if s not in by_stem]
+        if missing:
+            problems.append(
+                Problem(
+                    rel_dir,
+                    f"missing image(s) {', '.join(missing)}",
+                    f"a profile holds 7 images ({', '.join(PROFILE_STEMS)}); add them or delete the profile and its train.csv row",
+                )
+            )
+        for stem in PROFILE_STEMS:
+            files = by_stem.get(stem, [])
+            if len(files) != 1:
+                continue
+            f = files[0]
+            rel = f"{rel_dir}/{f.name}"
+            if f.suffix.lower() not in IMAGE_EXTENSIONS:
+                problems.append(
+                    Problem(rel, f"extension {f.suffix!r} is not an image type", f"use one of {', '.join(sorted(IMAGE_EXTENSIONS))}")
+                )
+                continue
+            if not f.is_file() or not _inside(root, f):
+                problems.append(
+                    Problem(rel, "is not a regular file inside the dataset root", "replace the link with the image file itself")
+                )
+                continue
+            mask = STEM_MASK[stem]
+            grp = age_group(age)
+            rows.append({
+                "image_id": f"{folder}/{stem}", "profile_id": folder, "person_id": pid, "stem": stem,
+                "mask": int(mask), "gender": gender, "race": race, "age": age, "age_group": int(grp),
+                "class_id": encode(mask, gender, grp), "path": rel,
+            })  # fmt: skip
+            paths.append(f)
+
+    for key, lines in id_lines.items():
+        if len(lines) > 1:
+            problems.append(
+                Problem(
+                    f"{TRAIN_CSV} lines {', '.join(map(str, lines))}",
+                    f"id {key!r} is used {len(lines)} times",
+                    "give every person a unique id (or merge the rows if they are the same person)",
+                )
+            )
+    for key, lines in path_lines.items():
+        if len(lines) > 1:
+            problems.append(
+                Problem(
+                    f"{TRAIN_CSV} lines {', '.join(map(str, lines))}",
+                    f"path {key!r} is listed {len(lines)} times",
+                    "list each profile folder once",
+                )
+            )
+    for entry in _visible(images_dir.iterdir()):
+        if entry.name in listed:
+            continue
+        if entry.is_dir():
+            problems.append(
+                Problem(
+                    f"{TRAIN_IMAGES}/{entry.name}",
+                    "profile folder is not listed in train.csv",
+                    "add a train.csv row for it or move it out of the dataset",
+                )
+            )
+        else:
+            problems.append(
+                Problem(
+                    f"{TRAIN_IMAGES}/{entry.name}", "unexpected file; train/images holds only profile folders", "move it out of the dataset"
+                )
+            )
+    return rows, paths
+
+
+def _scan_eval(root: Path, problems: list[Problem], quarantine: list[dict]) -> tuple[list[dict], list[Path]]:
+    if not (root / "eval").exists():
+        return [], []
+    table = _read_csv(root, EVAL_CSV, EVAL_COLUMNS, problems)
+    images_dir = root / EVAL_IMAGES
+    if not images_dir.is_dir():
+        problems.append(Problem(EVAL_IMAGES, "folder is missing", "put the evaluation images under eval/images/"))
+        return [], []
+    if table is None:
+        return [], []
+    rows, paths, listed = [], [], set()
+    counts = Counter(table["ImageID"].str.strip())
+    for i, name in enumerate(table["ImageID"].str.strip()):
+        where = f"{EVAL_CSV} line {i + 2}"
+        if counts[name] > 1:
+            problems.append(Problem(where, f"ImageID {name!r} is listed {counts[name]} times", "list each evaluation image once"))
+            continue
+        if _unsafe_name(name):
+            problems.append(
+                Problem(
+                    where,
+                    f"ImageID {name!r} is not a plain file name inside {EVAL_IMAGES}",
+                    "use the bare file name, without '/', '..' or an absolute path",
+                )
+            )
+            continue
+        listed.add(name)
+        f = images_dir / name
+        if not f.is_file():
+            problems.append(
+                Problem(
+                    f"{EVAL_IMAGES}/{name}",
+                    "evaluation image listed in info.csv is missing",
+                    "restore the image; the submission needs a prediction for every row of info.csv",
+                )
+            )
+            continue
+        if not _inside(root, f):
+            problems.append(
+                Problem(f"{EVAL_IMAGES}/{name}", "resolves outside the dataset root", "replace the link with the image file itself")
+            )
+            continue
+        rows.append({"image_id": f"eval/{name}", "stem": name, "order": i, "path": f"{EVAL_IMAGES}/{name}"})
+        paths.append(f)
+    for entry in _visible(images_dir.iterdir()):
+        if entry.name not in listed and entry.name not in counts:
+            quarantine.append(
+                {
+                    "path": f"{EVAL_IMAGES}/{entry.name}",
+                    "reason": "not listed in eval/info.csv; ignored",
+                    "fix": "add it to info.csv or move it out of the dataset",
+                }
+            )
+    return rows, paths
+
+
+def _with_facts(rows: list[dict], paths: list[Path], workers: int | None, quarantine: list[dict]) -> None:
+    for row, facts in zip(rows, _inspect_all(paths, workers), strict=True):
+        row.update(
+            content_hash=facts.content_hash, bytes=facts.bytes, width=facts.width, height=facts.height, readable=facts.problem is None
+        )
+        if facts.problem:
+            quarantine.append(
+                {
+                    "path": row["path"],
+                    "reason": facts.problem,
+                    "fix": "replace the file with a readable image, or exclude it in labels/exclusions.csv",
+                }
+            )
+
+
+def _frame(rows: list[dict], columns: tuple[str, ...], dtypes: dict[str, str]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=list(columns))
+    return frame.astype(dtypes)
+
+
+TRAIN_DTYPES = {
+    "image_id": "string", "content_hash": "string", "profile_id": "string", "person_id": "string",
+    "stem": "string", "mask": "int8", "gender": "int8", "race": "string", "age": "int16",
+    "age_group": "int8", "class_id": "int8", "width": "Int32", "height": "Int32",
+    "readable": "bool", "bytes": "int64", "path": "string",
+}  # fmt: skip
+EVAL_DTYPES = {
+    "image_id": "string", "content_hash": "string", "stem": "string", "order": "int32",
+    "width": "Int32", "height": "Int32", "readable": "bool", "bytes": "int64", "path": "string",
+}  # fmt: skip
+
+
+def scan_competition(root: str | Path, *, workers: int | None = None) -> Layout:
+    """Read and check a dataset in the competition layout.
+
+    Raises LayoutError listing every structural problem; undecodable images are
+    quarantined (kept with readable=False) rather than raised.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise LayoutError(
+            root,
+            [Problem(str(root), "dataset root does not exist", "point the dataset root at a folder holding train/ (and optionally eval/)")],
+        )
+    problems: list[Problem] = []
+    quarantine: list[dict] = []
+    train_rows, train_paths = _scan_train(root, problems)
+    eval_rows, eval_paths = _scan_eval(root, problems, quarantine)
+    if problems:
+        raise LayoutError(root, problems)
+    _with_facts(train_rows, train_paths, workers, quarantine)
+    _with_facts(eval_rows, eval_paths, workers, quarantine)
+    train = _frame(train_rows, TRAIN_MANIFEST_COLUMNS, TRAIN_DTYPES)
+    train = train.sort_values(["profile_id", "stem"], ignore_index=True)
+    evaluation = _frame(eval_rows, EVAL_MANIFEST_COLUMNS, EVAL_DTYPES)
+    return Layout(root, train, evaluation, pd.DataFrame(quarantine, columns=list(QUARANTINE_COLUMNS)))
+
+
+def fingerprint(manifest: pd.DataFrame, columns: tuple[str, ...] = ("image_id", "content_hash", "class_id")) -> str:
+    """A short, order-independent hash of what a manifest says: its data version."""
+    present = [c for c in columns if c in manifest.columns]
+    rows = manifest[present].astype(str).agg("|".join, axis=1).sort_values()
+    return hashlib.sha256("\n".join(rows).encode()).hexdigest()[:16]

@@ -1,0 +1,57 @@
+"""Manifests (pandas DataFrames) stored as Parquet, locally or on any fsspec/UPath location."""
+
+import os
+import uuid
+
+import dagster as dg
+import pandas as pd
+from pydantic import Field
+from upath import UPath
+
+
+def _is_local(path: UPath) -> bool:
+    return getattr(path, "protocol", "") in ("", "file", "local")
+
+
+class ParquetManifestIOManager(dg.UPathIOManager):
+    """One Parquet file per asset (and partition) under a base path.
+
+    Local writes go to a temporary file in the same folder and are renamed into place,
+    so a crash never leaves a half-written manifest; object stores are atomic per object.
+    """
+
+    extension = ".parquet"
+
+    def dump_to_path(self, context: dg.OutputContext, obj: pd.DataFrame, path: UPath) -> None:
+        if not isinstance(obj, pd.DataFrame):
+            raise TypeError(f"{context.asset_key.to_user_string()} returned {type(obj).__name__}; this IO manager stores pandas DataFrames")
+        if _is_local(path):
+            target = os.fspath(path.path if hasattr(path, "path") else path)
+            tmp = f"{target}.tmp-{uuid.uuid4().hex[:8]}"
+            try:
+                obj.to_parquet(tmp, index=False)
+                os.replace(tmp, target)
+            finally:
+                if os.path.exists(tmp):
+                    os.remove(tmp)
+        else:
+            with path.open("wb") as f:
+                obj.to_parquet(f, index=False)
+
+    def load_from_path(self, context: dg.InputContext, path: UPath) -> pd.DataFrame:
+        with path.open("rb") as f:
+            return pd.read_parquet(f)
+
+    def get_metadata(self, context: dg.OutputContext, obj: pd.DataFrame) -> dict[str, dg.MetadataValue]:
+        schema = dg.TableSchema(columns=[dg.TableColumn(str(c), str(t)) for c, t in obj.dtypes.items()])
+        return {"dagster/row_count": dg.MetadataValue.int(len(obj)), "dagster/column_schema": dg.MetadataValue.table_schema(schema)}
+
+
+class ManifestIOManager(dg.ConfigurableIOManagerFactory):
+    """Where manifests live: a local folder or a URL such as s3://bucket/maskops/manifests."""
+
+    base_path: str = Field(description="Folder or URL (s3://, gs://, memory://, ...) for the Parquet manifests.")
+    storage_options: dict[str, str] = Field(default_factory=dict, description="fsspec options for base_path, e.g. credentials.")
+
+    def create_io_manager(self, context: dg.InitResourceContext) -> ParquetManifestIOManager:
+        return ParquetManifestIOManager(base_path=UPath(self.base_path, **self.storage_options))

@@ -1,0 +1,118 @@
+"""The Dagster UI, in a real browser: `maskops ui` serves the code location on 127.0.0.1,
+the asset shows up, "Materialize all" runs it, and the class-distribution chart renders."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def _chromium() -> str:
+    for candidate in (os.environ.get("MASKOPS_CHROMIUM"), "/usr/bin/chromium", "/usr/bin/chromium-browser", shutil.which("chromium")):
+        if candidate and Path(candidate).exists():
+            return candidate
+    pytest.fail("Chromium is needed for the UI test: apt-get install chromium (make test does it when it may), or set MASKOPS_CHROMIUM")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _graphql(base: str, query: str) -> dict:
+    request = urllib.request.Request(
+        f"{base}/graphql", data=json.dumps({"query": query}).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.load(response)["data"]
+
+
+@pytest.fixture
+def dagster_ui(tiny_dataset: Path, tmp_path: Path):
+    port = _free_port()
+    env = {**os.environ, "MASKOPS_HOME": str(tmp_path / "state"), "MASKOPS_DATASET": str(tiny_dataset)}
+    log = (tmp_path / "ui.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "maskops.cli", "ui", "--port", str(port)],
+        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/server_info", timeout=2)
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"dagster UI did not come up:\n{(tmp_path / 'ui.log').read_text()[-3000:]}")
+                time.sleep(1)
+        yield base, tmp_path / "state"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+
+
+def test_ui_shows_and_materializes_the_raw_dataset(dagster_ui, tmp_path: Path):
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    from playwright.sync_api import sync_playwright
+
+    base, state = dagster_ui
+    assert (state / "dagster/dagster.yaml").read_text().count("enabled: false") == 1  # telemetry off before first start
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=_chromium(),
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.goto(f"{base}/asset-groups")
+        with contextlib.suppress(PlaywrightTimeout):  # the "Join the Dagster community" modal of a fresh instance
+            page.get_by_role("button", name="Skip").click(timeout=8000)
+        page.get_by_text("raw_dataset").first.wait_for(timeout=60000)
+        page.get_by_text("eval_dataset").first.wait_for(timeout=10000)
+
+        page.get_by_role("button", name="Materialize all").first.click()
+        deadline = time.monotonic() + 180
+        status = None
+        while time.monotonic() < deadline:
+            runs = _graphql(base, "{ runsOrError { ... on Runs { results { runId status } } } }")["runsOrError"]["results"]
+            status = runs[0]["status"] if runs else None
+            if status in {"SUCCESS", "FAILURE", "CANCELED"}:
+                break
+            time.sleep(2)
+        assert status == "SUCCESS", f"run ended as {status}"
+
+        page.goto(f"{base}/assets/raw_dataset?view=events")
+        page.get_by_text("[Show Markdown]").first.click(timeout=60000)  # class_distribution
+        chart = page.locator('img[src^="data:image/png;base64"]').first
+        chart.wait_for(timeout=60000)
+        assert chart.evaluate("img => img.naturalWidth") > 100  # the PNG decoded and rendered
+        page.screenshot(path=str(tmp_path / "raw_dataset.png"), full_page=True)
+        browser.close()
+    assert (state / "manifests/raw_dataset.parquet").exists()
