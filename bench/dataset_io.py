@@ -23,10 +23,10 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import emit  # noqa: E402
+from common import emit
 
-from maskops.layout import scan_competition  # noqa: E402
-from maskops.synth.people import SynthConfig, synthesize  # noqa: E402
+from maskops.layout import scan_competition
+from maskops.synth.people import SynthConfig, synthesize
 
 
 def _write_jpeg(args: tuple[np.ndarray, str]) -> None:

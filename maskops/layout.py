@@ -34,6 +34,7 @@ from maskops.labels import (
     parse_age,
     parse_gender,
 )
+from maskops.problems import Problem, ProblemReport
 
 TRAIN_CSV = "train/train.csv"
 TRAIN_IMAGES = "train/images"
@@ -42,7 +43,6 @@ EVAL_IMAGES = "eval/images"
 TRAIN_COLUMNS = ("id", "gender", "race", "age", "path")
 EVAL_COLUMNS = ("ImageID", "ans")
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"})
-MAX_LISTED_PROBLEMS = 40
 
 TRAIN_MANIFEST_COLUMNS = (
     "image_id", "content_hash", "profile_id", "person_id", "stem", "mask", "gender", "race",
@@ -54,31 +54,14 @@ EVAL_MANIFEST_COLUMNS = (
 QUARANTINE_COLUMNS = ("path", "reason", "fix")
 
 
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with the dataset: where, what, and how to fix it."""
-
-    path: str
-    message: str
-    fix: str
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.message}\n      fix: {self.fix}"
-
-
-class LayoutError(ValueError):
+class LayoutError(ProblemReport):
     """The dataset does not follow the competition layout; lists every problem found."""
 
-    def __init__(self, root: Path, problems: list[Problem]):
-        self.root = root
-        self.problems = problems
-        shown = "\n".join(f"  - {p}" for p in problems[:MAX_LISTED_PROBLEMS])
-        more = len(problems) - MAX_LISTED_PROBLEMS
-        tail = f"\n  ... and {more} more (see LayoutError.problems)" if more > 0 else ""
-        noun = "problem" if len(problems) == 1 else "problems"
-        super().__init__(
-            f"dataset {root} has {len(problems)} {noun}; nothing was read into a manifest and no file was changed:\n{shown}{tail}"
-        )
+    what = "dataset"
+
+    @property
+    def root(self) -> Path:
+        return Path(self.source)
 
 
 @dataclass

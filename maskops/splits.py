@@ -1,0 +1,58 @@
+"""Profile-level folds: people, never images, are split; one fold validates every variant."""
+
+from __future__ import annotations
+
+import warnings
+
+import pandas as pd
+from sklearn.model_selection import StratifiedGroupKFold
+
+TRAIN, VALIDATION = "train", "validation"
+
+
+class SplitError(ValueError):
+    """A split cannot be made or applied as asked."""
+
+
+def split_profiles(manifest: pd.DataFrame, n_folds: int = 5, validation_fold: int = 0, seed: int = 0) -> pd.DataFrame:
+    """Assign every profile to one of `n_folds` folds, stratified on the 18 classes of its images.
+
+    Each person's images share gender and age group and carry masks 5:1:1, so this balances
+    gender x age group across folds (and mask wherever the mix differs). Returns one row per
+    profile: profile_id, fold, role ('train' or 'validation').
+    """
+    if n_folds < 2:
+        raise SplitError(f"n_folds must be at least 2, got {n_folds}")
+    if not 0 <= validation_fold < n_folds:
+        raise SplitError(f"validation_fold must be in 0..{n_folds - 1}, got {validation_fold}")
+    profiles = manifest["profile_id"].nunique()
+    if profiles < n_folds:
+        raise SplitError(f"{profiles} profiles cannot fill {n_folds} folds; use fewer folds or more data")
+    splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    data = manifest.sort_values("image_id").reset_index(drop=True)
+    fold = pd.Series(-1, index=data.index)
+    with warnings.catch_warnings():  # rare classes with fewer members than folds are expected
+        warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
+        for k, (_, held_out) in enumerate(splitter.split(data, data["class_id"], groups=data["profile_id"])):
+            fold.iloc[held_out] = k
+    table = pd.DataFrame({"profile_id": data["profile_id"], "fold": fold}).drop_duplicates("profile_id")
+    table["role"] = (table["fold"] == validation_fold).map({True: VALIDATION, False: TRAIN})
+    return table.sort_values("profile_id").reset_index(drop=True).astype({"profile_id": "string", "fold": "int8", "role": "string"})
+
+
+def assign_split(manifest: pd.DataFrame, split: pd.DataFrame) -> pd.DataFrame:
+    """Add fold and role to a variant's manifest. Generated rows take their source's fold and are
+    always training rows; a generated row from a validation profile is an error (it would leak)."""
+    source = manifest["source_profile_id"] if "source_profile_id" in manifest.columns else manifest["profile_id"]
+    by_profile = split.set_index("profile_id")
+    missing = sorted(set(source) - set(by_profile.index))
+    if missing:
+        raise SplitError(f"{len(missing)} profile(s) are not in the split, e.g. {missing[:3]}; re-materialize profile_split")
+    out = manifest.assign(fold=by_profile["fold"].reindex(source).to_numpy(), role=by_profile["role"].reindex(source).to_numpy())
+    generated = manifest["generator"].fillna("").ne("") if "generator" in manifest.columns else pd.Series(False, index=manifest.index)
+    leaked = generated & (out["role"] == VALIDATION)
+    if leaked.any():
+        raise SplitError(
+            f"{int(leaked.sum())} generated image(s) derive from validation profiles, e.g. {list(manifest.loc[leaked, 'image_id'][:3])}"
+        )
+    return out
