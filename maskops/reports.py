@@ -51,3 +51,32 @@ def class_distribution_png(counts: pd.Series, title: str) -> bytes:
 def png_markdown(png: bytes, alt: str) -> str:
     """Inline a PNG in markdown, so it shows in the Dagster UI without a file server."""
     return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})"
+
+
+def contact_sheet(images: list, captions: list[str], thumb: int = 96, columns: int = 8) -> bytes:
+    """Thumbnails in a grid with a caption under each, as PNG bytes."""
+    from PIL import Image, ImageDraw
+
+    columns = max(1, min(columns, len(images)))
+    rows = max(1, -(-len(images) // columns))
+    cell_h = thumb + 14
+    sheet = Image.new("RGB", (columns * thumb, rows * cell_h), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    for i, (img, caption) in enumerate(zip(images, captions, strict=True)):
+        x, y = (i % columns) * thumb, (i // columns) * cell_h
+        tile = img.convert("RGB")
+        tile.thumbnail((thumb, thumb))
+        sheet.paste(tile, (x + (thumb - tile.width) // 2, y + (thumb - tile.height) // 2))
+        draw.text((x + 2, y + thumb + 1), caption[:18], fill=(20, 20, 20))
+    buf = io.BytesIO()
+    sheet.save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
+
+
+def count_comparison_markdown(before: pd.Series, after: pd.Series, before_name: str, after_name: str) -> str:
+    """Images per class in two manifests side by side, with the difference."""
+    lines = [f"| class | mask / gender / age | {before_name} | {after_name} | change |", "|---:|---|---:|---:|---:|"]
+    for cid in range(NUM_CLASSES):
+        b, a = int(before.get(cid, 0)), int(after.get(cid, 0))
+        lines.append(f"| {cid} | {CLASS_NAMES[cid]} | {b} | {a} | {a - b:+d} |")
+    return "\n".join(lines)

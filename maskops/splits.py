@@ -5,7 +5,6 @@ from __future__ import annotations
 import warnings
 
 import pandas as pd
-from sklearn.model_selection import StratifiedGroupKFold
 
 TRAIN, VALIDATION = "train", "validation"
 
@@ -28,6 +27,8 @@ def split_profiles(manifest: pd.DataFrame, n_folds: int = 5, validation_fold: in
     profiles = manifest["profile_id"].nunique()
     if profiles < n_folds:
         raise SplitError(f"{profiles} profiles cannot fill {n_folds} folds; use fewer folds or more data")
+    from sklearn.model_selection import StratifiedGroupKFold  # imported here: sklearn costs a second at import
+
     splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     data = manifest.sort_values("image_id").reset_index(drop=True)
     fold = pd.Series(-1, index=data.index)

@@ -2,7 +2,9 @@
 
 from maskops.settings import Settings
 from resources.dataset import CompetitionDataset
+from resources.images import BackgroundRemoverResource, FaceDetectorResource, ImageStoreResource
 from resources.io_managers import ManifestIOManager
+from resources.labels import LabelFiles
 
 
 def build_resources(settings: Settings) -> dict[str, object]:
@@ -10,7 +12,19 @@ def build_resources(settings: Settings) -> dict[str, object]:
     return {
         "dataset": CompetitionDataset(root=str(settings.dataset)),
         "manifest_io_manager": ManifestIOManager(base_path=str(settings.manifests)),
+        "labels": LabelFiles(folder=str(settings.labels)),
+        "image_store": ImageStoreResource(root=settings.image_store),
+        "face_detector": FaceDetectorResource(),
+        "background_remover": BackgroundRemoverResource(models_dir=str(settings.models)),
     }
 
 
-__all__ = ["CompetitionDataset", "ManifestIOManager", "build_resources"]
+__all__ = [
+    "BackgroundRemoverResource",
+    "CompetitionDataset",
+    "FaceDetectorResource",
+    "ImageStoreResource",
+    "LabelFiles",
+    "ManifestIOManager",
+    "build_resources",
+]

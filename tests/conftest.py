@@ -36,3 +36,29 @@ def dataset_copy(tiny_dataset: Path, tmp_path: Path) -> Path:
 def snapshot(root: Path) -> dict[str, tuple[int, int]]:
     """(size, mtime_ns) of every file under root, to prove nothing was modified."""
     return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A rembg model folder holding a tiny segmenter (no download, real rembg session path)."""
+    from tests.onnx_models import brightness_segmenter
+
+    folder = tmp_path_factory.mktemp("models")
+    brightness_segmenter(folder / "tiny_segmenter.onnx")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def face_detector():
+    from maskops.faces import FaceDetector
+
+    return FaceDetector(threads=1)
+
+
+@pytest.fixture(scope="session")
+def astronaut():
+    """A real face photo that ships with scikit-image."""
+    from PIL import Image
+    from skimage import data
+
+    return Image.fromarray(data.astronaut())

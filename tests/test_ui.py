@@ -1,5 +1,6 @@
 """The Dagster UI, in a real browser: `maskops ui` serves the code location on 127.0.0.1,
-the asset shows up, "Materialize all" runs it, and the class-distribution chart renders."""
+the asset graph shows up, the raw dataset is materialized from its page, and the
+class-distribution chart renders."""
 
 from __future__ import annotations
 
@@ -91,13 +92,15 @@ def test_ui_shows_and_materializes_the_raw_dataset(dagster_ui, tmp_path: Path):
             ],
         )
         page = browser.new_page(viewport={"width": 1400, "height": 900})
-        page.goto(f"{base}/asset-groups")
+        page.goto(f"{base}/assets")  # the catalog lists every asset
         with contextlib.suppress(PlaywrightTimeout):  # the "Join the Dagster community" modal of a fresh instance
             page.get_by_role("button", name="Skip").click(timeout=8000)
-        page.get_by_text("raw_dataset").first.wait_for(timeout=60000)
-        page.get_by_text("eval_dataset").first.wait_for(timeout=10000)
+        for name in ("raw_dataset", "relabeled_dataset", "cleaned_dataset", "generated_dataset", "profile_split", "eval_dataset"):
+            page.get_by_text(name).first.wait_for(timeout=60000)
 
-        page.get_by_role("button", name="Materialize all").first.click()
+        page.goto(f"{base}/assets/raw_dataset")
+        page.locator("button", has_text="Materialize").first.click()
+        page.get_by_role("button", name="Confirm").click(timeout=30000)  # eval_dataset comes from the same scan
         deadline = time.monotonic() + 180
         status = None
         while time.monotonic() < deadline:

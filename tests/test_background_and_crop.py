@@ -1,0 +1,118 @@
+"""Background removal through rembg's real session path (tiny ONNX model) and the crop stage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from maskops.background import BackgroundRemover, ModelMissingError
+from maskops.crop import CropConfig, Cropper
+from maskops.layout import scan_competition
+from maskops.store import ImageSource, ImageStore
+from tests.onnx_models import brightness_segmenter
+
+
+def _remover(models_dir: Path) -> BackgroundRemover:
+    return BackgroundRemover(models_dir, model="u2net_custom", model_path=models_dir / "tiny_segmenter.onnx", threads=1, color=(0, 0, 255))
+
+
+def test_rembg_session_replaces_the_background(models_dir: Path):
+    picture = np.full((200, 160, 3), 20, np.uint8)
+    picture[60:140, 40:120] = 230  # a bright "person" on a dark background
+    out = np.asarray(_remover(models_dir).apply(Image.fromarray(picture)))
+    assert out[100, 80, 0] > 150  # foreground kept
+    assert out[5, 5, 2] > 200 and out[5, 5, 0] < 30  # background replaced by the colour
+
+
+def test_missing_models_are_never_downloaded(tmp_path: Path, models_dir: Path):
+    with pytest.raises(ModelMissingError, match="maskops fetch-models"):
+        BackgroundRemover(tmp_path / "empty", model="u2netp")
+    with pytest.raises(ModelMissingError, match="not provisioned offline"):
+        BackgroundRemover(tmp_path / "empty", model="u2net")
+    outside = brightness_segmenter(tmp_path / "elsewhere" / "m.onnx")
+    with pytest.raises(ValueError, match="within the models directory"):
+        BackgroundRemover(models_dir, model="u2net_custom", model_path=outside)
+
+
+class Counting:
+    """Wraps a model object and counts the images it is asked to process."""
+
+    def __init__(self, inner, method: str):
+        self.inner, self.method, self.calls = inner, method, 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def apply(self, image):
+        self.calls += 1
+        return self.inner.apply(image)
+
+    def detect(self, images):
+        self.calls += len(images)
+        return self.inner.detect(images)
+
+
+@pytest.fixture
+def tiny_manifest(tiny_dataset: Path) -> pd.DataFrame:
+    return scan_competition(tiny_dataset).train
+
+
+def test_crop_stage_records_and_reuses(tiny_dataset: Path, tiny_manifest: pd.DataFrame, models_dir: Path, face_detector, tmp_path: Path):
+    store = ImageStore(tmp_path / "store")
+    source = ImageSource(tiny_dataset, store)
+    remover, detector = Counting(_remover(models_dir), "apply"), Counting(face_detector, "detect")
+    cropper = Cropper(CropConfig(), store, remover, detector, batch_size=8)
+    records, stats = cropper.run(tiny_manifest, source.open_rgb)
+    assert stats.processed == len(tiny_manifest) == 42 and stats.reused == 0
+    assert remover.calls == 42 and detector.calls == 42
+    assert records["content_hash"].is_unique and set(records["content_hash"]) == set(tiny_manifest["content_hash"])
+    assert records["face_found"].any()  # the toy segmenter blanks dark skin; the real u2netp does not
+    assert (records["fallback"] == ~records["face_found"]).all()
+    found = records[records["face_found"]]
+    assert (found["face_prob"] >= 0.9).all() and (found["box_x1"] > found["box_x0"]).all()
+    crop = source.open_rgb(records["crop_path"].iloc[0])
+    assert crop.size == (256, 256)
+
+    # a second run, or another variant with the same images, computes nothing
+    again, stats2 = Cropper(CropConfig(), store, remover, detector).run(tiny_manifest.sample(frac=1, random_state=1), source.open_rgb)
+    assert stats2.processed == 0 and stats2.reused == 42 and remover.calls == 42 and detector.calls == 42
+    pd.testing.assert_frame_equal(
+        again.sort_values("content_hash", ignore_index=True), records.sort_values("content_hash", ignore_index=True)
+    )
+
+    # new parameters are new work
+    _, stats3 = Cropper(CropConfig(margin=10), store, remover, detector).run(tiny_manifest.head(7), source.open_rgb)
+    assert stats3.processed == 7
+
+
+def test_steps_can_be_reordered_or_switched_off(
+    tiny_dataset: Path, tiny_manifest: pd.DataFrame, models_dir: Path, face_detector, tmp_path: Path
+):
+    store = ImageStore(tmp_path / "store")
+    source = ImageSource(tiny_dataset, store)
+    sample = tiny_manifest.head(7)
+    records, _ = Cropper(CropConfig(order="crop_first"), store, _remover(models_dir), face_detector).run(sample, source.open_rgb)
+    assert records["face_found"].mean() >= 0.8  # detected before the background goes
+    only_crop, _ = Cropper(CropConfig(remove_background=False), store, None, face_detector).run(sample, source.open_rgb)
+    assert only_crop["face_found"].mean() >= 0.8
+    assert source.open_rgb(only_crop["crop_path"].iloc[0]).size == (256, 256)
+    only_bg, _ = Cropper(CropConfig(crop_face=False), store, _remover(models_dir), None).run(sample, source.open_rgb)
+    assert source.open_rgb(only_bg["crop_path"].iloc[0]).size == (384, 512) and not only_bg["fallback"].any()
+    with pytest.raises(ValueError, match="no background remover"):
+        Cropper(CropConfig(), store, None, face_detector)
+    with pytest.raises(ValueError, match="order must be one of"):
+        CropConfig(order="sideways")
+
+
+def test_faceless_image_falls_back_to_centre_crop(models_dir: Path, face_detector, tmp_path: Path):
+    store = ImageStore(tmp_path / "store")
+    blank = Image.fromarray(np.tile(np.linspace(60, 200, 384, dtype=np.uint8), (512, 1))).convert("RGB")  # no face
+    images = pd.DataFrame({"content_hash": ["blank"], "path": ["unused"]})
+    records, stats = Cropper(CropConfig(), store, _remover(models_dir), face_detector).run(images, lambda _: blank)
+    row = records.iloc[0]
+    assert stats.fallbacks == 1 and row["fallback"] and not row["face_found"]
+    assert (row["box_x0"], row["box_y0"], row["box_x1"], row["box_y1"]) == (38, 102, 346, 410)

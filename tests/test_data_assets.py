@@ -1,0 +1,116 @@
+"""The whole data graph in Dagster: raw -> relabeled -> split -> cleaned -> generated -> cropped/*."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from assets.cropped import VARIANTS, cropped_assets
+from assets.datasets import cleaned_dataset, generated_dataset, profile_split, relabeled_dataset
+from assets.raw import competition_dataset
+from maskops.synth.people import SynthConfig, synthesize
+from resources import (
+    BackgroundRemoverResource,
+    CompetitionDataset,
+    FaceDetectorResource,
+    ImageStoreResource,
+    LabelFiles,
+    ManifestIOManager,
+)
+from tests.conftest import TINY
+
+ASSETS = [competition_dataset, relabeled_dataset, profile_split, cleaned_dataset, generated_dataset, *cropped_assets]
+CROP_OPS = {f"cropped__{v}": {"config": {"background_model": "u2net_custom"}} for v in VARIANTS}
+RUN_CONFIG = {"ops": {**CROP_OPS, "profile_split": {"config": {"n_folds": 3}}, "generated_dataset": {"config": {"stage": 2}}}}
+
+
+def _resources(root: Path, state: Path, models_dir: Path) -> dict:
+    return {
+        "dataset": CompetitionDataset(root=str(root)),
+        "manifest_io_manager": ManifestIOManager(base_path=str(state / "manifests")),
+        "labels": LabelFiles(folder=str(state / "labels")),
+        "image_store": ImageStoreResource(root=str(state / "images")),
+        "face_detector": FaceDetectorResource(threads=1),
+        "background_remover": BackgroundRemoverResource(
+            models_dir=str(models_dir), model_path=str(models_dir / "tiny_segmenter.onnx"), threads=1
+        ),
+    }
+
+
+def _meta(result: dg.ExecuteInProcessResult, key: str) -> dict:
+    (event,) = [m for m in result.get_asset_materialization_events() if m.asset_key.to_user_string() == key]
+    return {k: v.value for k, v in event.materialization.metadata.items()}
+
+
+@pytest.fixture
+def labelled_state(dataset_copy: Path, tmp_path: Path) -> tuple[Path, Path]:
+    state = tmp_path / "state"
+    profiles = sorted(pd.read_csv(dataset_copy / "train/train.csv", dtype=str)["path"])
+    (state / "labels").mkdir(parents=True)
+    (state / "labels/corrections.csv").write_text(f"profile_id,stem,field,value,reason\n{profiles[0]},,age,61,looks older\n")
+    (state / "labels/exclusions.csv").write_text(f"profile_id,stem,reason\n{profiles[1]},,blurry\n")
+    return dataset_copy, state
+
+
+def test_whole_graph_materializes_with_lineage_and_metadata(labelled_state, models_dir: Path):
+    root, state = labelled_state
+    result = dg.materialize(
+        ASSETS, resources=_resources(root, state, models_dir), run_config=RUN_CONFIG, instance=dg.DagsterInstance.ephemeral()
+    )
+    assert result.success
+    manifests = {p.stem: pd.read_parquet(p) for p in (state / "manifests").rglob("*.parquet")}
+    assert {"raw_dataset", "relabeled_dataset", "cleaned_dataset", "generated_dataset", "profile_split", "eval_dataset"} <= set(manifests)
+    assert {"raw", "relabeled", "cleaned", "generated", "eval"} == {p.stem for p in (state / "manifests/cropped").iterdir()}
+
+    relabeled = manifests["relabeled_dataset"]
+    assert relabeled["label_changed"].sum() == 7 and (relabeled.loc[relabeled["label_changed"], "age_group"] == 2).all()
+    assert _meta(result, "relabeled_dataset")["relabeled_images"] == 7
+    cleaned = manifests["cleaned_dataset"]
+    assert len(cleaned) == len(relabeled) - 7 and _meta(result, "cleaned_dataset")["removed_images"] == 7
+
+    split = manifests["profile_split"]
+    generated = manifests["generated_dataset"]
+    new = generated[generated["generator"] != ""]
+    assert len(generated) == len(cleaned) + len(new) and len(new) % 7 == 0
+    training = set(split.loc[split["role"] == "train", "profile_id"])
+    assert set(new["source_profile_id"]) <= training  # generated people come from training profiles only
+
+    processed = {v: _meta(result, f"cropped/{v}")["processed_images"] for v in VARIANTS}
+    assert processed["raw"] + processed["relabeled"] + processed["cleaned"] == 7 * TINY.profiles  # each crop computed once
+    assert processed["generated"] == len(new) and processed["eval"] == 7 * TINY.eval_profiles
+    cropped = pd.read_parquet(state / "manifests/cropped/generated.parquet")
+    assert cropped["crop_path"].str.startswith("store:").all() and len(cropped) == len(generated)
+    meta = _meta(result, "cropped/raw")
+    assert 0 <= meta["detection_rate"] <= 1 and meta["samples"].startswith("![samples](data:image/png;base64,")
+    assert _meta(result, "generated_dataset")["samples"].startswith("![samples](data:image/png")
+
+
+def test_adding_profiles_processes_only_the_new_images(labelled_state, models_dir: Path, tmp_path: Path):
+    root, state = labelled_state
+    resources = _resources(root, state, models_dir)
+    assert dg.materialize(ASSETS, resources=resources, run_config=RUN_CONFIG).success
+    # one more person, drawn by the same seed: the first six stay byte-identical
+    bigger = tmp_path / "bigger"
+    synthesize(bigger, SynthConfig(**{**TINY.__dict__, "profiles": TINY.profiles + 1}), workers=2)
+    new_folder = pd.read_csv(bigger / "train/train.csv", dtype=str).iloc[-1]
+    shutil.copytree(bigger / "train/images" / new_folder["path"], root / "train/images" / new_folder["path"])
+    shutil.copy(bigger / "train/train.csv", root / "train/train.csv")
+    again = dg.materialize(ASSETS, resources=resources, run_config=RUN_CONFIG)
+    assert again.success
+    processed = {v: _meta(again, f"cropped/{v}")["processed_images"] for v in VARIANTS}
+    assert processed["raw"] == 7 and processed["relabeled"] == 0 and processed["eval"] == 0
+    assert processed["cleaned"] == 0  # its images are the raw ones, already cropped
+    assert _meta(again, "cropped/raw")["reused_images"] == 7 * TINY.profiles
+
+
+def test_bad_corrections_stop_the_run_naming_the_row(labelled_state, models_dir: Path):
+    root, state = labelled_state
+    (state / "labels/corrections.csv").write_text("profile_id,stem,field,value,reason\nnobody,,age,30,x\n")
+    result = dg.materialize(ASSETS[:2], resources=_resources(root, state, models_dir), raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
+    assert "corrections.csv line 2: unknown profile 'nobody'" in failure.step_failure_data.error.to_string()
