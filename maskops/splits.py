@@ -57,3 +57,35 @@ def assign_split(manifest: pd.DataFrame, split: pd.DataFrame) -> pd.DataFrame:
             f"{int(leaked.sum())} generated image(s) derive from validation profiles, e.g. {list(manifest.loc[leaked, 'image_id'][:3])}"
         )
     return out
+
+
+def extend_split(previous: pd.DataFrame, manifest: pd.DataFrame, n_folds: int, validation_fold: int, seed: int = 0) -> pd.DataFrame:
+    """Keep every known profile in its fold and add new ones where their stratum is thinnest.
+
+    People never move between folds as data arrives, so validation stays comparable across
+    runs (and the work derived from training profiles stays valid). New profiles go, in a
+    seeded order, to the fold holding the fewest profiles of their gender x age group.
+    """
+    import hashlib
+
+    people = manifest.drop_duplicates("profile_id").set_index("profile_id")
+    stratum = people["gender"].astype(int) * 3 + people["age_group"].astype(int)
+    kept = previous[previous["profile_id"].isin(people.index)][["profile_id", "fold"]]
+    if len(kept) and (kept["fold"].max() >= n_folds or kept["fold"].min() < 0):
+        raise SplitError(f"the previous split has folds outside 0..{n_folds - 1}; make a fresh split")
+    per_stratum = {s: [0] * n_folds for s in range(6)}
+    totals = [0] * n_folds
+    for profile, fold in zip(kept["profile_id"], kept["fold"], strict=True):
+        per_stratum[int(stratum[profile])][int(fold)] += 1
+        totals[int(fold)] += 1
+    new = sorted(set(people.index) - set(kept["profile_id"]), key=lambda p: hashlib.sha256(f"{seed}/{p}".encode()).hexdigest())
+    rows = []
+    for profile in new:
+        counts = per_stratum[int(stratum[profile])]
+        fold = min(range(n_folds), key=lambda f: (counts[f], totals[f], f))
+        counts[fold] += 1
+        totals[fold] += 1
+        rows.append({"profile_id": profile, "fold": fold})
+    table = pd.concat([kept, pd.DataFrame(rows, columns=["profile_id", "fold"])], ignore_index=True)
+    table["role"] = (table["fold"] == validation_fold).map({True: VALIDATION, False: TRAIN})
+    return table.sort_values("profile_id").reset_index(drop=True).astype({"profile_id": "string", "fold": "int8", "role": "string"})

@@ -92,15 +92,21 @@ def test_whole_graph_materializes_with_lineage_and_metadata(labelled_state, mode
 def test_adding_profiles_processes_only_the_new_images(labelled_state, models_dir: Path, tmp_path: Path):
     root, state = labelled_state
     resources = _resources(root, state, models_dir)
-    assert dg.materialize(ASSETS, resources=resources, run_config=RUN_CONFIG).success
+    instance = dg.DagsterInstance.ephemeral()
+    first = dg.materialize(ASSETS, resources=resources, run_config=RUN_CONFIG, instance=instance)
+    assert first.success
     # one more person, drawn by the same seed: the first six stay byte-identical
     bigger = tmp_path / "bigger"
     synthesize(bigger, SynthConfig(**{**TINY.__dict__, "profiles": TINY.profiles + 1}), workers=2)
     new_folder = pd.read_csv(bigger / "train/train.csv", dtype=str).iloc[-1]
     shutil.copytree(bigger / "train/images" / new_folder["path"], root / "train/images" / new_folder["path"])
     shutil.copy(bigger / "train/train.csv", root / "train/train.csv")
-    again = dg.materialize(ASSETS, resources=resources, run_config=RUN_CONFIG)
+    split_before = pd.read_parquet(state / "manifests/profile_split.parquet")
+    again = dg.materialize(ASSETS, resources=resources, run_config=RUN_CONFIG, instance=instance)
     assert again.success
+    split_after = pd.read_parquet(state / "manifests/profile_split.parquet")
+    assert split_before.merge(split_after, on=["profile_id", "fold", "role"]).shape[0] == TINY.profiles  # nobody moved
+    assert _meta(again, "profile_split")["profiles_placed"] == 1
     processed = {v: _meta(again, f"cropped/{v}")["processed_images"] for v in VARIANTS}
     assert processed["raw"] == 7 and processed["relabeled"] == 0 and processed["eval"] == 0
     assert processed["cleaned"] == 0  # its images are the raw ones, already cropped

@@ -20,7 +20,15 @@ def _manifest(profiles: int = 400, seed: int = 0) -> pd.DataFrame:
         grp = int(age_group(int(r.age)))
         for stem in PROFILE_STEMS:
             mask = int(STEM_MASK[stem])
-            rows.append({"image_id": f"{r.path}/{stem}", "profile_id": r.path, "class_id": encode(mask, gender, grp)})
+            rows.append(
+                {
+                    "image_id": f"{r.path}/{stem}",
+                    "profile_id": r.path,
+                    "gender": gender,
+                    "age_group": grp,
+                    "class_id": encode(mask, gender, grp),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -63,3 +71,20 @@ def test_generated_rows_inherit_and_never_validate():
 def test_bad_split_settings(kwargs, message):
     with pytest.raises(SplitError, match=message):
         split_profiles(_manifest(20), **kwargs)
+
+
+def test_extending_keeps_people_in_their_folds():
+    from maskops.splits import extend_split
+
+    everyone = _manifest(420, seed=3)
+    first_ids = sorted(everyone["profile_id"].unique())[:400]
+    first = everyone[everyone["profile_id"].isin(first_ids)]
+    before = split_profiles(first, n_folds=5, seed=1)
+    after = extend_split(before, everyone, n_folds=5, validation_fold=0, seed=1)
+    merged = before.merge(after, on="profile_id", suffixes=("_before", "_after"))
+    assert len(merged) == 400 and (merged["fold_before"] == merged["fold_after"]).all()
+    assert len(after) == everyone["profile_id"].nunique() and after["profile_id"].is_unique
+    counts = after["fold"].value_counts()
+    assert counts.max() - counts.min() <= 3  # new people went where folds were thin
+    gone = extend_split(before, first[first["profile_id"] != first_ids[0]], n_folds=5, validation_fold=0)
+    assert first_ids[0] not in set(gone["profile_id"])
