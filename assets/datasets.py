@@ -15,6 +15,7 @@ from maskops.generate import GENERATE_CODE_VERSION, AgeModel, GenerateConfig, ge
 from maskops.labels import CLASS_NAMES, MaskState
 from maskops.layout import fingerprint
 from maskops.splits import TRAIN, assign_split, extend_split, split_profiles
+from maskops.store import ImageSource
 from resources import CompetitionDataset, FaceDetectorResource, ImageStoreResource, LabelFiles
 
 GROUP = "datasets"
@@ -26,7 +27,9 @@ def _result(manifest: pd.DataFrame, metadata: dict) -> dg.MaterializeResult:
 
 
 @dg.asset(group_name=GROUP, code_version="1", kinds=KINDS, io_manager_key="manifest_io_manager")
-def relabeled_dataset(context: dg.AssetExecutionContext, raw_dataset: pd.DataFrame, labels: LabelFiles) -> dg.MaterializeResult:
+def relabeled_dataset(
+    context: dg.AssetExecutionContext, raw_dataset: pd.DataFrame, labels: LabelFiles, dataset: CompetitionDataset
+) -> dg.MaterializeResult:
     """raw_dataset with the human corrections of labels/corrections.csv applied; raw_* columns keep the originals."""
     corrections = read_corrections(labels.corrections, raw_dataset)
     out = apply_corrections(raw_dataset, corrections)
@@ -41,6 +44,9 @@ def relabeled_dataset(context: dg.AssetExecutionContext, raw_dataset: pd.DataFra
         "corrections_by_field": dg.MetadataValue.json({f: int(by_field.get(f, 0)) for f in ("gender", "age", "mask")}),
         "relabeled_images": dg.MetadataValue.int(len(changed)),
         "relabeled_profiles": dg.MetadataValue.int(int(changed["profile_id"].nunique())),
+        "relabeled_samples": sheet_metadata(
+            changed[changed["readable"]], ImageSource(dataset.root).open_rgb, lambda r: f"{r['raw_class_id']}->{r['class_id']} {r['stem'][:7]}"
+        ),
         "relabeled_rows": dg.MetadataValue.md(table_markdown(
             changed.assign(before=changed["raw_class_id"].map(lambda c: CLASS_NAMES[c]), after=changed["class_id"].map(lambda c: CLASS_NAMES[c]))
             [["image_id", "before", "after", "correction_reason"]]
@@ -116,7 +122,11 @@ class CleaningConfig(dg.Config):
 
 @dg.asset(group_name=GROUP, code_version="1", kinds=KINDS, io_manager_key="manifest_io_manager")
 def cleaned_dataset(
-    context: dg.AssetExecutionContext, config: CleaningConfig, relabeled_dataset: pd.DataFrame, labels: LabelFiles
+    context: dg.AssetExecutionContext,
+    config: CleaningConfig,
+    relabeled_dataset: pd.DataFrame,
+    labels: LabelFiles,
+    dataset: CompetitionDataset,
 ) -> dg.MaterializeResult:
     """relabeled_dataset minus labels/exclusions.csv and the configured rule-based removals."""
     rules = CleaningRules(
@@ -133,6 +143,7 @@ def cleaned_dataset(
         "removed_profiles": dg.MetadataValue.int(int(removed["profile_id"].nunique())),
         "removed_by_reason": dg.MetadataValue.md(table_markdown(summary)),
         "removed_rows": dg.MetadataValue.md(table_markdown(removed[["image_id", "removal"]])),
+        "removed_samples": sheet_metadata(removed[removed["readable"]], ImageSource(dataset.root).open_rgb, lambda r: r["removal"][:18]),
     })  # fmt: skip
 
 

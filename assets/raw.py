@@ -3,9 +3,11 @@
 import dagster as dg
 import pandas as pd
 
-from maskops.labels import NUM_CLASSES
+from assets.metadata import sheet_metadata
+from maskops.labels import CLASS_NAMES, NUM_CLASSES
 from maskops.layout import Layout, fingerprint
 from maskops.reports import class_counts, class_distribution_png, class_table_markdown, png_markdown
+from maskops.store import ImageSource
 from resources.dataset import CompetitionDataset
 
 CODE_VERSION = "1"
@@ -35,6 +37,7 @@ def raw_metadata(layout: Layout) -> dict[str, object]:
         ),
         "class_counts": dg.MetadataValue.md(class_table_markdown(counts)),
         "quarantine": dg.MetadataValue.md(_quarantine_markdown(layout.quarantine)),
+        "samples": sheet_metadata(train[train["readable"]], ImageSource(layout.root).open_rgb, lambda r: CLASS_NAMES[r["class_id"]]),
     }
 
 

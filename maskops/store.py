@@ -90,12 +90,14 @@ def encode_jpeg(image: Image.Image, quality: int = 95) -> bytes:
 class ImageSource:
     """Opens a manifest's `path`: relative to the dataset root, or `store:<key>`."""
 
-    def __init__(self, dataset_root: str | os.PathLike, store: ImageStore):
+    def __init__(self, dataset_root: str | os.PathLike, store: ImageStore | None = None):
         self.dataset_root = Path(dataset_root)
         self.store = store
 
     def read_bytes(self, path: str) -> bytes:
         if path.startswith(STORE_PREFIX):
+            if self.store is None:
+                raise ValueError(f"{path} is in the image store, but this source has none")
             return self.store.image_bytes(path[len(STORE_PREFIX) :])
         return (self.dataset_root / path).read_bytes()
 

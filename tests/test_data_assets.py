@@ -87,6 +87,8 @@ def test_whole_graph_materializes_with_lineage_and_metadata(labelled_state, mode
     meta = _meta(result, "cropped/raw")
     assert 0 <= meta["detection_rate"] <= 1 and meta["samples"].startswith("![samples](data:image/png;base64,")
     assert _meta(result, "generated_dataset")["samples"].startswith("![samples](data:image/png")
+    for key, sheet in (("raw_dataset", "samples"), ("relabeled_dataset", "relabeled_samples"), ("cleaned_dataset", "removed_samples")):
+        assert _meta(result, key)[sheet].startswith("![samples](data:image/png"), key
 
 
 def test_adding_profiles_processes_only_the_new_images(labelled_state, models_dir: Path, tmp_path: Path):
