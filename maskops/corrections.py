@@ -40,88 +40,112 @@ def parse_mask(text: str) -> MaskState:
         raise LabelError(f"unknown mask state {text!r}; expected one of {sorted(MASK_VALUES)}") from None
 
 
-def read_label_file(path: Path, columns: tuple[str, ...], problems: list[Problem]) -> pd.DataFrame:
-    """Read a human-edited CSV as strings; a missing file is an empty table."""
+def read_label_table(path: str | Path, columns: tuple[str, ...]) -> pd.DataFrame:
+    """A human-edited CSV as strings plus its `line` numbers; a missing or empty file is an
+    empty table with `columns`. The header is not checked here: parse_* and the data-quality
+    contract do that.
+    """
+    path = Path(path)
+    empty = pd.DataFrame({**{c: pd.Series(dtype="string") for c in columns}, "line": pd.Series(dtype="int64")})
     if not path.exists():
-        return pd.DataFrame(columns=list(columns))
+        return empty
     try:
         table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        problems.append(Problem(str(path), f"cannot be parsed as CSV ({exc})", "save it as UTF-8 CSV with a header row"))
-        return pd.DataFrame(columns=list(columns))
     except pd.errors.EmptyDataError:
-        return pd.DataFrame(columns=list(columns))
+        return empty
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise LabelFileError(
+            path, [Problem(str(path), f"cannot be parsed as CSV ({exc})", "save it as UTF-8 CSV with a header row")]
+        ) from None
+    table.columns = [str(c).strip() for c in table.columns]
+    table = table.apply(lambda col: col.str.strip())
+    return table.assign(line=range(2, len(table) + 2))
+
+
+def missing_columns(table: pd.DataFrame, columns: tuple[str, ...], source: str) -> list[Problem]:
     missing = [c for c in columns if c not in table.columns]
-    if missing:
-        problems.append(
-            Problem(str(path), f"missing column(s) {missing}; found {list(table.columns)}", f"the header must be {','.join(columns)}")
-        )
-        return pd.DataFrame(columns=list(columns))
-    return table[list(columns)].apply(lambda col: col.str.strip())
+    if not missing:
+        return []
+    found = [c for c in table.columns if c != "line"]
+    return [Problem(source, f"missing column(s) {missing}; found {found}", f"the header must be {','.join(columns)}")]
 
 
-def check_target(where: str, profile: str, stem: str, profiles: set[str], images: set[str], problems: list[Problem]) -> bool:
-    """Whether (profile, stem) names a profile or image of the manifest; records a problem if not."""
+def target_problem(profile: str, stem: str, profiles: set[str], images: set[str]) -> tuple[str, str] | None:
+    """(message, fix) if (profile, stem) names no profile or image of the manifest."""
     if profile not in profiles:
-        problems.append(Problem(where, f"unknown profile {profile!r}", "use a profile_id (folder name) from the raw dataset"))
-        return False
+        return f"unknown profile {profile!r}", "use a profile_id (folder name) from the raw dataset"
     if stem and f"{profile}/{stem}" not in images:
-        known = ", ".join(PROFILE_STEMS)
-        problems.append(Problem(where, f"unknown image {profile}/{stem}", f"stem must be one of {known}, or empty for the whole profile"))
-        return False
-    return True
+        return f"unknown image {profile}/{stem}", f"stem must be one of {', '.join(PROFILE_STEMS)}, or empty for the whole profile"
+    return None
+
+
+def correction_problems(table: pd.DataFrame, manifest: pd.DataFrame, source: str) -> list[tuple[int | None, Problem]]:
+    """Every problem of a corrections table, with the line it is on (None for the whole file)."""
+    header = missing_columns(table, CORRECTION_COLUMNS, source)
+    if header:
+        return [(None, p) for p in header]
+    profiles, images = set(manifest["profile_id"]), set(manifest["image_id"])
+    found: list[tuple[int | None, Problem]] = []
+    parsed = []
+    for rec in table.to_dict("records"):
+        line, field, stem = int(rec["line"]), rec["field"].lower(), rec["stem"]
+        where = f"{source} line {line}"
+
+        def problem(message: str, fix: str, line=line, where=where) -> None:
+            found.append((line, Problem(where, message, fix)))
+
+        target = target_problem(rec["profile_id"], stem, profiles, images)
+        if target:
+            problem(*target)
+        elif field not in FIELDS:
+            problem(f"unknown field {rec['field']!r}", f"field must be one of {', '.join(FIELDS)}")
+        elif field in ("gender", "age") and stem:
+            problem(f"{field} belongs to the person, not to image {stem!r}", "leave stem empty; the correction applies to all 7 images")
+        elif field == "mask" and not stem:
+            problem("a mask correction needs the image", "put the image stem (e.g. incorrect_mask) in the stem column")
+        elif not rec["reason"]:
+            problem("no reason given", "say why the label is wrong, for the next reviewer")
+        else:
+            try:
+                value = {"gender": parse_gender, "age": parse_age, "mask": parse_mask}[field](rec["value"])
+                parsed.append((rec["profile_id"], stem, field, int(value), line))
+            except LabelError as exc:
+                problem(str(exc), "write a valid value for the field")
+    frame = pd.DataFrame(parsed, columns=["profile_id", "stem", "field", "value", "line"])
+    for _, group in frame.groupby(["profile_id", "stem", "field"]):
+        if group["value"].nunique() > 1:
+            first = group.iloc[0]
+            target = first["profile_id"] + (f"/{first['stem']}" if first["stem"] else "")
+            lines = ", ".join(map(str, group["line"]))
+            for line in group["line"]:
+                found.append(
+                    (
+                        int(line),
+                        Problem(f"{source} lines {lines}", f"conflicting {first['field']} values for {target}", "keep one row per label"),
+                    )
+                )
+    return found
+
+
+def parse_corrections(table: pd.DataFrame, manifest: pd.DataFrame, source: str | Path) -> pd.DataFrame:
+    """Validated corrections (raises LabelFileError listing every problem): one row per
+    (profile_id, stem, field) with a parsed integer value, its reason and line."""
+    problems = correction_problems(table, manifest, str(source))
+    if problems:
+        unique = list(dict.fromkeys(p for _, p in problems))
+        raise LabelFileError(source, unique)
+    if table.empty:
+        return pd.DataFrame(columns=["profile_id", "stem", "field", "value", "reason", "line"])
+    parse = {"gender": parse_gender, "age": parse_age, "mask": parse_mask}
+    out = table.assign(field=table["field"].str.lower())
+    out["value"] = [int(parse[f](v)) for f, v in zip(out["field"], out["value"], strict=True)]
+    out = out[["profile_id", "stem", "field", "value", "reason", "line"]]
+    return out.drop_duplicates(["profile_id", "stem", "field"], ignore_index=True)
 
 
 def read_corrections(path: str | Path, manifest: pd.DataFrame) -> pd.DataFrame:
-    """Validated corrections: one row per (profile_id, stem, field) with a parsed integer value and its line."""
-    path = Path(path)
-    problems: list[Problem] = []
-    table = read_label_file(path, CORRECTION_COLUMNS, problems)
-    profiles, images = set(manifest["profile_id"]), set(manifest["image_id"])
-    rows = []
-    for i, rec in enumerate(table.to_dict("records")):
-        where = f"{path} line {i + 2}"
-        field, stem = rec["field"].lower(), rec["stem"]
-        if not check_target(where, rec["profile_id"], stem, profiles, images, problems):
-            continue
-        if field not in FIELDS:
-            problems.append(Problem(where, f"unknown field {rec['field']!r}", f"field must be one of {', '.join(FIELDS)}"))
-            continue
-        if field in ("gender", "age") and stem:
-            problems.append(
-                Problem(
-                    where,
-                    f"{field} belongs to the person, not to image {stem!r}",
-                    "leave stem empty; the correction applies to all 7 images",
-                )
-            )
-            continue
-        if field == "mask" and not stem:
-            problems.append(
-                Problem(where, "a mask correction needs the image", "put the image stem (e.g. incorrect_mask) in the stem column")
-            )
-            continue
-        if not rec["reason"]:
-            problems.append(Problem(where, "no reason given", "say why the label is wrong, for the next reviewer"))
-            continue
-        try:
-            value = {"gender": parse_gender, "age": parse_age, "mask": parse_mask}[field](rec["value"])
-        except LabelError as exc:
-            problems.append(Problem(where, str(exc), "write a valid value for the field"))
-            continue
-        rows.append(
-            {"profile_id": rec["profile_id"], "stem": stem, "field": field, "value": int(value), "reason": rec["reason"], "line": i + 2}
-        )
-    result = pd.DataFrame(rows, columns=["profile_id", "stem", "field", "value", "reason", "line"])
-    for _, group in result.groupby(["profile_id", "stem", "field"]):
-        if group["value"].nunique() > 1:
-            lines = ", ".join(map(str, group["line"]))
-            first = group.iloc[0]
-            target = first["profile_id"] + (f"/{first['stem']}" if first["stem"] else "")
-            problems.append(Problem(f"{path} lines {lines}", f"conflicting {first['field']} values for {target}", "keep one row per label"))
-    if problems:
-        raise LabelFileError(path, problems)
-    return result.drop_duplicates(["profile_id", "stem", "field"], ignore_index=True)
+    """parse_corrections of the file at `path` (a missing file means no corrections)."""
+    return parse_corrections(read_label_table(path, CORRECTION_COLUMNS), manifest, path)
 
 
 def apply_corrections(manifest: pd.DataFrame, corrections: pd.DataFrame) -> pd.DataFrame:

@@ -5,6 +5,7 @@ from resources.dataset import CompetitionDataset
 from resources.images import BackgroundRemoverResource, FaceDetectorResource, ImageStoreResource
 from resources.io_managers import ManifestIOManager
 from resources.labels import LabelFiles
+from resources.quality import DataQuality
 
 
 def build_resources(settings: Settings) -> dict[str, object]:
@@ -16,12 +17,14 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "image_store": ImageStoreResource(root=settings.image_store),
         "face_detector": FaceDetectorResource(),
         "background_remover": BackgroundRemoverResource(models_dir=str(settings.models)),
+        "data_quality": DataQuality(gx_project_dir=str(settings.home / "gx"), reports_dir=str(settings.reports / "quality")),
     }
 
 
 __all__ = [
     "BackgroundRemoverResource",
     "CompetitionDataset",
+    "DataQuality",
     "FaceDetectorResource",
     "ImageStoreResource",
     "LabelFiles",

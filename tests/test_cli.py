@@ -40,3 +40,25 @@ def test_where_follows_the_environment(tmp_path: Path):
     shown = run("where", env={"MASKOPS_HOME": str(tmp_path / "state")})
     assert f"dagster_home {tmp_path / 'state' / 'dagster'}" in shown.stdout
     assert f"dataset      {tmp_path / 'state' / 'demo-data'}" in shown.stdout
+
+
+def test_report_lists_the_data_quality_reports(tiny_dataset: Path, tmp_path: Path):
+    from expectations import labels
+    from maskops.layout import scan_competition
+    from maskops.settings import Settings
+    from resources import DataQuality
+
+    home = tmp_path / "state"
+    empty = run("report", env={"MASKOPS_HOME": str(home)})
+    assert empty.returncode == 1 and "no data-quality reports yet" in empty.stdout
+    settings = Settings.from_env({"MASKOPS_HOME": str(home)})
+    quality = DataQuality(gx_project_dir=str(home / "gx"), reports_dir=str(settings.reports / "quality"), data_docs=False)
+    manifest = scan_competition(tiny_dataset).train
+    quality.run("labels", "raw_dataset", labels.validations(manifest))
+    broken = manifest.assign(mask=manifest["mask"].where(manifest.index != 0, 7))
+    quality.run("labels", "relabeled_dataset", labels.validations(broken))
+    shown = run("report", env={"MASKOPS_HOME": str(home)})
+    assert shown.returncode == 0
+    assert "raw_dataset / labels" in shown.stdout and "passed" in shown.stdout
+    assert "relabeled_dataset / labels" in shown.stdout and "FAILED 2 of 14" in shown.stdout
+    assert str(settings.reports / "quality" / "raw_dataset.labels.html") in shown.stdout

@@ -11,6 +11,7 @@ import pytest
 
 from assets.cropped import VARIANTS, cropped_assets
 from assets.datasets import cleaned_dataset, generated_dataset, profile_split, relabeled_dataset
+from assets.labels import label_corrections, label_exclusions
 from assets.raw import competition_dataset
 from maskops.synth.people import SynthConfig, synthesize
 from resources import (
@@ -23,7 +24,16 @@ from resources import (
 )
 from tests.conftest import TINY
 
-ASSETS = [competition_dataset, relabeled_dataset, profile_split, cleaned_dataset, generated_dataset, *cropped_assets]
+ASSETS = [
+    competition_dataset,
+    label_corrections,
+    label_exclusions,
+    relabeled_dataset,
+    profile_split,
+    cleaned_dataset,
+    generated_dataset,
+    *cropped_assets,
+]
 CROP_OPS = {f"cropped__{v}": {"config": {"background_model": "u2net_custom"}} for v in VARIANTS}
 RUN_CONFIG = {"ops": {**CROP_OPS, "profile_split": {"config": {"n_folds": 3}}, "generated_dataset": {"config": {"stage": 2}}}}
 
@@ -118,7 +128,7 @@ def test_adding_profiles_processes_only_the_new_images(labelled_state, models_di
 def test_bad_corrections_stop_the_run_naming_the_row(labelled_state, models_dir: Path):
     root, state = labelled_state
     (state / "labels/corrections.csv").write_text("profile_id,stem,field,value,reason\nnobody,,age,30,x\n")
-    result = dg.materialize(ASSETS[:2], resources=_resources(root, state, models_dir), raise_on_error=False)
+    result = dg.materialize(ASSETS[:4], resources=_resources(root, state, models_dir), raise_on_error=False)
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
     assert "corrections.csv line 2: unknown profile 'nobody'" in failure.step_failure_data.error.to_string()

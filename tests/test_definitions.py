@@ -16,16 +16,38 @@ def test_asset_keys_and_specs_snapshot():
     specs = {key.to_user_string(): graph.get(key) for key in graph.get_all_asset_keys()}
     assert sorted(specs) == [
         "cleaned_dataset", "cropped/cleaned", "cropped/eval", "cropped/generated", "cropped/raw", "cropped/relabeled",
-        "eval_dataset", "generated_dataset", "profile_split", "raw_dataset", "relabeled_dataset",
+        "eval_dataset", "generated_dataset", "label_corrections", "label_exclusions", "profile_split", "raw_dataset",
+        "relabeled_dataset",
     ]  # fmt: skip
     for key, node in specs.items():
-        assert node.group_name == ("cropped" if key.startswith("cropped/") else "datasets")
+        assert node.group_name == ("cropped" if key.startswith("cropped/") else "labels" if key.startswith("label_") else "datasets")
         assert node.code_version is not None
         assert "parquet" in node.kinds
     parents = {key: sorted(k.to_user_string() for k in node.parent_keys) for key, node in specs.items()}
-    assert parents["relabeled_dataset"] == ["raw_dataset"]
+    assert parents["relabeled_dataset"] == ["label_corrections", "raw_dataset"]
     assert parents["profile_split"] == ["relabeled_dataset"]
-    assert parents["cleaned_dataset"] == ["relabeled_dataset"]
+    assert parents["cleaned_dataset"] == ["label_exclusions", "relabeled_dataset"]
     assert parents["generated_dataset"] == ["cleaned_dataset", "profile_split"]
     assert parents["cropped/generated"] == ["generated_dataset"] and parents["cropped/eval"] == ["eval_dataset"]
     assert defs.resolve_job_def("maskops_pipeline") is not None
+
+
+def test_data_contracts_guard_the_assets():
+    graph = defs.resolve_asset_graph()
+    found = {key.to_user_string(): graph.get_check_spec(key).blocking for key in graph.asset_check_keys}
+    assert found == {
+        **{f"{a}:labels_contract": True for a in ("raw_dataset", "relabeled_dataset", "cleaned_dataset", "generated_dataset")},
+        **{f"{a}:balance_contract": False for a in ("raw_dataset", "relabeled_dataset", "cleaned_dataset", "generated_dataset")},
+        "profile_split:splits_contract": True,
+        "generated_dataset:generated_split_contract": True,
+        "label_corrections:corrections_contract": True,
+        "label_exclusions:exclusions_contract": True,
+    }
+
+
+def test_downstream_automation_respects_blocking_checks():
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        if node.parent_keys:
+            assert "all_deps_blocking_checks_passed" in str(node.automation_condition), key

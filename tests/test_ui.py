@@ -117,5 +117,10 @@ def test_ui_shows_and_materializes_the_raw_dataset(dagster_ui, tmp_path: Path):
         chart.wait_for(timeout=60000)
         assert chart.evaluate("img => img.naturalWidth") > 100  # the PNG decoded and rendered
         page.screenshot(path=str(tmp_path / "raw_dataset.png"), full_page=True)
+
+        page.goto(f"{base}/assets/raw_dataset?view=checks")  # the data contracts ran with it
+        page.get_by_text("labels_contract").first.wait_for(timeout=60000)
+        page.get_by_text("balance_contract").first.wait_for(timeout=10000)
         browser.close()
     assert (state / "manifests/raw_dataset.parquet").exists()
+    assert (state / "reports/quality/raw_dataset.labels.html").exists()

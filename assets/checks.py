@@ -1,0 +1,137 @@
+"""Data contracts as Dagster asset checks: Great Expectations suites from expectations/.
+
+Blocking where a failure must stop downstream work (labels, splits, label files); balance
+is a warning where a person should look (raw, relabeled, cleaned) and an error where
+balancing is the point (generated), without blocking.
+"""
+
+import json
+
+import dagster as dg
+import pandas as pd
+
+from expectations import balance, label_files, splits
+from expectations import labels as labels_contract
+from expectations.balance import BalanceBounds
+from expectations.contract import ContractResult, rounded
+from maskops.cleaning import EXCLUSION_COLUMNS, exclusion_problems
+from maskops.corrections import CORRECTION_COLUMNS, correction_problems
+from resources import DataQuality, LabelFiles
+
+LABELLED = ("raw_dataset", "relabeled_dataset", "cleaned_dataset", "generated_dataset")
+
+
+def _cell(value) -> str:
+    return json.dumps(rounded(value), default=str)[:160].replace("|", "/")
+
+
+def check_result(result: ContractResult, report, severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR) -> dg.AssetCheckResult:
+    """Pass/fail plus what a person needs: each failed expectation, observed vs expected, offending rows, the reports."""
+    lines = ["| validation | expectation | column | expected | observed | unexpected | offending rows |", "|---|---|---|---|---|---:|---|"]
+    for o in result.failed:
+        rows = "<br>".join(_cell(r) for r in o.offending_rows) or (o.error or "")
+        lines.append(
+            f"| {o.validation} | {o.expectation} | {o.column or ''} | {_cell(o.expected)} | {_cell(o.observed)} | {o.unexpected_count or ''} | {rows} |"
+        )
+    metadata = {
+        "expectations_met": dg.MetadataValue.text(f"{len(result.outcomes) - len(result.failed)} of {len(result.outcomes)}"),
+        "failed_expectations": dg.MetadataValue.md("\n".join(lines) if result.failed else "All expectations met."),
+        "failed_count": dg.MetadataValue.int(len(result.failed)),
+        "offending_rows": dg.MetadataValue.json({f"{o.validation}/{o.expectation}/{o.column}": o.offending_rows for o in result.failed}),
+        "report": dg.MetadataValue.path(str(report)),
+    }
+    if result.docs_url:
+        metadata["data_docs"] = dg.MetadataValue.url(result.docs_url)
+    return dg.AssetCheckResult(passed=result.success, severity=severity, metadata=metadata)
+
+
+def labels_check(asset: str) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=asset,
+        name="labels_contract",
+        blocking=True,
+        description="Every label in its domain and consistent; 7 images per profile; folder names agree.",
+    )
+    def _check(manifest: pd.DataFrame, data_quality: DataQuality) -> dg.AssetCheckResult:
+        return check_result(*data_quality.run("labels", asset, labels_contract.validations(manifest)))
+
+    return _check
+
+
+def balance_check(asset: str, bounds: BalanceBounds, severity: dg.AssetCheckSeverity) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=asset,
+        name="balance_contract",
+        description=f"Class shares, max/min ratio, KL divergence from the target, rarest age group ({severity.value}).",
+    )
+    def _check(manifest: pd.DataFrame, data_quality: DataQuality) -> dg.AssetCheckResult:
+        return check_result(*data_quality.run("balance", asset, balance.validations(manifest, bounds)), severity)
+
+    return _check
+
+
+@dg.asset_check(
+    asset="profile_split",
+    name="splits_contract",
+    blocking=True,
+    additional_ins={"raw_dataset": dg.AssetIn("raw_dataset"), "relabeled_dataset": dg.AssetIn("relabeled_dataset")},
+    description="No person in two folds, every person in the split, per-class shares of each fold near the whole.",
+)
+def splits_check(
+    profile_split: pd.DataFrame, raw_dataset: pd.DataFrame, relabeled_dataset: pd.DataFrame, data_quality: DataQuality
+) -> dg.AssetCheckResult:
+    return check_result(*data_quality.run("splits", "profile_split", splits.validations(profile_split, raw_dataset, relabeled_dataset)))
+
+
+@dg.asset_check(
+    asset="generated_dataset",
+    name="generated_split_contract",
+    blocking=True,
+    additional_ins={"profile_split": dg.AssetIn("profile_split")},
+    description="Generated people derive from training profiles only and are new people.",
+)
+def generated_split_check(generated_dataset: pd.DataFrame, profile_split: pd.DataFrame, data_quality: DataQuality) -> dg.AssetCheckResult:
+    return check_result(*data_quality.run("splits", "generated_dataset", splits.generated_validations(generated_dataset, profile_split)))
+
+
+def _row_problems(problems) -> dict[int, str]:
+    by_line: dict[int, str] = {}
+    for line, problem in problems:
+        if line is not None:
+            by_line[line] = "; ".join(filter(None, [by_line.get(line, ""), problem.message]))
+    return by_line
+
+
+@dg.asset_check(asset="label_corrections", name="corrections_contract", blocking=True, additional_ins={"raw_dataset": dg.AssetIn("raw_dataset")},
+                description="Schema, known profiles and images, allowed values, no conflicting rows, a reason on every row.")  # fmt: skip
+def corrections_check(
+    label_corrections: pd.DataFrame, raw_dataset: pd.DataFrame, data_quality: DataQuality, labels: LabelFiles
+) -> dg.AssetCheckResult:
+    problems = correction_problems(label_corrections, raw_dataset, str(labels.corrections))
+    found = label_files.validations(
+        label_corrections, list(CORRECTION_COLUMNS), list(raw_dataset["profile_id"].unique()), _row_problems(problems)
+    )
+    return check_result(*data_quality.run("label_file", "label_corrections", found))
+
+
+@dg.asset_check(asset="label_exclusions", name="exclusions_contract", blocking=True, additional_ins={"raw_dataset": dg.AssetIn("raw_dataset")},
+                description="Schema, known profiles and images, a reason on every row.")  # fmt: skip
+def exclusions_check(
+    label_exclusions: pd.DataFrame, raw_dataset: pd.DataFrame, data_quality: DataQuality, labels: LabelFiles
+) -> dg.AssetCheckResult:
+    problems = exclusion_problems(label_exclusions, raw_dataset, str(labels.exclusions))
+    found = label_files.validations(
+        label_exclusions, list(EXCLUSION_COLUMNS), list(raw_dataset["profile_id"].unique()), _row_problems(problems)
+    )
+    return check_result(*data_quality.run("label_file", "label_exclusions", found))
+
+
+checks = [
+    *(labels_check(asset) for asset in LABELLED),
+    *(balance_check(asset, BalanceBounds.observe(), dg.AssetCheckSeverity.WARN) for asset in LABELLED[:3]),
+    balance_check("generated_dataset", BalanceBounds.balanced(), dg.AssetCheckSeverity.ERROR),
+    splits_check,
+    generated_split_check,
+    corrections_check,
+    exclusions_check,
+]

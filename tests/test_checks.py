@@ -1,0 +1,126 @@
+"""Asset checks in Dagster: failures carry the offending rows, blocking ones stop downstream work,
+and declarative automation does not run past them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from assets.checks import checks, corrections_check
+from assets.datasets import relabeled_dataset
+from assets.labels import label_corrections
+from maskops.layout import scan_competition
+from resources import CompetitionDataset, DataQuality, LabelFiles, ManifestIOManager
+
+RAW_LABELS = next(c for c in checks if dg.AssetCheckKey(dg.AssetKey("raw_dataset"), "labels_contract") in c.check_keys)
+
+
+def _resources(tiny_dataset: Path, tmp_path: Path) -> dict:
+    return {
+        "dataset": CompetitionDataset(root=str(tiny_dataset)),
+        "manifest_io_manager": ManifestIOManager(base_path=str(tmp_path / "manifests")),
+        "labels": LabelFiles(folder=str(tmp_path / "labels")),
+        "data_quality": DataQuality(gx_project_dir=str(tmp_path / "gx"), reports_dir=str(tmp_path / "reports"), data_docs=False),
+    }
+
+
+def _raw_asset(manifest: pd.DataFrame) -> dg.AssetsDefinition:
+    @dg.asset(name="raw_dataset", io_manager_key="manifest_io_manager")
+    def raw() -> pd.DataFrame:
+        return manifest
+
+    return raw
+
+
+def _evaluation(result, key: str, check: str):
+    (found,) = [e for e in result.get_asset_check_evaluations() if e.asset_key.to_user_string() == key and e.check_name == check]
+    return found
+
+
+def _materialized(result) -> set[str]:
+    return {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+
+
+@pytest.fixture(scope="module")
+def manifest(tiny_dataset: Path) -> pd.DataFrame:
+    return scan_competition(tiny_dataset).train
+
+
+def test_blocking_labels_failure_stops_downstream(manifest, tiny_dataset: Path, tmp_path: Path):
+    victim = manifest["profile_id"].iloc[2]
+    broken = manifest[manifest["image_id"] != f"{victim}/normal"].reset_index(drop=True)
+    result = dg.materialize(
+        [_raw_asset(broken), label_corrections, relabeled_dataset, RAW_LABELS],
+        resources=_resources(tiny_dataset, tmp_path),
+        raise_on_error=False,
+    )
+    evaluation = _evaluation(result, "raw_dataset", "labels_contract")
+    assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR
+    offending = evaluation.metadata["offending_rows"].value
+    assert any(row["profile_id"] == victim for rows in offending.values() for row in rows)
+    assert "profile_images" in evaluation.metadata["failed_expectations"].value
+    report = Path(evaluation.metadata["report"].value)
+    assert report.exists() and victim in report.read_text()
+    assert "relabeled_dataset" not in _materialized(result) and "raw_dataset" in _materialized(result)
+
+
+def test_passing_check_lets_downstream_run(manifest, tiny_dataset: Path, tmp_path: Path):
+    result = dg.materialize(
+        [_raw_asset(manifest), label_corrections, relabeled_dataset, RAW_LABELS], resources=_resources(tiny_dataset, tmp_path)
+    )
+    assert _evaluation(result, "raw_dataset", "labels_contract").passed
+    assert "relabeled_dataset" in _materialized(result)
+
+
+def test_unknown_id_in_corrections_blocks_relabeling(manifest, tiny_dataset: Path, tmp_path: Path):
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "labels/corrections.csv").write_text("profile_id,stem,field,value,reason\nghost_female_Asian_30,,age,31,typo\n")
+    result = dg.materialize(
+        [_raw_asset(manifest), label_corrections, relabeled_dataset, corrections_check],
+        resources=_resources(tiny_dataset, tmp_path),
+        raise_on_error=False,
+    )
+    evaluation = _evaluation(result, "label_corrections", "corrections_contract")
+    assert not evaluation.passed
+    rows = [r for rows in evaluation.metadata["offending_rows"].value.values() for r in rows]
+    assert {"line": 2, "profile_id": "ghost_female_Asian_30"}.items() <= rows[0].items()
+    assert "relabeled_dataset" not in _materialized(result)
+
+
+def test_automation_waits_for_blocking_checks(manifest, tiny_dataset: Path, tmp_path: Path):
+    victim = manifest["profile_id"].iloc[0]
+    broken = manifest[manifest["image_id"] != f"{victim}/normal"].reset_index(drop=True)
+    state = {"manifest": manifest}
+
+    @dg.asset(name="raw_dataset", io_manager_key="manifest_io_manager")
+    def raw() -> pd.DataFrame:
+        return state["manifest"]
+
+    resources = _resources(tiny_dataset, tmp_path)
+    ours = dg.Definitions(assets=[raw, label_corrections, relabeled_dataset], asset_checks=[RAW_LABELS], resources=resources)
+    eager_only = dg.map_asset_specs(
+        lambda spec: spec.replace_attributes(automation_condition=dg.AutomationCondition.eager()), [relabeled_dataset]
+    )
+    control = dg.Definitions(assets=[raw, label_corrections, *eager_only], asset_checks=[RAW_LABELS], resources=resources)
+    instance = dg.DagsterInstance.ephemeral()
+    assert dg.materialize([raw, label_corrections, relabeled_dataset, RAW_LABELS], resources=resources, instance=instance).success
+    cursors = {
+        name: dg.evaluate_automation_conditions(defs=d, instance=instance).cursor for name, d in (("ours", ours), ("control", control))
+    }
+
+    def requested(name: str, defs: dg.Definitions) -> int:
+        result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursors[name])
+        cursors[name] = result.cursor
+        return result.get_num_requested(dg.AssetKey("relabeled_dataset"))
+
+    state["manifest"] = broken  # new raw data that breaks the labels contract
+    assert not dg.materialize([raw, RAW_LABELS], resources=resources, instance=instance, raise_on_error=False).success
+    assert requested("control", control) == 1  # eager() alone would run past the failed check
+    assert requested("ours", ours) == 0
+
+    state["manifest"] = manifest  # fixed data, the check passes
+    assert dg.materialize([raw, RAW_LABELS], resources=resources, instance=instance).success
+    assert requested("ours", ours) == 1

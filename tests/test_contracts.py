@@ -1,0 +1,158 @@
+"""The Great Expectations contracts on good and deliberately broken inputs (ephemeral GX context)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from expectations import balance, label_files, labels, splits, submission
+from expectations.balance import BalanceBounds
+from expectations.contract import run_contract
+from expectations.report import render_html
+from maskops.corrections import CORRECTION_COLUMNS, correction_problems, read_label_table
+from maskops.layout import scan_competition
+from maskops.splits import split_profiles
+
+
+@pytest.fixture(scope="module")
+def manifest(tiny_dataset: Path) -> pd.DataFrame:
+    return scan_competition(tiny_dataset).train
+
+
+def _failed(result, expectation: str, column: str | None = None):
+    hits = [o for o in result.failed if o.expectation == expectation and (column is None or o.column == column)]
+    assert hits, f"expected {expectation} on {column} to fail; failed: {[(o.expectation, o.column) for o in result.failed]}"
+    return hits[0]
+
+
+def test_labels_pass_on_good_data(manifest):
+    result = run_contract("labels", "raw_dataset", labels.validations(manifest))
+    assert result.success, [(o.expectation, o.column, o.offending_rows) for o in result.failed]
+    assert len(result.outcomes) == 14
+
+
+def test_label_out_of_domain_is_named(manifest):
+    broken = manifest.copy()
+    broken.loc[3, "mask"] = 3
+    result = run_contract("labels", "raw_dataset", labels.validations(broken))
+    outcome = _failed(result, "expect_column_values_to_be_in_set", "mask")
+    assert outcome.unexpected_count == 1 and outcome.offending_rows[0]["image_id"] == broken.loc[3, "image_id"]
+    _failed(result, "expect_column_pair_values_to_be_equal", "class_id")  # the class no longer matches its parts
+
+
+def test_profile_with_six_images_is_named(manifest):
+    victim = manifest["profile_id"].iloc[0]
+    broken = manifest[manifest["image_id"] != f"{victim}/normal"]
+    result = run_contract("labels", "raw_dataset", labels.validations(broken))
+    outcome = _failed(result, "expect_column_values_to_be_in_set", "profile_images")
+    assert outcome.unexpected_count == 6 and {r["profile_id"] for r in outcome.offending_rows} == {victim}
+    _failed(result, "expect_column_values_to_be_in_set", "profile_stems")
+
+
+def test_folder_name_disagreeing_with_labels_is_named(manifest):
+    broken = manifest.copy()
+    broken.loc[broken["profile_id"] == broken["profile_id"].iloc[0], "age"] = 99
+    result = run_contract("labels", "raw_dataset", labels.validations(broken))
+    assert _failed(result, "expect_column_values_to_be_in_set", "folder_matches_labels").unexpected_count == 7
+
+
+def test_balance_flags_imbalance_and_passes_balance():
+    rows = []
+    for cid in range(18):
+        mask, gender, age = cid // 6, (cid // 3) % 2, cid % 3
+        n = [50, 10, 10][mask] * (1 if age < 2 else 0.02)  # the >=60 group nearly absent
+        rows += [{"class_id": cid, "mask": mask, "gender": gender, "age_group": age}] * max(1, int(n))
+    skewed = pd.DataFrame(rows)
+    result = run_contract("balance", "raw_dataset", balance.validations(skewed, BalanceBounds.balanced()))
+    _failed(result, "expect_column_values_to_be_between", "rarest_age_group_share")
+    _failed(result, "expect_column_kl_divergence_to_be_less_than", "class_id")
+    even = pd.DataFrame(
+        [
+            r
+            for cid in range(18)
+            for r in [{"class_id": cid, "mask": cid // 6, "gender": (cid // 3) % 2, "age_group": cid % 3}] * [50, 10, 10][cid // 6]
+        ]
+    )
+    assert run_contract("balance", "generated_dataset", balance.validations(even, BalanceBounds.balanced())).success
+
+
+def test_split_contract(manifest):
+    split = split_profiles(manifest, n_folds=3, seed=0)
+    assert run_contract("splits", "profile_split", splits.validations(split, manifest, manifest)).success
+    twice = pd.concat([split, split.iloc[[0]].assign(fold=(split["fold"].iloc[0] + 1) % 3)], ignore_index=True)
+    result = run_contract("splits", "profile_split", splits.validations(twice, manifest, manifest))
+    assert _failed(result, "expect_column_values_to_be_unique", "profile_id").offending_rows[0]["profile_id"] == split["profile_id"].iloc[0]
+    assert _failed(result, "expect_column_values_to_be_in_set", "folds").offending_rows[0]["profile_id"] == split["profile_id"].iloc[0]
+    missing = split.iloc[1:]
+    result = run_contract("splits", "profile_split", splits.validations(missing, manifest, manifest))
+    assert _failed(result, "expect_column_values_to_be_in_set", "folds").offending_rows == [
+        {"profile_id": split["profile_id"].iloc[0], "folds": 0}
+    ]
+
+
+def test_generated_image_from_a_validation_profile_is_named(manifest):
+    split = split_profiles(manifest, n_folds=3, seed=0)
+    val = split.loc[split["role"] == "validation", "profile_id"].iloc[0]
+    train = split.loc[split["role"] == "train", "profile_id"].iloc[0]
+    gen = pd.DataFrame(
+        {
+            "image_id": ["g1/mask1", "g2/mask1"],
+            "profile_id": ["g1", "g2"],
+            "source_profile_id": [train, val],
+            "generator": ["maskpaint/1"] * 2,
+        }
+    )
+    result = run_contract(
+        "splits", "generated_dataset", splits.generated_validations(pd.concat([manifest.assign(generator=""), gen]), split)
+    )
+    outcome = _failed(result, "expect_column_values_to_be_in_set", "source_role")
+    assert outcome.offending_rows == [{"image_id": "g2/mask1", "source_profile_id": val, "source_role": "validation"}]
+
+
+def test_corrections_file_contract(manifest, tmp_path: Path):
+    path = tmp_path / "corrections.csv"
+    p = manifest["profile_id"].iloc[0]
+    path.write_text(f"profile_id,stem,field,value,reason\n{p},,age,40,ok\nnobody_x_y_1,,age,30,x\n{p},,height,3,x\n")
+    table = read_label_table(path, CORRECTION_COLUMNS)
+    problems = {line: prob.message for line, prob in correction_problems(table, manifest, str(path)) if line}
+    result = run_contract(
+        "label_file",
+        "label_corrections",
+        label_files.validations(table, list(CORRECTION_COLUMNS), list(manifest["profile_id"].unique()), problems),
+    )
+    unknown = _failed(result, "expect_column_values_to_be_in_set", "profile_id")
+    assert unknown.offending_rows[0]["line"] == 3 and unknown.offending_rows[0]["profile_id"] == "nobody_x_y_1"
+    assert {r["line"] for r in _failed(result, "expect_column_values_to_be_in_set", "problem").offending_rows} == {3, 4}
+    _failed(result, "expect_column_values_to_be_in_set", "field_lower")
+    path.write_text("profile,value\nx,1\n")
+    table = read_label_table(path, CORRECTION_COLUMNS)
+    result = run_contract("label_file", "label_corrections", label_files.validations(table, list(CORRECTION_COLUMNS), [], {}))
+    _failed(result, "expect_table_columns_to_match_set")
+
+
+def test_submission_contract():
+    info = [f"{i:04x}.jpg" for i in range(10)]
+    good = pd.DataFrame({"ImageID": info, "ans": list(range(10))})
+    assert run_contract("submission", "submission", submission.validations(good, info)).success
+    short = good.iloc[:8]
+    _failed(run_contract("submission", "submission", submission.validations(short, info)), "expect_table_row_count_to_equal")
+    shuffled = good.iloc[[1, 0, *range(2, 10)]].reset_index(drop=True)
+    result = run_contract("submission", "submission", submission.validations(shuffled, info))
+    assert [r["ImageID"] for r in _failed(result, "expect_column_values_to_be_in_set", "in_info_order").offending_rows] == [
+        info[1],
+        info[0],
+    ]
+    bad = good.assign(ans=[*range(9), 18])
+    _failed(run_contract("submission", "submission", submission.validations(bad, info)), "expect_column_values_to_be_between", "ans")
+
+
+def test_html_summary_is_self_contained(manifest, tmp_path: Path):
+    broken = manifest.copy()
+    broken.loc[0, "gender"] = 5
+    result = run_contract("labels", "raw_dataset", labels.validations(broken), tmp_path / "gx")
+    page = render_html([result], "raw_dataset: labels")
+    assert "expect_column_values_to_be_in_set" in page and broken.loc[0, "image_id"] in page
+    assert "http://" not in page and "https://" not in page  # opens offline
+    assert result.docs_url and Path(result.docs_url.removeprefix("file://")).exists()
