@@ -65,7 +65,8 @@ def balance_check(asset: str, bounds: BalanceBounds, severity: dg.AssetCheckSeve
         description=f"Class shares, max/min ratio, KL divergence from the target, rarest age group ({severity.value}).",
     )
     def _check(manifest: pd.DataFrame, data_quality: DataQuality) -> dg.AssetCheckResult:
-        return check_result(*data_quality.run("balance", asset, balance.validations(manifest, bounds)), severity)
+        level = "warn" if severity == dg.AssetCheckSeverity.WARN else "error"
+        return check_result(*data_quality.run("balance", asset, balance.validations(manifest, bounds), level), severity)
 
     return _check
 

@@ -147,7 +147,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     print(f"data-quality reports in {quality} (self-contained HTML, open offline):")
     for path in summaries:
         s = json.loads(path.read_text())
-        status = "passed" if s["success"] else f"FAILED {s['failed']} of {s['expectations']}"
+        failed = "WARNING" if s.get("level") == "warn" else "FAILED"
+        status = "passed" if s["success"] else f"{failed} {s['failed']} of {s['expectations']}"
         print(f"  {s['asset'] + ' / ' + s['contract']:45s} {status:22s} {s['checked_at']}  {s['report']}")
     docs = settings.home / "gx" / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
     if docs.exists():

@@ -25,13 +25,14 @@ class DataQuality(dg.ConfigurableResource):
     reports_dir: str = Field(description="Self-contained HTML summaries, one per asset check.")
     data_docs: bool = Field(default=True, description="Also build GX Data Docs (they load CSS from CDNs; the summaries do not).")
 
-    def run(self, contract: str, asset: str, validations: list[Validation]) -> tuple[ContractResult, Path]:
+    def run(self, contract: str, asset: str, validations: list[Validation], level: str = "error") -> tuple[ContractResult, Path]:
+        """Validate and write the reports; `level` ("error" or "warn") is what a failure means."""
         result = run_contract(contract, asset, validations, Path(self.gx_project_dir) if self.data_docs else None)
         report = Path(self.reports_dir) / f"{_slug(asset)}.{contract}.html"
         report.parent.mkdir(parents=True, exist_ok=True)
         summary = {
             "asset": asset, "contract": contract, "success": result.success, "expectations": len(result.outcomes),
-            "failed": len(result.failed), "report": str(report), "data_docs": result.docs_url,
+            "failed": len(result.failed), "level": level, "report": str(report), "data_docs": result.docs_url,
             "checked_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }  # fmt: skip
         for path, text in (
