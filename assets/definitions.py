@@ -6,6 +6,7 @@ from assets.checks import checks
 from assets.cropped import cropped_assets
 from assets.datasets import cleaned_dataset, generated_dataset, profile_split, relabeled_dataset
 from assets.labels import label_corrections, label_exclusions
+from assets.models import model_assets, model_checks
 from assets.raw import competition_dataset
 from maskops.settings import Settings
 from resources import build_resources
@@ -31,8 +32,9 @@ defs = dg.Definitions(
         cleaned_dataset,
         generated_dataset,
         *cropped_assets,
+        *model_assets,
     ],
-    asset_checks=checks,
+    asset_checks=[*checks, *model_checks],
     jobs=[pipeline_job],
     resources=build_resources(settings),
 )

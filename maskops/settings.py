@@ -7,6 +7,7 @@ the image store, models, reports and the demo data; deleting it resets everythin
     MASKOPS_LABELS       folder with corrections.csv and exclusions.csv (default: <home>/labels);
                          for real data, point it at a folder under version control
     MASKOPS_IMAGE_STORE  image store root, a folder or fsspec URL (default: <home>/images)
+    MLFLOW_TRACKING_URI  MLflow tracking store (default: sqlite:///<home>/mlflow.db, artifacts in <home>/mlartifacts)
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class Settings:
     dataset: Path
     labels: Path
     image_store: str
+    mlflow_uri: str
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -40,7 +42,10 @@ class Settings:
         home = Path(env.get("MASKOPS_HOME", ".maskops")).expanduser().absolute()
         dataset = Path(env["MASKOPS_DATASET"]).expanduser().absolute() if env.get("MASKOPS_DATASET") else home / "demo-data"
         labels = Path(env["MASKOPS_LABELS"]).expanduser().absolute() if env.get("MASKOPS_LABELS") else home / "labels"
-        return cls(home=home, dataset=dataset, labels=labels, image_store=env.get("MASKOPS_IMAGE_STORE") or str(home / "images"))
+        return cls(
+            home=home, dataset=dataset, labels=labels, image_store=env.get("MASKOPS_IMAGE_STORE") or str(home / "images"),
+            mlflow_uri=env.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home / 'mlflow.db'}",
+        )  # fmt: skip
 
     @property
     def dagster_home(self) -> Path:
@@ -55,6 +60,18 @@ class Settings:
         return self.home / "reports"
 
     @property
+    def mlflow_artifacts(self) -> Path:
+        return self.home / "mlartifacts"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.home / "checkpoints"
+
+    @property
+    def records(self) -> Path:
+        return self.home / "records"
+
+    @property
     def models(self) -> Path:
         """Model files provisioned offline (rembg's U2NET_HOME)."""
         return self.home / "models"
@@ -66,6 +83,7 @@ class Settings:
             "MASKOPS_DATASET": str(self.dataset),
             "MASKOPS_LABELS": str(self.labels),
             "MASKOPS_IMAGE_STORE": self.image_store,
+            "MLFLOW_TRACKING_URI": self.mlflow_uri,
             "DAGSTER_HOME": str(self.dagster_home),
             "MLFLOW_DISABLE_TELEMETRY": "true",
             "GX_ANALYTICS_ENABLED": "false",

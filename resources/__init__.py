@@ -1,11 +1,14 @@
 """Dagster resources and IO managers, built from maskops settings."""
 
+import os
+
 from maskops.settings import Settings
 from resources.dataset import CompetitionDataset
 from resources.images import BackgroundRemoverResource, FaceDetectorResource, ImageStoreResource
-from resources.io_managers import ManifestIOManager
+from resources.io_managers import ManifestIOManager, RecordIOManager
 from resources.labels import LabelFiles
 from resources.quality import DataQuality
+from resources.tracking import Compute, MlflowTracking
 
 
 def build_resources(settings: Settings) -> dict[str, object]:
@@ -18,16 +21,24 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "face_detector": FaceDetectorResource(),
         "background_remover": BackgroundRemoverResource(models_dir=str(settings.models)),
         "data_quality": DataQuality(gx_project_dir=str(settings.home / "gx"), reports_dir=str(settings.reports / "quality")),
+        "record_io_manager": RecordIOManager(base_path=str(settings.records)),
+        "mlflow": MlflowTracking(
+            tracking_uri=settings.mlflow_uri, artifact_root=str(settings.mlflow_artifacts), ui_url=os.environ.get("MASKOPS_MLFLOW_UI", "")
+        ),
+        "compute": Compute(checkpoints_dir=str(settings.checkpoints)),
     }
 
 
 __all__ = [
     "BackgroundRemoverResource",
     "CompetitionDataset",
+    "Compute",
     "DataQuality",
     "FaceDetectorResource",
     "ImageStoreResource",
     "LabelFiles",
     "ManifestIOManager",
+    "MlflowTracking",
+    "RecordIOManager",
     "build_resources",
 ]

@@ -1,7 +1,11 @@
-"""Manifests (pandas DataFrames) stored as Parquet, locally or on any fsspec/UPath location."""
+"""IO managers: manifests (pandas DataFrames) as Parquet and small records (dicts) as JSON,
+locally or on any fsspec/UPath location, written atomically."""
 
+import json
 import os
 import uuid
+from collections.abc import Callable
+from typing import IO
 
 import dagster as dg
 import pandas as pd
@@ -13,30 +17,33 @@ def _is_local(path: UPath) -> bool:
     return getattr(path, "protocol", "") in ("", "file", "local")
 
 
-class ParquetManifestIOManager(dg.UPathIOManager):
-    """One Parquet file per asset (and partition) under a base path.
+def write_atomically(path: UPath, write: Callable[[IO[bytes]], None]) -> None:
+    """Local files: write a temporary file in the same folder, then rename it into place, so a
+    crash never leaves a half-written file. Object stores replace whole objects atomically."""
+    if _is_local(path):
+        target = os.fspath(path.path if hasattr(path, "path") else path)
+        tmp = f"{target}.tmp-{uuid.uuid4().hex[:8]}"
+        try:
+            with open(tmp, "wb") as f:
+                write(f)
+            os.replace(tmp, target)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+    else:
+        with path.open("wb") as f:
+            write(f)
 
-    Local writes go to a temporary file in the same folder and are renamed into place,
-    so a crash never leaves a half-written manifest; object stores are atomic per object.
-    """
+
+class ParquetManifestIOManager(dg.UPathIOManager):
+    """One Parquet file per asset (and partition) under a base path."""
 
     extension = ".parquet"
 
     def dump_to_path(self, context: dg.OutputContext, obj: pd.DataFrame, path: UPath) -> None:
         if not isinstance(obj, pd.DataFrame):
             raise TypeError(f"{context.asset_key.to_user_string()} returned {type(obj).__name__}; this IO manager stores pandas DataFrames")
-        if _is_local(path):
-            target = os.fspath(path.path if hasattr(path, "path") else path)
-            tmp = f"{target}.tmp-{uuid.uuid4().hex[:8]}"
-            try:
-                obj.to_parquet(tmp, index=False)
-                os.replace(tmp, target)
-            finally:
-                if os.path.exists(tmp):
-                    os.remove(tmp)
-        else:
-            with path.open("wb") as f:
-                obj.to_parquet(f, index=False)
+        write_atomically(path, lambda f: obj.to_parquet(f, index=False))
 
     def load_from_path(self, context: dg.InputContext, path: UPath) -> pd.DataFrame:
         with path.open("rb") as f:
@@ -47,6 +54,21 @@ class ParquetManifestIOManager(dg.UPathIOManager):
         return {"dagster/row_count": dg.MetadataValue.int(len(obj)), "dagster/column_schema": dg.MetadataValue.table_schema(schema)}
 
 
+class JsonRecordIOManager(dg.UPathIOManager):
+    """Small records (a model's run id, URI and metrics) as JSON: never a pickled model."""
+
+    extension = ".json"
+
+    def dump_to_path(self, context: dg.OutputContext, obj: dict, path: UPath) -> None:
+        if not isinstance(obj, dict):
+            raise TypeError(f"{context.asset_key.to_user_string()} returned {type(obj).__name__}; this IO manager stores dicts")
+        data = json.dumps(obj, indent=2, sort_keys=True, default=str).encode()
+        write_atomically(path, lambda f: f.write(data))
+
+    def load_from_path(self, context: dg.InputContext, path: UPath) -> dict:
+        return json.loads(path.read_text())
+
+
 class ManifestIOManager(dg.ConfigurableIOManagerFactory):
     """Where manifests live: a local folder or a URL such as s3://bucket/maskops/manifests."""
 
@@ -55,3 +77,13 @@ class ManifestIOManager(dg.ConfigurableIOManagerFactory):
 
     def create_io_manager(self, context: dg.InitResourceContext) -> ParquetManifestIOManager:
         return ParquetManifestIOManager(base_path=UPath(self.base_path, **self.storage_options))
+
+
+class RecordIOManager(dg.ConfigurableIOManagerFactory):
+    """Where small JSON records live (same kinds of locations as manifests)."""
+
+    base_path: str = Field(description="Folder or URL for the JSON records.")
+    storage_options: dict[str, str] = Field(default_factory=dict)
+
+    def create_io_manager(self, context: dg.InitResourceContext) -> JsonRecordIOManager:
+        return JsonRecordIOManager(base_path=UPath(self.base_path, **self.storage_options))

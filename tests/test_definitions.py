@@ -16,19 +16,22 @@ def test_asset_keys_and_specs_snapshot():
     specs = {key.to_user_string(): graph.get(key) for key in graph.get_all_asset_keys()}
     assert sorted(specs) == [
         "cleaned_dataset", "cropped/cleaned", "cropped/eval", "cropped/generated", "cropped/raw", "cropped/relabeled",
-        "eval_dataset", "generated_dataset", "label_corrections", "label_exclusions", "profile_split", "raw_dataset",
-        "relabeled_dataset",
+        "eval_dataset", "generated_dataset", "label_corrections", "label_exclusions", "model/cleaned", "model/generated",
+        "model/raw", "model/relabeled", "profile_split", "raw_dataset", "relabeled_dataset",
     ]  # fmt: skip
     for key, node in specs.items():
-        assert node.group_name == ("cropped" if key.startswith("cropped/") else "labels" if key.startswith("label_") else "datasets")
+        group = {"cropped/": "cropped", "label_": "labels", "model/": "models"}
+        assert node.group_name == next((g for prefix, g in group.items() if key.startswith(prefix)), "datasets")
         assert node.code_version is not None
-        assert "parquet" in node.kinds
+        assert ("mlflow" if key.startswith("model/") else "parquet") in node.kinds
     parents = {key: sorted(k.to_user_string() for k in node.parent_keys) for key, node in specs.items()}
     assert parents["relabeled_dataset"] == ["label_corrections", "raw_dataset"]
     assert parents["profile_split"] == ["relabeled_dataset"]
     assert parents["cleaned_dataset"] == ["label_exclusions", "relabeled_dataset"]
     assert parents["generated_dataset"] == ["cleaned_dataset", "profile_split"]
     assert parents["cropped/generated"] == ["generated_dataset"] and parents["cropped/eval"] == ["eval_dataset"]
+    assert parents["model/raw"] == ["cropped/raw", "cropped/relabeled", "profile_split"]  # validated on relabeled crops
+    assert parents["model/relabeled"] == ["cropped/relabeled", "profile_split"]
     assert defs.resolve_job_def("maskops_pipeline") is not None
 
 
@@ -42,6 +45,7 @@ def test_data_contracts_guard_the_assets():
         "generated_dataset:generated_split_contract": True,
         "label_corrections:corrections_contract": True,
         "label_exclusions:exclusions_contract": True,
+        **{f"model/{v}:model_quality": True for v in ("raw", "relabeled", "cleaned", "generated")},
     }
 
 

@@ -1,0 +1,102 @@
+"""Losses: cross entropy, label smoothing, focal (per sample, per-class alpha) and an F1 surrogate.
+
+Focal loss is computed per sample — alpha[y] * (1 - p_y)^gamma * -log p_y — and then averaged;
+the original applied the focal factor to the batch-mean cross entropy, which is only a rescaling.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from maskops.models import TASKS
+
+LOSSES = ("ce", "label_smoothing", "focal", "f1")
+
+
+class FocalLoss(nn.Module):
+    def __init__(self, gamma: float = 2.0, alpha: torch.Tensor | None = None):
+        super().__init__()
+        self.gamma = gamma
+        self.register_buffer("alpha", alpha if alpha is not None else torch.empty(0))
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        log_p = F.log_softmax(logits, dim=1).gather(1, target[:, None]).squeeze(1)
+        loss = -((1 - log_p.exp()) ** self.gamma) * log_p
+        if self.alpha.numel():
+            loss = loss * self.alpha[target]
+        return loss.mean()
+
+
+class SoftF1Loss(nn.Module):
+    """1 - macro F1 computed from soft (probability) counts: differentiable, batch-level."""
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        p = logits.softmax(dim=1)
+        y = F.one_hot(target, logits.shape[1]).to(p.dtype)
+        tp = (p * y).sum(0)
+        fp = (p * (1 - y)).sum(0)
+        fn = ((1 - p) * y).sum(0)
+        f1 = 2 * tp / (2 * tp + fp + fn + 1e-8)
+        present = y.sum(0) > 0
+        return 1 - f1[present].mean()
+
+
+def inverse_frequency(counts: Sequence[int]) -> torch.Tensor:
+    """Weights 1/count, normalised to mean 1 over the classes present."""
+    c = torch.tensor(list(counts), dtype=torch.float32)
+    w = torch.where(c > 0, 1.0 / c.clamp(min=1), torch.zeros_like(c))
+    return w * (w > 0).sum() / w.sum().clamp(min=1e-8)
+
+
+def build_loss(name: str, classes: int, counts: Sequence[int] | None = None, gamma: float = 2.0, alpha: str | float | Sequence[float] | None = None,
+               smoothing: float = 0.1, class_weights: bool = False) -> nn.Module:  # fmt: skip
+    """One loss by name. alpha: None, a number (same for all), 'inverse_frequency' or one value per class."""
+    if name not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES}, got {name!r}")
+    weights = inverse_frequency(counts) if class_weights and counts is not None else None
+    if name == "ce":
+        return nn.CrossEntropyLoss(weight=weights)
+    if name == "label_smoothing":
+        return nn.CrossEntropyLoss(weight=weights, label_smoothing=smoothing)
+    if name == "f1":
+        return SoftF1Loss()
+    if alpha is None:
+        alpha_t = weights
+    elif alpha == "inverse_frequency":
+        if counts is None:
+            raise ValueError("alpha='inverse_frequency' needs class counts")
+        alpha_t = inverse_frequency(counts)
+    elif isinstance(alpha, int | float):
+        alpha_t = torch.full((classes,), float(alpha))
+    else:
+        alpha_t = torch.tensor(list(alpha), dtype=torch.float32)
+        if alpha_t.numel() != classes:
+            raise ValueError(f"alpha needs one value per class ({classes}), got {alpha_t.numel()}")
+    return FocalLoss(gamma, alpha_t)
+
+
+class Criterion(nn.Module):
+    """The training loss for a head mode: one loss on 18 classes, or a weighted sum over the three tasks."""
+
+    def __init__(self, mode: str, class_counts: Sequence[int], task_weights: dict[str, float] | None = None, **loss_kwargs):
+        super().__init__()
+        counts = torch.tensor(list(class_counts), dtype=torch.long)
+        if mode == "multiclass":
+            self.losses = nn.ModuleDict({"class": build_loss(classes=18, counts=counts.tolist(), **loss_kwargs)})
+            self.weights = {"class": 1.0}
+        else:
+            per_task = {
+                "mask": counts.reshape(3, 6).sum(1), "gender": counts.reshape(3, 2, 3).sum((0, 2)), "age": counts.reshape(6, 3).sum(0),
+            }  # fmt: skip
+            self.losses = nn.ModuleDict({t: build_loss(classes=n, counts=per_task[t].tolist(), **loss_kwargs) for t, n in TASKS.items()})
+            self.weights = task_weights or {"mask": 1 / 3, "gender": 1 / 3, "age": 1 / 3}
+
+    def forward(self, outputs: dict[str, torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+        if "class" in outputs:
+            return self.losses["class"](outputs["class"], target)
+        targets = {"mask": target // 6, "gender": (target // 3) % 2, "age": target % 3}
+        return sum(self.weights[t] * self.losses[t](outputs[t], targets[t]) for t in TASKS)

@@ -1,0 +1,297 @@
+"""The training engine: one loop for every backbone, head and loss, resumable after a crash.
+
+Seeded and deterministic on CPU; AMP and channels-last on CUDA; cosine schedule with warmup;
+early stopping on validation macro F1 computed over the whole validation set; a checkpoint
+after every epoch, and `train_model` continues from it when called again with the same
+settings and data.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import os
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, RandomSampler
+
+from maskops.data import Augment, CropDataset, balanced_sampler, class_counts, normalize
+from maskops.losses import Criterion
+from maskops.metrics import evaluate
+from maskops.models import FreezeSpec, MaskNet, ProbabilityModel, freeze, total_parameters, trainable_parameters
+
+CHECKPOINT = "last.pt"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    backbone: str = "resnet10t"
+    pretrained: bool = False
+    pretrained_file: str = ""
+    image_size: int = 96
+    epochs: int = 6
+    batch_size: int = 32
+    lr: float = 3e-3
+    weight_decay: float = 0.05
+    optimizer: str = "adamw"  # or "sgd"
+    warmup_epochs: float = 1.0
+    loss: str = "focal"  # ce, label_smoothing, focal, f1
+    focal_gamma: float = 2.0
+    focal_alpha: str = "none"  # "none", "inverse_frequency" or a number
+    label_smoothing: float = 0.1
+    class_weights: bool = False
+    head: str = "hard"  # multiclass, hard, soft
+    task_weights: tuple[float, float, float] = (1 / 3, 1 / 3, 1 / 3)  # mask, gender, age
+    freeze_stem: bool = False
+    freeze_stages: int = 0
+    freeze_patterns: tuple[str, ...] = ()
+    sampler: str = "weighted"  # "weighted" (1 / class frequency) or "shuffle"
+    augment: bool = True
+    drop: float = 0.0
+    seed: int = 0
+    patience: int = 7
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in ("adamw", "sgd"):
+            raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {self.optimizer!r}")
+        if self.sampler not in ("weighted", "shuffle"):
+            raise ValueError(f"sampler must be 'weighted' or 'shuffle', got {self.sampler!r}")
+        if self.epochs < 1 or self.batch_size < 1 or self.image_size < 16:
+            raise ValueError(f"epochs, batch_size must be >= 1 and image_size >= 16: {self.epochs}, {self.batch_size}, {self.image_size}")
+
+    @property
+    def freeze_spec(self) -> FreezeSpec:
+        return FreezeSpec(self.freeze_stem, self.freeze_stages, tuple(self.freeze_patterns))
+
+    def as_params(self) -> dict[str, str]:
+        return {k: json.dumps(v) if isinstance(v, list | tuple) else str(v) for k, v in asdict(self).items()}
+
+
+PRESETS: dict[str, TrainConfig] = {
+    # fits the CPU demo: a small CNN from random init on 96 px crops
+    "demo": TrainConfig(),
+    # the original's best single model (pretrained weights via pretrained_file or the hub)
+    "seed-best": TrainConfig(
+        backbone="tiny_vit_21m_224", pretrained=True, image_size=224, epochs=30, batch_size=32, lr=5e-4, weight_decay=0.05,
+        loss="focal", focal_gamma=3.0, focal_alpha="0.25", head="multiclass", freeze_stem=True, freeze_stages=2, patience=7,
+    ),
+}  # fmt: skip
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def build_model(cfg: TrainConfig) -> tuple[MaskNet, int]:
+    net = MaskNet(cfg.backbone, cfg.head, cfg.pretrained, cfg.pretrained_file or None, cfg.drop)
+    trainable = freeze(net, cfg.freeze_spec) if cfg.freeze_spec.active else trainable_parameters(net)
+    return net, trainable
+
+
+@dataclass
+class TrainResult:
+    model: MaskNet
+    history: list[dict[str, float]]
+    best_epoch: int
+    val_metrics: dict[str, float]
+    val_probabilities: np.ndarray
+    trainable_parameters: int
+    total_parameters: int
+    train_images_per_second: float
+    resumed_from_epoch: int | None
+    stopped_early: bool
+    device: str
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _fingerprint(images: torch.Tensor, labels: np.ndarray) -> str:
+    digest = hashlib.sha256()
+    digest.update(np.asarray(labels, dtype=np.int64).tobytes())
+    digest.update(str(tuple(images.shape)).encode())
+    digest.update(images[:: max(1, len(images) // 64)].numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _save_atomic(state: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 64, device: torch.device | None = None) -> np.ndarray:
+    """(N, 18) class probabilities of uint8 images, in order, no augmentation."""
+    from maskops.models import class_probabilities
+
+    device = device or next(model.parameters()).device
+    model.eval()
+    out = []
+    for start in range(0, len(images), batch_size):
+        x = normalize(images[start : start + batch_size].to(device))
+        if device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, enabled=device.type == "cuda"):
+            result = model(x)
+        probs = result if isinstance(result, torch.Tensor) else class_probabilities(result)
+        out.append(probs.float().cpu())
+    return torch.cat(out).numpy() if out else np.zeros((0, 18), dtype=np.float32)
+
+
+def train_model(
+    train_images: torch.Tensor,
+    train_labels: np.ndarray,
+    val_images: torch.Tensor,
+    val_labels: np.ndarray,
+    cfg: TrainConfig,
+    checkpoint_dir: str | Path | None = None,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+) -> TrainResult:
+    """Train on cached uint8 crops; validate on the whole validation set after every epoch."""
+    if len(train_images) == 0 or len(val_images) == 0:
+        raise ValueError(f"need training and validation images, got {len(train_images)} and {len(val_images)}")
+    device = resolve_device(cfg.device)
+    _seed_everything(cfg.seed)
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    model, trainable = build_model(cfg)
+    model.to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "adamw":
+        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    else:
+        optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
+    steps = math.ceil(len(train_labels) / cfg.batch_size)
+    total, warmup = cfg.epochs * steps, int(cfg.warmup_epochs * steps)
+
+    def schedule(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / max(warmup, 1)
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(total - warmup, 1)))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    dataset = CropDataset(train_images, train_labels, Augment() if cfg.augment else None, seed=cfg.seed + 1)
+    sampler = (
+        balanced_sampler(train_labels, cfg.seed + 2)
+        if cfg.sampler == "weighted"
+        else RandomSampler(dataset, generator=torch.Generator().manual_seed(cfg.seed + 2))
+    )
+    loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=0)
+    alpha = None if cfg.focal_alpha == "none" else cfg.focal_alpha if cfg.focal_alpha == "inverse_frequency" else float(cfg.focal_alpha)
+    criterion = Criterion(
+        cfg.head, class_counts(train_labels), dict(zip(("mask", "gender", "age"), cfg.task_weights, strict=True)),
+        name=cfg.loss, gamma=cfg.focal_gamma, alpha=alpha, smoothing=cfg.label_smoothing, class_weights=cfg.class_weights,
+    ).to(device)  # fmt: skip
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
+
+    fingerprint = _fingerprint(train_images, train_labels) + _fingerprint(val_images, val_labels)
+    history: list[dict[str, float]] = []
+    best_f1, best_state, best_epoch, bad_epochs, start_epoch, resumed = -1.0, None, -1, 0, 0, None
+    checkpoint = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir else None
+    if checkpoint is not None and checkpoint.exists():
+        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        if state["config"] == asdict(cfg) and state["data"] == fingerprint:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            sampler.generator.set_state(state["sampler_rng"])
+            dataset.generator.set_state(state["augment_rng"])
+            torch.set_rng_state(state["torch_rng"])
+            np.random.set_state(state["numpy_rng"])
+            random.setstate(state["python_rng"])
+            history, best_f1, best_state, best_epoch, bad_epochs = (
+                state["history"],
+                state["best_f1"],
+                state["best_state"],
+                state["best_epoch"],
+                state["bad_epochs"],
+            )
+            start_epoch = resumed = state["epoch"] + 1
+
+    seen, train_seconds, stopped_early = 0, 0.0, False
+    for epoch in range(start_epoch, cfg.epochs):
+        if bad_epochs >= cfg.patience:
+            stopped_early = True
+            break
+        model.train()
+        started = time.perf_counter()
+        running = 0.0
+        for images, labels in loader:
+            x = normalize(images.to(device, non_blocking=True))
+            if device.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            y = labels.to(device)
+            with torch.autocast(device.type, enabled=device.type == "cuda"):
+                loss = criterion(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            running += loss.detach().item() * len(y)
+            seen += len(y)
+        train_seconds += time.perf_counter() - started
+        probs = predict(model, val_images, device=device)
+        metrics = {
+            "epoch": epoch,
+            "train_loss": running / len(dataset),
+            "lr": scheduler.get_last_lr()[0],
+            **{f"val_{k}": v for k, v in evaluate(val_labels, probs).items()},
+        }
+        history.append(metrics)
+        if metrics["val_macro_f1"] > best_f1:
+            best_f1, best_epoch, bad_epochs = metrics["val_macro_f1"], epoch, 0
+            best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
+        else:
+            bad_epochs += 1
+        if checkpoint is not None:
+            _save_atomic({
+                "config": asdict(cfg), "data": fingerprint, "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "sampler_rng": sampler.generator.get_state(), "augment_rng": dataset.generator.get_state(),
+                "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(), "python_rng": random.getstate(),
+                "history": history, "best_f1": best_f1, "best_state": best_state, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
+            }, checkpoint)  # fmt: skip
+        if on_epoch is not None:
+            on_epoch(epoch, metrics)
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    probs = predict(model, val_images, device=device)
+    return TrainResult(
+        model=model, history=history, best_epoch=best_epoch, val_metrics=evaluate(val_labels, probs), val_probabilities=probs,
+        trainable_parameters=trainable, total_parameters=total_parameters(model),
+        train_images_per_second=seen / train_seconds if train_seconds else 0.0, resumed_from_epoch=resumed,
+        stopped_early=stopped_early, device=str(device), timings={"train_seconds": train_seconds},
+    )  # fmt: skip
+
+
+def serving_model(net: MaskNet) -> ProbabilityModel:
+    """The module that is logged and served: normalised float images in, 18 probabilities out."""
+    return ProbabilityModel(copy.deepcopy(net).cpu().eval())
+
+
+def config_from(preset: str, **overrides) -> TrainConfig:
+    """A preset with some fields overridden (None means: keep the preset's value)."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    changes = {k: (tuple(v) if isinstance(v, list) else v) for k, v in overrides.items() if v is not None}
+    return replace(PRESETS[preset], **changes)

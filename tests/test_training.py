@@ -1,0 +1,159 @@
+"""The training engine on tiny images: heads, losses, freezing, determinism and resume."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from maskops.losses import FocalLoss, SoftF1Loss, build_loss
+from maskops.models import HEAD_MODES, FreezeSpec, MaskNet, class_probabilities, freeze
+from maskops.train import PRESETS, TrainConfig, config_from, train_model
+
+TINY = TrainConfig(backbone="resnet10t", image_size=32, epochs=2, batch_size=16, lr=3e-3, warmup_epochs=0.5, seed=1)
+
+
+def _data(n: int = 64, seed: int = 0) -> tuple[torch.Tensor, np.ndarray]:
+    """Images whose colour encodes the class, so a couple of steps can learn something."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 18, n)
+    images = rng.integers(0, 40, (n, 3, 32, 32)).astype(np.uint8)
+    for i, y in enumerate(labels):
+        images[i, y % 3] += np.uint8(60 + 10 * (y // 3))
+    return torch.from_numpy(images), labels
+
+
+@pytest.mark.parametrize("mode", HEAD_MODES)
+def test_heads_shapes_and_recombination(mode: str):
+    net = MaskNet("resnet10t", mode)
+    outputs = net(torch.randn(4, 3, 32, 32))
+    expected = {"class": 18} if mode == "multiclass" else {"mask": 3, "gender": 2, "age": 3}
+    assert {k: v.shape for k, v in outputs.items()} == {k: (4, n) for k, n in expected.items()}
+    probs = class_probabilities(outputs)
+    assert probs.shape == (4, 18) and torch.allclose(probs.sum(1), torch.ones(4), atol=1e-5)
+    assert len(net.backbones) == (3 if mode == "soft" else 1)
+
+
+def test_task_recombination_is_the_product_in_class_order():
+    outputs = {
+        "mask": torch.log(torch.tensor([[0.7, 0.2, 0.1]])),
+        "gender": torch.log(torch.tensor([[0.4, 0.6]])),
+        "age": torch.log(torch.tensor([[0.5, 0.3, 0.2]])),
+    }
+    probs = class_probabilities(outputs)[0]
+    assert probs[6 * 1 + 3 * 1 + 2].item() == pytest.approx(0.2 * 0.6 * 0.2, rel=1e-5)  # incorrect/female/>=60 = 11
+    assert probs[0].item() == pytest.approx(0.7 * 0.4 * 0.5, rel=1e-5)
+
+
+def test_hard_sharing_runs_the_backbone_once():
+    net = MaskNet("resnet10t", "hard")
+    calls = []
+    net.backbones[0].register_forward_hook(lambda *_: calls.append(1))
+    net(torch.randn(2, 3, 32, 32))
+    assert len(calls) == 1
+
+
+@pytest.mark.parametrize(
+    ("loss", "head"), [("ce", "multiclass"), ("label_smoothing", "hard"), ("focal", "soft"), ("f1", "multiclass"), ("focal", "hard")]
+)
+def test_each_loss_and_head_learns(loss: str, head: str):
+    images, labels = _data()
+    cfg = replace(TINY, loss=loss, head=head, epochs=3, focal_alpha="inverse_frequency" if loss == "focal" else "none")
+    result = train_model(images, labels, images[:24], labels[:24], cfg)
+    losses = [h["train_loss"] for h in result.history]
+    assert losses[-1] < losses[0], losses
+    assert result.val_probabilities.shape == (24, 18)
+
+
+def test_focal_loss_equals_cross_entropy_when_gamma_is_zero():
+    logits, target = torch.randn(32, 18), torch.randint(0, 18, (32,))
+    ce = torch.nn.functional.cross_entropy(logits, target)
+    assert FocalLoss(gamma=0.0)(logits, target).item() == pytest.approx(ce.item(), rel=1e-6)
+    assert build_loss("focal", 18, gamma=0.0, alpha=1.0)(logits, target).item() == pytest.approx(ce.item(), rel=1e-6)
+
+
+def test_focal_loss_is_per_sample_with_per_class_alpha():
+    logits = torch.tensor([[4.0, 0.0], [0.0, 0.0]])
+    target = torch.tensor([0, 1])
+    alpha = torch.tensor([0.25, 0.75])
+    p = logits.softmax(1)[torch.arange(2), target]
+    expected = (alpha[target] * (1 - p) ** 2 * -p.log()).mean()
+    assert FocalLoss(gamma=2.0, alpha=alpha)(logits, target).item() == pytest.approx(expected.item(), rel=1e-6)
+    batch_mean_version = (1 - torch.exp(-torch.nn.functional.cross_entropy(logits, target))) ** 2 * torch.nn.functional.cross_entropy(
+        logits, target
+    )
+    assert FocalLoss(gamma=2.0)(logits, target).item() != pytest.approx(batch_mean_version.item(), rel=1e-3)  # not the original's rescaling
+
+
+def test_soft_f1_is_low_for_perfect_predictions():
+    target = torch.arange(18)
+    assert SoftF1Loss()(torch.eye(18) * 50, target).item() < 1e-3
+    assert SoftF1Loss()(torch.zeros(18, 18), target).item() > 0.9
+
+
+def test_frozen_weights_stay_bit_identical_after_a_step():
+    net = MaskNet("resnet10t", "hard")
+    trainable = freeze(net, FreezeSpec(stem=True, stages=2))
+    frozen = {n: p.detach().clone() for n, p in net.named_parameters() if not p.requires_grad}
+    assert frozen and trainable < sum(p.numel() for p in net.parameters())
+    assert all(n.startswith("backbones.0.") for n in frozen)
+    optimizer = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=0.1)
+    loss = sum(v.sum() for v in net(torch.randn(4, 3, 32, 32)).values())
+    loss.backward()
+    optimizer.step()
+    assert all(torch.equal(p, frozen[n]) for n, p in net.named_parameters() if n in frozen)
+    moved = [n for n, p in net.named_parameters() if p.requires_grad and "layer4" in n]
+    assert moved  # later stages still train
+
+
+def test_training_is_deterministic_on_cpu():
+    images, labels = _data()
+    a = train_model(images, labels, images[:16], labels[:16], TINY)
+    b = train_model(images, labels, images[:16], labels[:16], TINY)
+    assert all(torch.equal(x, y) for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values(), strict=True))
+
+
+class Crash(RuntimeError):
+    pass
+
+
+def test_resume_continues_from_the_saved_epoch_with_identical_state(tmp_path: Path):
+    images, labels = _data()
+    cfg = replace(TINY, epochs=3)
+    straight = train_model(images, labels, images[:16], labels[:16], cfg, tmp_path / "straight")
+
+    def crash_after_first(epoch: int, _metrics: dict) -> None:
+        if epoch == 0:
+            raise Crash("power cut")
+
+    with pytest.raises(Crash):
+        train_model(images, labels, images[:16], labels[:16], cfg, tmp_path / "crashed", on_epoch=crash_after_first)
+    resumed = train_model(images, labels, images[:16], labels[:16], cfg, tmp_path / "crashed")
+    assert resumed.resumed_from_epoch == 1 and [h["epoch"] for h in resumed.history] == [0, 1, 2]
+    assert all(torch.equal(x, y) for x, y in zip(straight.model.state_dict().values(), resumed.model.state_dict().values(), strict=True))
+    assert resumed.history[-1]["train_loss"] == pytest.approx(straight.history[-1]["train_loss"])
+    # other settings or other data: start over rather than resume someone else's run
+    fresh = train_model(images, labels, images[:16], labels[:16], replace(cfg, lr=1e-3), tmp_path / "crashed")
+    assert fresh.resumed_from_epoch is None
+
+
+def test_early_stopping_and_sampler_settings(monkeypatch: pytest.MonkeyPatch):
+    import maskops.train
+
+    images, labels = _data()
+    monkeypatch.setattr(maskops.train, "evaluate", lambda y, p: {"macro_f1": 0.5, "accuracy": 0.5})  # validation never improves
+    result = train_model(images, labels, images[:16], labels[:16], replace(TINY, epochs=6, patience=2))
+    assert result.stopped_early and [h["epoch"] for h in result.history] == [0, 1, 2] and result.best_epoch == 0
+    with pytest.raises(ValueError, match="sampler"):
+        replace(TINY, sampler="magic")
+
+
+def test_presets_and_overrides():
+    assert PRESETS["seed-best"].backbone == "tiny_vit_21m_224" and PRESETS["seed-best"].freeze_stages == 2
+    cfg = config_from("demo", epochs=1, task_weights=[0.05, 0.05, 0.9], backbone=None)
+    assert cfg.epochs == 1 and cfg.task_weights == (0.05, 0.05, 0.9) and cfg.backbone == PRESETS["demo"].backbone
+    with pytest.raises(ValueError, match="unknown preset"):
+        config_from("best-ever")
