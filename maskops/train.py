@@ -8,6 +8,7 @@ settings and data.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -143,7 +144,8 @@ def predict(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 64, 
     from maskops.models import class_probabilities
 
     device = device or next(model.parameters()).device
-    model.eval()
+    with contextlib.suppress(NotImplementedError):  # exported (pt2) programs are already in eval mode
+        model.eval()
     out = []
     for start in range(0, len(images), batch_size):
         x = normalize(images[start : start + batch_size].to(device))
@@ -190,7 +192,8 @@ def train_model(
         return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(total - warmup, 1)))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-    dataset = CropDataset(train_images, train_labels, Augment() if cfg.augment else None, seed=cfg.seed + 1)
+    dataset = CropDataset(train_images, train_labels)
+    augment, augment_rng = (Augment() if cfg.augment else None), torch.Generator().manual_seed(cfg.seed + 1)
     sampler = (
         balanced_sampler(train_labels, cfg.seed + 2)
         if cfg.sampler == "weighted"
@@ -215,7 +218,7 @@ def train_model(
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
             sampler.generator.set_state(state["sampler_rng"])
-            dataset.generator.set_state(state["augment_rng"])
+            augment_rng.set_state(state["augment_rng"])
             torch.set_rng_state(state["torch_rng"])
             np.random.set_state(state["numpy_rng"])
             random.setstate(state["python_rng"])
@@ -237,7 +240,8 @@ def train_model(
         started = time.perf_counter()
         running = 0.0
         for images, labels in loader:
-            x = normalize(images.to(device, non_blocking=True))
+            batch = images.to(device, non_blocking=True)
+            x = normalize(augment(batch, augment_rng) if augment is not None else batch)
             if device.type == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
             y = labels.to(device)
@@ -267,7 +271,7 @@ def train_model(
         if checkpoint is not None:
             _save_atomic({
                 "config": asdict(cfg), "data": fingerprint, "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "sampler_rng": sampler.generator.get_state(), "augment_rng": dataset.generator.get_state(),
+                "scheduler": scheduler.state_dict(), "sampler_rng": sampler.generator.get_state(), "augment_rng": augment_rng.get_state(),
                 "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(), "python_rng": random.getstate(),
                 "history": history, "best_f1": best_f1, "best_state": best_state, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
             }, checkpoint)  # fmt: skip
