@@ -30,7 +30,9 @@ def compute_only(cfg, images: int, counts: list[int]) -> float:
     model, _ = build_model(cfg)
     model.train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
-    criterion = Criterion(cfg.head, counts, dict(zip(("mask", "gender", "age"), cfg.task_weights, strict=True)), name=cfg.loss, gamma=cfg.focal_gamma)
+    criterion = Criterion(
+        cfg.head, counts, dict(zip(("mask", "gender", "age"), cfg.task_weights, strict=True)), name=cfg.loss, gamma=cfg.focal_gamma
+    )
     batches = [(torch.randn(cfg.batch_size, 3, cfg.image_size, cfg.image_size), torch.randint(0, 18, (cfg.batch_size,))) for _ in range(4)]
     steps = images // cfg.batch_size
     x, y = batches[0]
