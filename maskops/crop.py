@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
@@ -56,7 +56,6 @@ class CropStats:
     reused: int = 0
     faces: int = 0
     fallbacks: int = 0
-    seconds: dict[str, float] = field(default_factory=dict)
 
 
 def crop_box(face: Face | None, width: int, height: int, config: CropConfig) -> tuple[tuple[int, int, int, int], bool]:

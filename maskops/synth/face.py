@@ -260,7 +260,7 @@ def _draw_person(look: Look, pose: Pose, rng: np.random.Generator) -> tuple[Imag
     for side in (-1, 1):
         ex = cx + side * d / 2
         c.line(
-            [(ex - 0.2 * a, eye_y - 0.2 * b + 0.02 * side * 0), (ex, eye_y - 0.25 * b), (ex + 0.2 * a, eye_y - 0.21 * b)],
+            [(ex - 0.2 * a, eye_y - 0.2 * b), (ex, eye_y - 0.25 * b), (ex + 0.2 * a, eye_y - 0.21 * b)],
             brow,
             (0.055 if female else 0.08) * a,
         )
@@ -322,7 +322,8 @@ def _draw_person(look: Look, pose: Pose, rng: np.random.Generator) -> tuple[Imag
             ],
             beard_col,
         )
-    c.ellipse(cx, mouth_y, mw * 0.92, 0.045 * b, lip) if look.beard == "full" else None
+    if look.beard == "full":  # the lips show through the beard
+        c.ellipse(cx, mouth_y, mw * 0.92, 0.045 * b, lip)
 
     layer = c.finish()
     if look.beard == "stubble":
