@@ -22,18 +22,20 @@ pipeline_job = dg.define_asset_job(
     executor_def=dg.in_process_executor,
 )
 
+# The data stages, raw files to crops (tests and benchmarks materialize exactly these).
+data_assets = [
+    competition_dataset,
+    label_corrections,
+    label_exclusions,
+    relabeled_dataset,
+    profile_split,
+    cleaned_dataset,
+    generated_dataset,
+    *cropped_assets,
+]
+
 defs = dg.Definitions(
-    assets=[
-        competition_dataset,
-        label_corrections,
-        label_exclusions,
-        relabeled_dataset,
-        profile_split,
-        cleaned_dataset,
-        generated_dataset,
-        *cropped_assets,
-        *model_assets,
-    ],
+    assets=[*data_assets, *model_assets],
     asset_checks=[*checks, *model_checks],
     jobs=[pipeline_job],
     resources=build_resources(settings),

@@ -23,26 +23,15 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import emit
 
-from assets.cropped import VARIANTS, cropped_assets
-from assets.datasets import cleaned_dataset, generated_dataset, profile_split, relabeled_dataset
-from assets.labels import label_corrections, label_exclusions
-from assets.raw import competition_dataset
+from assets.cropped import VARIANTS
+from assets.definitions import data_assets
 from maskops.background import fetch_u2netp
 from maskops.review import demo_review
 from maskops.settings import Settings
 from maskops.synth.people import SynthConfig, synthesize
 from resources import BackgroundRemoverResource, build_resources
 
-ASSETS = [
-    competition_dataset,
-    label_corrections,
-    label_exclusions,
-    relabeled_dataset,
-    profile_split,
-    cleaned_dataset,
-    generated_dataset,
-    *cropped_assets,
-]
+ASSETS = data_assets
 
 
 def processed(result: dg.ExecuteInProcessResult) -> dict[str, int]:

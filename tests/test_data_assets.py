@@ -9,10 +9,8 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from assets.cropped import VARIANTS, cropped_assets
-from assets.datasets import cleaned_dataset, generated_dataset, profile_split, relabeled_dataset
-from assets.labels import label_corrections, label_exclusions
-from assets.raw import competition_dataset
+from assets.cropped import VARIANTS
+from assets.definitions import data_assets
 from maskops.synth.people import SynthConfig, synthesize
 from resources import (
     BackgroundRemoverResource,
@@ -24,16 +22,7 @@ from resources import (
 )
 from tests.conftest import TINY
 
-ASSETS = [
-    competition_dataset,
-    label_corrections,
-    label_exclusions,
-    relabeled_dataset,
-    profile_split,
-    cleaned_dataset,
-    generated_dataset,
-    *cropped_assets,
-]
+ASSETS = data_assets
 CROP_OPS = {f"cropped__{v}": {"config": {"background_model": "u2net_custom"}} for v in VARIANTS}
 RUN_CONFIG = {"ops": {**CROP_OPS, "profile_split": {"config": {"n_folds": 3}}, "generated_dataset": {"config": {"stage": 2}}}}
 
