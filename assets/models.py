@@ -54,6 +54,9 @@ class TrainingConfig(dg.Config):
     freeze_patterns: list[str] | None = Field(default=None, description="Regexes of parameter names to freeze")
     sampler: str | None = Field(default=None, description="weighted (1 / class frequency) or shuffle")
     augment: bool | None = None
+    augment_flip: bool | None = None
+    augment_scale: float | None = Field(default=None, description="Random zoom-in up to this fraction (with a shift).")
+    augment_jitter: float | None = Field(default=None, description="Brightness and contrast jitter.")
     drop: float | None = None
     seed: int | None = None
     patience: int | None = Field(default=None, description="Early stopping: epochs without a better validation macro F1")
@@ -185,7 +188,7 @@ def train_variant(
         metadata={
             **{f"val_{k}": dg.MetadataValue.float(round(v, 4)) for k, v in result.val_metrics.items()},
             "model_uri": dg.MetadataValue.text(record["model_uri"]),
-            "mlflow_run": dg.MetadataValue.text(mlflow.run_link(experiment_id, run_id)),
+            "mlflow_run": (dg.MetadataValue.url if mlflow.ui_url else dg.MetadataValue.text)(mlflow.run_link(experiment_id, run_id)),
             "trainable_parameters": dg.MetadataValue.int(result.trainable_parameters),
             "total_parameters": dg.MetadataValue.int(result.total_parameters),
             "best_epoch": dg.MetadataValue.int(result.best_epoch),

@@ -57,6 +57,9 @@ class TrainConfig:
     freeze_patterns: tuple[str, ...] = ()
     sampler: str = "weighted"  # "weighted" (1 / class frequency) or "shuffle"
     augment: bool = True
+    augment_flip: bool = True
+    augment_scale: float = 0.1  # random zoom-in up to this fraction, with a shift
+    augment_jitter: float = 0.2  # brightness and contrast jitter
     drop: float = 0.0
     seed: int = 0
     patience: int = 7
@@ -193,7 +196,8 @@ def train_model(
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     dataset = CropDataset(train_images, train_labels)
-    augment, augment_rng = (Augment() if cfg.augment else None), torch.Generator().manual_seed(cfg.seed + 1)
+    augment = Augment(cfg.augment_flip, cfg.augment_scale, cfg.augment_jitter) if cfg.augment else None
+    augment_rng = torch.Generator().manual_seed(cfg.seed + 1)
     sampler = (
         balanced_sampler(train_labels, cfg.seed + 2)
         if cfg.sampler == "weighted"

@@ -157,3 +157,26 @@ def test_presets_and_overrides():
     assert cfg.epochs == 1 and cfg.task_weights == (0.05, 0.05, 0.9) and cfg.backbone == PRESETS["demo"].backbone
     with pytest.raises(ValueError, match="unknown preset"):
         config_from("best-ever")
+
+
+def test_local_pretrained_file_loads_its_weights(tmp_path: Path):
+    import timm
+
+    source = timm.create_model("resnet10t", pretrained=False, num_classes=0)
+    torch.nn.init.constant_(source.conv1[0].weight, 0.125)
+    weights = tmp_path / "resnet10t.pth"
+    torch.save(source.state_dict(), weights)
+    net = MaskNet("resnet10t", "hard", pretrained_file=str(weights))
+    assert torch.equal(net.backbones[0].conv1[0].weight, source.conv1[0].weight)
+    random_init = MaskNet("resnet10t", "hard")
+    assert not torch.equal(random_init.backbones[0].conv1[0].weight, source.conv1[0].weight)
+
+
+def test_augmentation_is_configurable_and_keeps_shapes():
+    from maskops.data import Augment
+
+    batch = torch.randint(0, 255, (4, 3, 32, 32), dtype=torch.uint8)
+    g = torch.Generator().manual_seed(0)
+    out = Augment(flip=True, scale=0.2, jitter=0.3)(batch, g)
+    assert out.shape == (4, 3, 32, 32) and out.dtype == torch.float32 and out.min() >= 0 and out.max() <= 255
+    assert torch.equal(Augment(flip=False, scale=0.0, jitter=0.0)(batch, g), batch.float())  # all off: unchanged
