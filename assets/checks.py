@@ -12,11 +12,12 @@ import pandas as pd
 
 from expectations import balance, label_files, splits
 from expectations import labels as labels_contract
+from expectations import submission as submission_contract
 from expectations.balance import BalanceBounds
 from expectations.contract import ContractResult, rounded
 from maskops.cleaning import EXCLUSION_COLUMNS, exclusion_problems
 from maskops.corrections import CORRECTION_COLUMNS, correction_problems
-from resources import DataQuality, LabelFiles
+from resources import CompetitionDataset, DataQuality, LabelFiles
 
 LABELLED = ("raw_dataset", "relabeled_dataset", "cleaned_dataset", "generated_dataset")
 
@@ -127,6 +128,15 @@ def exclusions_check(
     return check_result(*data_quality.run("label_file", "label_exclusions", found))
 
 
+@dg.asset_check(asset="submission", name="submission_contract", blocking=True,
+                description="One answer per evaluation image, in eval/info.csv's order, a class id 0..17.")  # fmt: skip
+def submission_check(submission: pd.DataFrame, data_quality: DataQuality, dataset: CompetitionDataset) -> dg.AssetCheckResult:
+    from pathlib import Path
+
+    info = pd.read_csv(Path(dataset.root) / "eval" / "info.csv", dtype={"ImageID": str})
+    return check_result(*data_quality.run("submission", "submission", submission_contract.validations(submission, list(info["ImageID"]))))
+
+
 checks = [
     *(labels_check(asset) for asset in LABELLED),
     *(balance_check(asset, BalanceBounds.observe(), dg.AssetCheckSeverity.WARN) for asset in LABELLED[:3]),
@@ -135,4 +145,5 @@ checks = [
     generated_split_check,
     corrections_check,
     exclusions_check,
+    submission_check,
 ]

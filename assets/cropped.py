@@ -104,6 +104,7 @@ def build_cropped(variant: str, upstream: str) -> dg.AssetsDefinition:
                 "processed_images": dg.MetadataValue.int(stats.processed),
                 "reused_images": dg.MetadataValue.int(stats.reused),
                 "seconds": dg.MetadataValue.float(round(seconds, 2)),
+                "crop_config": dg.MetadataValue.json(cfg.key_params()),
                 "images_per_second": dg.MetadataValue.float(round(stats.processed / seconds, 3) if stats.processed else 0.0),
                 "samples": sheet_metadata(
                     sample, source.open_rgb, lambda r: ("face" if r["face_found"] else "fallback") + f" {r['stem'][:8]}", "crop_path"

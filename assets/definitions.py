@@ -5,6 +5,7 @@ import dagster as dg
 from assets.checks import checks
 from assets.cropped import cropped_assets
 from assets.datasets import cleaned_dataset, generated_dataset, profile_split, relabeled_dataset
+from assets.ensemble import ensemble, submission
 from assets.labels import label_corrections, label_exclusions
 from assets.models import model_assets, model_checks
 from assets.raw import competition_dataset
@@ -35,7 +36,7 @@ data_assets = [
 ]
 
 defs = dg.Definitions(
-    assets=[*data_assets, *model_assets],
+    assets=[*data_assets, *model_assets, ensemble, submission],
     asset_checks=[*checks, *model_checks],
     jobs=[pipeline_job],
     resources=build_resources(settings),

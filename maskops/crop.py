@@ -119,24 +119,7 @@ class Cropper:
         return records, stats
 
     def _process(self, pictures: list[Image.Image]) -> tuple[list[Image.Image], list[dict]]:
-        cfg = self.config
-        if cfg.order == "background_first" and cfg.remove_background:
-            pictures = [self.remover.apply(p) for p in pictures]
-        faces = self.detector.detect(pictures) if cfg.crop_face else [None] * len(pictures)
-        out, records = [], []
-        for picture, face in zip(pictures, faces, strict=True):
-            record = {"face_found": face is not None and face.prob >= cfg.min_face_prob, "face_prob": None if face is None else face.prob}
-            if cfg.crop_face:
-                box, fallback = crop_box(face, picture.width, picture.height, cfg)
-                picture = picture.crop(box).resize((cfg.size, cfg.size), Image.BILINEAR)
-                record |= {"fallback": fallback, "box": box}
-            else:
-                record |= {"fallback": False, "box": (0, 0, picture.width, picture.height)}
-            if cfg.order == "crop_first" and cfg.remove_background:
-                picture = self.remover.apply(picture)
-            out.append(picture)
-            records.append(record)
-        return out, records
+        return crop_batch(pictures, self.config, self.remover, self.detector)
 
     def _save(self, key: str, image: Image.Image, record: dict) -> None:
         self.store.put(key, encode_jpeg(image, self.config.jpeg_quality), record)
@@ -150,6 +133,29 @@ class Cropper:
             "face_prob": np.nan if prob is None else float(prob), "fallback": bool(r["fallback"]),
             "box_x0": box[0], "box_y0": box[1], "box_x1": box[2], "box_y1": box[3],
         }  # fmt: skip
+
+
+def crop_batch(
+    pictures: list[Image.Image], cfg: CropConfig, remover=None, detector: FaceDetector | None = None
+) -> tuple[list[Image.Image], list[dict]]:
+    """The crop stage on images in memory (what training saw is what serving does): returns crops and records."""
+    if cfg.order == "background_first" and cfg.remove_background:
+        pictures = [remover.apply(p) for p in pictures]
+    faces = detector.detect(pictures) if cfg.crop_face else [None] * len(pictures)
+    out, records = [], []
+    for picture, face in zip(pictures, faces, strict=True):
+        record = {"face_found": face is not None and face.prob >= cfg.min_face_prob, "face_prob": None if face is None else face.prob}
+        if cfg.crop_face:
+            box, fallback = crop_box(face, picture.width, picture.height, cfg)
+            picture = picture.crop(box).resize((cfg.size, cfg.size), Image.BILINEAR)
+            record |= {"fallback": fallback, "box": box}
+        else:
+            record |= {"fallback": False, "box": (0, 0, picture.width, picture.height)}
+        if cfg.order == "crop_first" and cfg.remove_background:
+            picture = remover.apply(picture)
+        out.append(picture)
+        records.append(record)
+    return out, records
 
 
 def _batches(frame: pd.DataFrame, size: int) -> Iterator[pd.DataFrame]:

@@ -8,7 +8,7 @@ from resources.images import BackgroundRemoverResource, FaceDetectorResource, Im
 from resources.io_managers import ManifestIOManager, RecordIOManager
 from resources.labels import LabelFiles
 from resources.quality import DataQuality
-from resources.tracking import Compute, MlflowTracking
+from resources.tracking import Compute, MlflowTracking, SubmissionStore
 
 
 def build_resources(settings: Settings) -> dict[str, object]:
@@ -26,6 +26,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
             tracking_uri=settings.mlflow_uri, artifact_root=str(settings.mlflow_artifacts), ui_url=os.environ.get("MASKOPS_MLFLOW_UI", "")
         ),
         "compute": Compute(checkpoints_dir=str(settings.checkpoints)),
+        "submissions": SubmissionStore(folder=str(settings.home / "submissions")),
     }
 
 
@@ -40,5 +41,6 @@ __all__ = [
     "ManifestIOManager",
     "MlflowTracking",
     "RecordIOManager",
+    "SubmissionStore",
     "build_resources",
 ]

@@ -55,3 +55,9 @@ class Compute(dg.ConfigurableResource):
     device: str = Field(default="auto", description="'auto' (CUDA when present), 'cpu' or 'cuda:N'.")
     checkpoints_dir: str = Field(description="Per-run checkpoints, so an interrupted training resumes.")
     threads: int = Field(default=0, description="Torch CPU threads (0: leave torch's default).")
+
+
+class SubmissionStore(dg.ConfigurableResource):
+    """Where submission CSVs are written."""
+
+    folder: str = Field(description="Folder for submission.csv.")

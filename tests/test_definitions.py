@@ -16,14 +16,15 @@ def test_asset_keys_and_specs_snapshot():
     specs = {key.to_user_string(): graph.get(key) for key in graph.get_all_asset_keys()}
     assert sorted(specs) == [
         "cleaned_dataset", "cropped/cleaned", "cropped/eval", "cropped/generated", "cropped/raw", "cropped/relabeled",
-        "eval_dataset", "generated_dataset", "label_corrections", "label_exclusions", "model/cleaned", "model/generated",
-        "model/raw", "model/relabeled", "profile_split", "raw_dataset", "relabeled_dataset",
+        "ensemble", "eval_dataset", "generated_dataset", "label_corrections", "label_exclusions", "model/cleaned", "model/generated",
+        "model/raw", "model/relabeled", "profile_split", "raw_dataset", "relabeled_dataset", "submission",
     ]  # fmt: skip
     for key, node in specs.items():
-        group = {"cropped/": "cropped", "label_": "labels", "model/": "models"}
+        group = {"cropped/": "cropped", "label_": "labels", "model/": "models", "ensemble": "ensemble", "submission": "ensemble"}
         assert node.group_name == next((g for prefix, g in group.items() if key.startswith(prefix)), "datasets")
         assert node.code_version is not None
-        assert ("mlflow" if key.startswith("model/") else "parquet") in node.kinds
+        kind = "mlflow" if key.startswith(("model/", "ensemble")) else "csv" if key == "submission" else "parquet"
+        assert kind in node.kinds, key
     parents = {key: sorted(k.to_user_string() for k in node.parent_keys) for key, node in specs.items()}
     assert parents["relabeled_dataset"] == ["label_corrections", "raw_dataset"]
     assert parents["profile_split"] == ["relabeled_dataset"]
@@ -32,6 +33,8 @@ def test_asset_keys_and_specs_snapshot():
     assert parents["cropped/generated"] == ["generated_dataset"] and parents["cropped/eval"] == ["eval_dataset"]
     assert parents["model/raw"] == ["cropped/raw", "cropped/relabeled", "profile_split"]  # validated on relabeled crops
     assert parents["model/relabeled"] == ["cropped/relabeled", "profile_split"]
+    assert parents["ensemble"] == ["cropped/relabeled", "model/cleaned", "model/generated", "model/raw", "model/relabeled", "profile_split"]
+    assert parents["submission"] == ["cropped/eval", "ensemble", "eval_dataset"]
     assert defs.resolve_job_def("maskops_pipeline") is not None
 
 
@@ -46,6 +49,7 @@ def test_data_contracts_guard_the_assets():
         "label_corrections:corrections_contract": True,
         "label_exclusions:exclusions_contract": True,
         **{f"model/{v}:model_quality": True for v in ("raw", "relabeled", "cleaned", "generated")},
+        "submission:submission_contract": True,
     }
 
 

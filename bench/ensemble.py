@@ -1,0 +1,76 @@
+"""Serving through the registry vs calling the members by hand, and the ensemble vs its best member.
+
+    make demo && .venv/bin/python bench/ensemble.py [--images 64]
+
+- pyfunc_vs_direct: images/s of models:/maskops-ensemble@champion (mlflow.pyfunc, a DataFrame of
+  paths in, the crop pipeline, every member, soft voting) against the same work done directly
+  in-process with the same member models, background remover and face detector. Target >= 0.9.
+- ensemble_vs_best_member: validation macro F1 of the ensemble / of its best member (from the
+  ensemble's record, same validation people). Reported, no target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import emit
+
+from maskops.settings import Settings
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--images", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=32)
+    args = parser.parse_args()
+    settings = Settings.from_env()
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    record_path = settings.records / "ensemble.json"
+    if not record_path.exists():
+        raise SystemExit(f"{record_path} not found: run `make demo` first")
+    record = json.loads(record_path.read_text())
+    import mlflow
+    from PIL import Image
+
+    from maskops.background import BackgroundRemover
+    from maskops.crop import CropConfig, crop_batch
+    from maskops.data import decode_all
+    from maskops.ensemble import member_probabilities, soft_vote
+    from maskops.faces import FaceDetector
+
+    mlflow.set_tracking_uri(settings.mlflow_uri)
+    files = sorted((settings.dataset / "eval" / "images").glob("*"))[: args.images]
+    model = mlflow.pyfunc.load_model("models:/maskops-ensemble@champion")
+    model.predict(pd.DataFrame({"image": [str(files[0])]}))  # warm up
+    start = time.perf_counter()
+    for k in range(0, len(files), args.batch_size):
+        model.predict(pd.DataFrame({"image": [str(f) for f in files[k : k + args.batch_size]]}))
+    served = len(files) / (time.perf_counter() - start)
+
+    config = mlflow.pyfunc.load_model(record["model_uri"]).model_config
+    crop = CropConfig(**{**config["crop"], "background_color": tuple(config["crop"]["background_color"])})
+    remover = BackgroundRemover(settings.models, color=crop.background_color) if crop.remove_background else None
+    detector = FaceDetector() if crop.crop_face else None
+    members = [(m["image_size"], mlflow.pytorch.load_model(m["model_uri"], map_location="cpu")) for m in record["members"]]
+    start = time.perf_counter()
+    for k in range(0, len(files), args.batch_size):
+        pictures = [Image.open(f).convert("RGB") for f in files[k : k + args.batch_size]]
+        crops, _ = crop_batch(pictures, crop, remover, detector)
+        soft_vote([member_probabilities(m, decode_all(crops, lambda c: c, size), record["tta"]) for size, m in members], record["weights"])
+    direct = len(files) / (time.perf_counter() - start)
+    emit("pyfunc_vs_direct", served, "images/s", baseline=direct, n=len(files), target=">= 0.9", model="models:/maskops-ensemble@champion")
+    best = max(m["macro_f1"] for m in record["member_metrics"])
+    emit("ensemble_vs_best_member", record["val_metrics"]["macro_f1"], "macro F1", baseline=best, n=None,
+         members={m["model"]: round(m["macro_f1"], 4) for m in record["member_metrics"]})  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""Champion / challenger in the MLflow model registry: the alias `champion` moves to a new
+version only if it scores at least as well on the same validation people."""
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+F1_TAG = "maskops.val_macro_f1"
+VALIDATION_TAG = "maskops.validation_set"
+MEMBERS_TAG = "maskops.members"
+
+
+@dataclass(frozen=True)
+class Promotion:
+    decision: str  # "champion" or "challenger"
+    version: str
+    score: float
+    champion_version: str | None  # the champion before this decision
+    champion_score: float | None  # on the same validation people
+    reason: str
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def promote(
+    client,
+    name: str,
+    version: str,
+    score: float,
+    validation_set: str,
+    margin: float = 0.0,
+    rescore: Callable[[dict], float] | None = None,
+) -> Promotion:
+    """Give `version` the alias champion if `score` >= the champion's score - `margin`, else challenger.
+
+    The champion's score comes from its tag when it was measured on the same validation set;
+    otherwise `rescore(champion_tags)` measures it again on the current one (if given).
+    """
+    from mlflow.exceptions import MlflowException
+
+    client.set_model_version_tag(name, version, F1_TAG, f"{score:.6f}")
+    client.set_model_version_tag(name, version, VALIDATION_TAG, validation_set)
+    try:
+        champion = client.get_model_version_by_alias(name, "champion")
+    except MlflowException:
+        champion = None
+    if champion is None or champion.version == version:
+        result = Promotion("champion", version, score, None, None, "first registered version")
+    else:
+        tags = champion.tags
+        if tags.get(VALIDATION_TAG) == validation_set and F1_TAG in tags:
+            champion_score, how = float(tags[F1_TAG]), "its recorded score"
+        elif rescore is not None:
+            champion_score, how = float(rescore(tags)), "re-scored on the current validation people"
+        else:
+            champion_score, how = float("-inf"), "no comparable score"
+        better = score >= champion_score - margin
+        reason = (f"validation macro F1 {score:.4f} vs champion v{champion.version} {champion_score:.4f} ({how}), margin {margin}: "
+                  + ("promoted" if better else "kept the champion"))  # fmt: skip
+        result = Promotion("champion" if better else "challenger", version, score, champion.version, champion_score, reason)
+    client.set_registered_model_alias(name, result.decision, version)
+    client.set_model_version_tag(name, version, "maskops.promotion", json.dumps(result.as_dict()))
+    return result
