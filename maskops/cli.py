@@ -15,7 +15,7 @@ from maskops.settings import Settings
 
 log = logging.getLogger("maskops")
 
-DEMO_PROFILES, DEMO_EVAL_PROFILES, DEMO_SEED = 72, 10, 0
+DEMO_PROFILES, DEMO_EVAL_PROFILES, DEMO_SEED = 64, 10, 0
 
 
 def _progress(desc: str):

@@ -86,6 +86,7 @@ class Settings:
             "MLFLOW_TRACKING_URI": self.mlflow_uri,
             "DAGSTER_HOME": str(self.dagster_home),
             "MLFLOW_DISABLE_TELEMETRY": "true",
+            "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
             "GX_ANALYTICS_ENABLED": "false",
             "DO_NOT_TRACK": "1",
         }
