@@ -18,7 +18,8 @@ from assets.policies import DOWNSTREAM, IMAGE_MODELS_POOL
 from maskops.crop import CropConfig
 from maskops.data import decode_all
 from maskops.ensemble import fit_weights, member_probabilities, soft_vote
-from maskops.metrics import confusion, confusion_png, evaluate
+from maskops.labels import CLASS_NAMES
+from maskops.metrics import confusion, confusion_grid_png, confusion_png, evaluate
 from maskops.reports import class_counts, class_distribution_png, png_markdown
 from maskops.splits import VALIDATION, assign_split
 from resources import BackgroundRemoverResource, CompetitionDataset, ImageStoreResource, MlflowTracking, SubmissionStore
@@ -128,7 +129,9 @@ def ensemble(
     rows = [{"model": f"model/{r['variant']}", **evaluate(y, p)} for r, p in zip(records, member_probs, strict=True)]
     rows.append({"model": "ensemble", **evaluate(y, probs)})
     table = pd.DataFrame(rows)
-    chart, matrix = _comparison_png(table), confusion_png(confusion(y, probs), "ensemble: validation")
+    matrices = {r["model"]: confusion(y, p) for r, p in zip(rows, [*member_probs, probs], strict=True)}
+    chart, matrix = _comparison_png(table), confusion_png(matrices["ensemble"], "ensemble: validation")
+    grid = confusion_grid_png(matrices)
     crop = _crop_config(context)
     validation_set = _validation_set(val)
     model_file = (
@@ -142,7 +145,7 @@ def ensemble(
             {
                 "weights": json.dumps([round(w, 4) for w in weights]),
                 "tta": config.tta,
-                "members": json.dumps([r["model_uri"] for r in records]),
+                "member_models": json.dumps([r["model_uri"] for r in records]),
             }
         )
         mlf.log_metrics({f"val_{k}": float(v) for k, v in rows[-1].items() if k != "model"})
@@ -151,8 +154,11 @@ def ensemble(
         table.to_csv(folder / "comparison.csv", index=False)
         (folder / "comparison.png").write_bytes(chart)
         (folder / "confusion_matrix.png").write_bytes(matrix)
-        for name in ("comparison.csv", "comparison.png", "confusion_matrix.png"):
-            mlf.log_artifact(str(folder / name), artifact_path="evaluation")
+        (folder / "confusion_matrices.png").write_bytes(grid)
+        for name, m in matrices.items():
+            pd.DataFrame(m, index=CLASS_NAMES, columns=CLASS_NAMES).to_csv(folder / f"confusion_{name.replace('/', '_')}.csv")
+        for path in sorted(folder.iterdir()):
+            mlf.log_artifact(str(path), artifact_path="evaluation")
         artifacts = {f"member_{r['variant']}": r["model_uri"] for r in records} | {"background_model": str(model_file)}
         model_config = {
             "members": [{"artifact": f"member_{r['variant']}", "image_size": int(r["image_size"]), "model_uri": r["model_uri"]} for r in records],
@@ -195,6 +201,7 @@ def ensemble(
             "comparison": dg.MetadataValue.md(markdown_table),
             "comparison_chart": dg.MetadataValue.md(png_markdown(chart, "ensemble vs members")),
             "confusion_matrix": dg.MetadataValue.md(png_markdown(matrix, "confusion matrix")),
+            "confusion_matrices": dg.MetadataValue.md(png_markdown(grid, "confusion matrices: members and ensemble")),
             "weights": dg.MetadataValue.json({r["variant"]: round(w, 4) for r, w in zip(records, weights, strict=True)}),
             "model_uri": dg.MetadataValue.text(record["model_uri"]),
             "promotion": dg.MetadataValue.text(f"{promotion.decision}: {promotion.reason}"),

@@ -145,12 +145,23 @@ def test_ensemble_and_submission_assets(pipeline_end, tiny_dataset: Path):
     meta = result.asset_materializations_for_node("ensemble")[0].metadata
     assert meta["comparison"].value.count("\n") == 2 + 4  # header, rule, four members and the ensemble
     assert meta["comparison_chart"].value.startswith("![ensemble vs members](data:image/png")
+    assert meta["confusion_matrices"].value.startswith("![confusion matrices: members and ensemble](data:image/png")
     registry.activate()
     run = MlflowClient().get_run(record["run_id"])
     assert {a.path for a in MlflowClient().list_artifacts(run.info.run_id, "evaluation")} >= {
         "evaluation/comparison.csv",
         "evaluation/confusion_matrix.png",
+        "evaluation/confusion_matrices.png",
+        *(f"evaluation/confusion_model_{v}.csv" for v in ("raw", "relabeled", "cleaned", "generated")),
+        "evaluation/confusion_ensemble.csv",
     }
+    import mlflow
+
+    folder = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="evaluation", dst_path=str(state / "dl")))
+    matrices = {m: pd.read_csv(folder / f"confusion_{m}.csv", index_col=0).to_numpy() for m in ("model_raw", "model_generated", "ensemble")}
+    totals = {m.sum() for m in matrices.values()}
+    assert len(totals) == 1 and totals.pop() > 0 and matrices["ensemble"].shape == (18, 18)  # the same validation images for all
+    assert np.trace(matrices["ensemble"]) / matrices["ensemble"].sum() == pytest.approx(record["val_metrics"]["accuracy"])
     info = pd.read_csv(tiny_dataset / "eval/info.csv")
     written = pd.read_csv(state / "submissions/submission.csv")
     assert list(written["ImageID"]) == list(info["ImageID"]) and written["ans"].between(0, 17).all()
@@ -189,15 +200,20 @@ def test_predict_cli_on_good_and_bad_inputs(pipeline_end, tiny_dataset: Path, tm
     folder = sorted((tiny_dataset / "train/images").iterdir())[1]
     bad = tmp_path / "notes.txt"
     bad.write_text("not an image")
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes(sorted(folder.iterdir())[0].read_bytes()[:400])
     cli = [sys.executable, "-m", "maskops.cli", "predict"]
     done = subprocess.run(
-        [*cli, str(folder), str(bad), "--out", str(tmp_path / "p.csv")], capture_output=True, text=True, env=_env(registry), timeout=300
-    )
-    assert done.returncode == 1, done.stderr[-2000:]  # partial results: one input had no prediction
+        [*cli, str(folder), str(bad), str(truncated), "--out", str(tmp_path / "p.csv")],
+        capture_output=True, text=True, env=_env(registry), timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr[-2000:]  # partial results: two inputs had no prediction
     table = pd.read_csv(tmp_path / "p.csv")
-    assert len(table) == 8 and list(table["path"])[-1] == str(bad)
-    assert (table["status"].iloc[:7] == "ok").all() and table["status"].iloc[7].startswith("unreadable image")
-    assert "8 predictions written" in done.stdout and "notes.txt" in done.stderr
+    assert len(table) == 9 and list(table["path"])[-2:] == [str(bad), str(truncated)]
+    assert (table["status"].iloc[:7] == "ok").all() and table["class_id"].iloc[:7].between(0, 17).all()
+    assert table["status"].iloc[7].startswith("unreadable image") and table["status"].iloc[8].startswith("unreadable image")
+    assert table["class_id"].iloc[7:].isna().all()
+    assert "9 predictions written" in done.stdout and "notes.txt" in done.stderr and "truncated.jpg" in done.stderr
     unknown = subprocess.run(
         [*cli, str(folder), "--model", "models:/maskops-ensemble@nonexistent"],
         capture_output=True,
@@ -206,6 +222,11 @@ def test_predict_cli_on_good_and_bad_inputs(pipeline_end, tiny_dataset: Path, tm
         timeout=300,
     )
     assert unknown.returncode == 2 and "cannot load models:/maskops-ensemble@nonexistent" in unknown.stderr
+    assert "registered models:" in unknown.stderr and "maskops-ensemble" in unknown.stderr
+    no_name = subprocess.run(
+        [*cli, str(folder), "--model", "models:/no-such-model/1"], capture_output=True, text=True, env=_env(registry), timeout=300
+    )
+    assert no_name.returncode == 2 and "cannot load models:/no-such-model/1" in no_name.stderr
     (tmp_path / "empty").mkdir()
     empty = subprocess.run([*cli, str(tmp_path / "empty")], capture_output=True, text=True, env=_env(registry), timeout=300)
     assert empty.returncode == 2 and "holds no image files" in empty.stderr
