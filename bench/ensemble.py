@@ -5,6 +5,9 @@
 - pyfunc_vs_direct: images/s of models:/maskops-ensemble@champion (mlflow.pyfunc, a DataFrame of
   paths in, the crop pipeline, every member, soft voting) against the same work done directly
   in-process with the same member models, background remover and face detector. Target >= 0.9.
+- serving_agrees_with_submission: share of evaluation images where the registered model (a raw
+  photo in) predicts the class the `submission` asset wrote (crops from the store): training /
+  serving skew, target 1.0.
 - ensemble_vs_best_member: validation macro F1 of the ensemble / of its best member (from the
   ensemble's record, same validation people). Reported, no target.
 """
@@ -12,6 +15,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import sys
@@ -45,6 +49,7 @@ def main() -> None:
     from maskops.data import decode_all
     from maskops.ensemble import member_probabilities, soft_vote
     from maskops.faces import FaceDetector
+    from maskops.store import encode_jpeg
 
     mlflow.set_tracking_uri(settings.mlflow_uri)
     files = sorted((settings.dataset / "eval" / "images").glob("*"))[: args.images]
@@ -64,9 +69,17 @@ def main() -> None:
     for k in range(0, len(files), args.batch_size):
         pictures = [Image.open(f).convert("RGB") for f in files[k : k + args.batch_size]]
         crops, _ = crop_batch(pictures, crop, remover, detector)
+        crops = [Image.open(io.BytesIO(encode_jpeg(c, crop.jpeg_quality))) for c in crops]
         soft_vote([member_probabilities(m, decode_all(crops, lambda c: c, size), record["tta"]) for size, m in members], record["weights"])
     direct = len(files) / (time.perf_counter() - start)
     emit("pyfunc_vs_direct", served, "images/s", baseline=direct, n=len(files), target=">= 0.9", model="models:/maskops-ensemble@champion")
+    submitted = pd.read_csv(settings.submissions / "submission.csv", dtype={"ImageID": str}).set_index("ImageID")["ans"]
+    record_model = mlflow.pyfunc.load_model(record["model_uri"])
+    served = record_model.predict(pd.DataFrame({"image": [str(settings.dataset / "eval" / "images" / i) for i in submitted.index]}))
+    agree = float((served["class_id"].to_numpy() == submitted.to_numpy()).mean())
+    emit(
+        "serving_agrees_with_submission", agree, "share of images", baseline=1.0, n=len(submitted), target="1.0", model=record["model_uri"]
+    )
     best = max(m["macro_f1"] for m in record["member_metrics"])
     emit("ensemble_vs_best_member", record["val_metrics"]["macro_f1"], "macro F1", baseline=best, n=None,
          members={m["model"]: round(m["macro_f1"], 4) for m in record["member_metrics"]})  # fmt: skip

@@ -118,7 +118,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"  dagster home {settings.dagster_home} (runs, asset history)\n"
         f"  mlflow       {settings.mlflow_uri} (runs, registered models maskops-<variant>; make mlflow-ui)\n"
         f"  quality      {settings.reports / 'quality'} (maskops report)\n"
-        f"  submission   {settings.home / 'submissions' / 'submission.csv'}\n"
+        f"  submission   {settings.submissions / 'submission.csv'}\n"
         "  predict      .venv/bin/maskops predict --model models:/maskops-ensemble@champion PHOTOS...\n"
         "  the UI       make ui, then open http://127.0.0.1:3000/asset-groups"
     )

@@ -72,6 +72,10 @@ class Settings:
         return self.home / "records"
 
     @property
+    def submissions(self) -> Path:
+        return self.home / "submissions"
+
+    @property
     def models(self) -> Path:
         """Model files provisioned offline (rembg's U2NET_HOME)."""
         return self.home / "models"

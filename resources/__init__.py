@@ -26,7 +26,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
             tracking_uri=settings.mlflow_uri, artifact_root=str(settings.mlflow_artifacts), ui_url=os.environ.get("MASKOPS_MLFLOW_UI", "")
         ),
         "compute": Compute(checkpoints_dir=str(settings.checkpoints)),
-        "submissions": SubmissionStore(folder=str(settings.home / "submissions")),
+        "submissions": SubmissionStore(folder=str(settings.submissions)),
     }
 
 

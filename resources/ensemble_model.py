@@ -4,7 +4,8 @@ Input: a DataFrame with a column `image` holding file paths or encoded image byt
 Output: one row per input — `status` ("ok", or why the row has no prediction), `class_id`,
 `mask`, `gender`, `age_group` and the 18 probabilities `p_0` .. `p_17`. Every photo goes
 through the same crop pipeline the members were trained on (background removal and face
-crop with the recorded parameters), then each member's own input size, then soft voting.
+crop with the recorded parameters, stored as JPEG like the training crops), then each member's
+own input size, then soft voting.
 """
 
 import io
@@ -20,6 +21,7 @@ from maskops.data import decode_all
 from maskops.ensemble import member_probabilities, soft_vote
 from maskops.faces import FaceDetector
 from maskops.labels import NUM_CLASSES, AgeGroup, Gender, MaskState
+from maskops.store import encode_jpeg
 
 PROBABILITY_COLUMNS = [f"p_{i}" for i in range(NUM_CLASSES)]
 OUTPUT_COLUMNS = ["status", "class_id", "mask", "gender", "age_group", *PROBABILITY_COLUMNS]
@@ -67,6 +69,8 @@ class MaskopsEnsemble(mlflow.pyfunc.PythonModel):
         for start in range(0, len(order), BATCH):
             chunk = order[start : start + BATCH]
             crops, _ = crop_batch([pictures[i] for i in chunk], self.crop, self.remover, self.detector)
+            # The members were trained on crops stored as JPEG: serve them the same pixels.
+            crops = [Image.open(io.BytesIO(encode_jpeg(c, self.crop.jpeg_quality))) for c in crops]
             probs = [member_probabilities(model, decode_all(crops, lambda c: c, size), self.tta) for size, model in self.members]
             voted = soft_vote(probs, self.weights)
             for i, p in zip(chunk, voted, strict=True):
