@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 F1_TAG = "maskops.val_macro_f1"
 VALIDATION_TAG = "maskops.validation_set"
 MEMBERS_TAG = "maskops.members"
+TIE = 1e-6  # scores this close count as equal (tags keep 6 decimals)
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ def promote(
             champion_score, how = float(rescore(tags)), "re-scored on the current validation people"
         else:
             champion_score, how = float("-inf"), "no comparable score"
-        better = score >= champion_score - margin
+        better = score >= champion_score - margin - TIE
         reason = (f"validation macro F1 {score:.4f} vs champion v{champion.version} {champion_score:.4f} ({how}), margin {margin}: "
                   + ("promoted" if better else "kept the champion"))  # fmt: skip
         result = Promotion("champion" if better else "challenger", version, score, champion.version, champion_score, reason)

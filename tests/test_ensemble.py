@@ -78,6 +78,18 @@ def test_promotion_keeps_or_moves_the_champion(registry):
     assert recorded["decision"] == "challenger" and "kept the champion" in recorded["reason"]
 
 
+def test_an_equal_score_takes_the_champion_alias(registry):
+    from mlflow import MlflowClient
+
+    from resources.registry import promote
+
+    client = MlflowClient()
+    client.create_registered_model("tie-test")
+    a, b = (client.create_model_version("tie-test", source=f"file:///nowhere/{i}").version for i in range(2))
+    promote(client, "tie-test", a, 2 / 3, "val")  # its tag reads 0.666667, above 2/3
+    assert promote(client, "tie-test", b, 2 / 3, "val").decision == "champion"
+
+
 @pytest.fixture(scope="module")
 def pipeline_end(tiny_dataset: Path, models_dir: Path, registry, tmp_path_factory: pytest.TempPathFactory):
     """ensemble + submission materialized over stub members (one small untrained model, logged once)."""
