@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
+import maskops
 from assets.cropped import CropSettings
 from assets.models import VARIANTS
 from assets.policies import DOWNSTREAM, IMAGE_MODELS_POOL
@@ -27,6 +28,7 @@ from resources.registry import MEMBERS_TAG, promote
 
 ENSEMBLE_NAME = "maskops-ensemble"
 MODEL_CODE = Path(__file__).resolve().parents[1] / "resources" / "ensemble_model.py"
+MASKOPS_CODE = Path(maskops.__file__).resolve().parent  # bundled with the model: it loads where maskops is not installed
 MEMBER_INS = {f"model_{v}": dg.AssetIn(["model", v]) for v in VARIANTS}
 
 
@@ -167,7 +169,7 @@ def ensemble(
         }  # fmt: skip
         info = mlf.pyfunc.log_model(
             name="ensemble", python_model=str(MODEL_CODE), artifacts=artifacts, model_config=model_config,
-            signature=_signature(), registered_model_name=ENSEMBLE_NAME, pip_requirements=_requirements(),
+            signature=_signature(), registered_model_name=ENSEMBLE_NAME, pip_requirements=_requirements(), code_paths=[str(MASKOPS_CODE)],
         )  # fmt: skip
         run_id, experiment_id = run.info.run_id, run.info.experiment_id
     version = str(info.registered_model_version)
@@ -221,9 +223,11 @@ def _signature():
 
 
 def _requirements() -> list[str]:
+    """What the bundled maskops code and the model file import, at the versions they were tested with."""
     from importlib.metadata import version
 
-    return [f"{p}=={version(p)}" for p in ("torch", "timm", "mlflow", "facenet-pytorch", "onnxruntime")] + ["rembg", "maskops"]
+    packages = ("torch", "timm", "mlflow", "facenet-pytorch", "onnxruntime", "rembg", "pillow", "numpy", "pandas", "universal-pathlib")
+    return [f"{p}=={version(p)}" for p in packages]
 
 
 @dg.asset(

@@ -189,16 +189,24 @@ def test_registered_ensemble_round_trip_in_a_fresh_process(pipeline_end, tiny_da
     _, _, registry = pipeline_end
     photos = sorted((tiny_dataset / "train/images").iterdir())[0]
     (tmp_path / "not_an_image.jpg").write_text("hello")
+    # The fresh process cannot import the project (no editable-install finder, not run from the
+    # repository): the model must bring its own maskops code.
     script = f"""
+import sys, importlib.util
+sys.meta_path = [f for f in sys.meta_path if not type(f).__module__.startswith("__editable__") and not getattr(f, "__module__", "").startswith("__editable__")]
+sys.path = [p for p in sys.path if p not in ("", {str(Path.cwd())!r})]
+assert importlib.util.find_spec("maskops") is None, "maskops is still importable"
 import mlflow, pandas as pd, json
 model = mlflow.pyfunc.load_model("models:/maskops-ensemble@champion")
+import maskops
+assert "/code/maskops/" in maskops.__file__, maskops.__file__  # the copy bundled with the model
 paths = {[str(p) for p in sorted(photos.iterdir())[:3]]!r}
 frame = pd.DataFrame({{"image": paths + [open(paths[0], "rb").read(), {str(tmp_path / "not_an_image.jpg")!r}]}})
 out = model.predict(frame)
 print(json.dumps({{"columns": list(out.columns), "status": list(out["status"]), "sums": out[[f"p_{{i}}" for i in range(18)]].sum(axis=1).round(5).tolist(),
                   "classes": [None if pd.isna(c) else int(c) for c in out["class_id"]]}}))
 """
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=_env(registry), timeout=300)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=_env(registry), timeout=300, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out["columns"][:5] == ["status", "class_id", "mask", "gender", "age_group"] and len(out["columns"]) == 5 + 18
