@@ -120,6 +120,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"  quality      {settings.reports / 'quality'} (maskops report)\n"
         f"  submission   {settings.submissions / 'submission.csv'}\n"
         "  predict      .venv/bin/maskops predict --model models:/maskops-ensemble@champion PHOTOS...\n"
+        "  serve        .venv/bin/maskops serve (the champion over HTTP on 127.0.0.1:5001)\n"
         "  the UI       make ui, then open http://127.0.0.1:3000/asset-groups"
     )
     return 0
@@ -139,17 +140,30 @@ def cmd_ui(args: argparse.Namespace) -> int:
     return 0  # not reached
 
 
-def cmd_mlflow_ui(args: argparse.Namespace) -> int:
-    settings = Settings.from_env()
-    exe = Path(sys.executable).with_name("mlflow")
-    binary = str(exe) if exe.exists() else shutil.which("mlflow")
+def _exec_mlflow(args: list[str], settings: Settings) -> None:
+    """Replace this process with the environment's `mlflow` command, seeing maskops' state."""
+    bin_dir = Path(sys.executable).parent
+    binary = str(bin_dir / "mlflow") if (bin_dir / "mlflow").exists() else shutil.which("mlflow")
     if not binary:
         raise SystemExit("the mlflow command is not installed in this environment")
-    env = {**os.environ, **settings.environment()}
-    print(f"MLflow UI on http://{args.host}:{args.port} (store: {settings.mlflow_uri})", flush=True)
+    # MLflow starts servers (uvicorn, gunicorn) by name: the environment's bin folder goes first on PATH.
+    env = {**os.environ, **settings.environment(), "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    os.execve(binary, [binary, "ui", "--backend-store-uri", settings.mlflow_uri, "--host", args.host, "--port", str(args.port)], env)
+    os.execve(binary, [binary, *args], env)
+
+
+def cmd_mlflow_ui(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    print(f"MLflow UI on http://{args.host}:{args.port} (store: {settings.mlflow_uri})", flush=True)
+    _exec_mlflow(["ui", "--backend-store-uri", settings.mlflow_uri, "--host", args.host, "--port", str(args.port)], settings)
+    return 0  # not reached
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    print(f"serving {args.model} on http://{args.host}:{args.port}/invocations (store: {settings.mlflow_uri})", flush=True)
+    _exec_mlflow(["models", "serve", "-m", args.model, "--env-manager", "local", "-h", args.host, "-p", str(args.port)], settings)
     return 0  # not reached
 
 
@@ -250,6 +264,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("predictions.csv"))
     p.add_argument("--batch-size", type=int, default=32)
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("serve", help="serve a registered model over HTTP (MLflow's scoring server, this environment)")
+    p.add_argument("--model", default="models:/maskops-ensemble@champion", help="models:/NAME/VERSION or models:/NAME@ALIAS")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=5001)
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("mlflow-ui", help="start the MLflow UI on the tracking store (runs, registered models)")
     p.add_argument("--host", default="127.0.0.1")
