@@ -253,42 +253,22 @@ def test_predict_cli_on_good_and_bad_inputs(pipeline_end, tiny_dataset: Path, tm
 
 
 def test_serve_answers_over_http(pipeline_end, tiny_dataset: Path, tmp_path: Path):
-    import signal
-    import socket
-    import time
     import urllib.request
 
+    from tests.servers import free_port, running
+
     _, _, registry = pipeline_end
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = (tmp_path / "serve.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "maskops.cli", "serve", "--port", str(port)], env=_env(registry),
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     photos = [str(p) for p in sorted(sorted((tiny_dataset / "train/images").iterdir())[0].iterdir())[:2]]
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/ping", timeout=2)
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"maskops serve did not come up:\n{(tmp_path / 'serve.log').read_text()[-3000:]}")
-                time.sleep(1)
+    with running(
+        [sys.executable, "-m", "maskops.cli", "serve", "--port", str(port)], f"{base}/ping", tmp_path / "serve.log", _env(registry)
+    ):
         body = {"dataframe_split": {"columns": ["image"], "data": [[photos[0]], [photos[1]], [str(tmp_path / "missing.jpg")]]}}
         request = urllib.request.Request(
             f"{base}/invocations", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
         )
         with urllib.request.urlopen(request, timeout=120) as response:
             predictions = json.load(response)["predictions"]
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
     assert [p["status"] for p in predictions][:2] == ["ok", "ok"] and predictions[2]["status"].startswith("unreadable image")
     assert all(0 <= p["class_id"] < 18 and abs(sum(p[f"p_{i}"] for i in range(18)) - 1) < 1e-6 for p in predictions[:2])

@@ -8,15 +8,14 @@ import contextlib
 import json
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tests.servers import free_port, running
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -29,12 +28,6 @@ def _chromium() -> str:
     pytest.fail("Chromium is needed for the UI test: apt-get install chromium (make test does it when it may), or set MASKOPS_CHROMIUM")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _graphql(base: str, query: str) -> dict:
     request = urllib.request.Request(
         f"{base}/graphql", data=json.dumps({"query": query}).encode(), headers={"Content-Type": "application/json"}
@@ -45,32 +38,12 @@ def _graphql(base: str, query: str) -> dict:
 
 @pytest.fixture
 def dagster_ui(tiny_dataset: Path, tmp_path: Path):
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "MASKOPS_HOME": str(tmp_path / "state"), "MASKOPS_DATASET": str(tiny_dataset)}
-    log = (tmp_path / "ui.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "maskops.cli", "ui", "--port", str(port)],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/server_info", timeout=2)
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"dagster UI did not come up:\n{(tmp_path / 'ui.log').read_text()[-3000:]}")
-                time.sleep(1)
+    cmd = [sys.executable, "-m", "maskops.cli", "ui", "--port", str(port)]
+    with running(cmd, f"{base}/server_info", tmp_path / "ui.log", env, cwd=REPO, timeout=120):
         yield base, tmp_path / "state"
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
 
 
 def test_ui_shows_and_materializes_the_raw_dataset(dagster_ui, tmp_path: Path):
