@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from assets.automation import challenger_job, new_data_sensor, weekly_challenger
 from assets.checks import checks
 from assets.cropped import cropped_assets
 from assets.datasets import cleaned_dataset, generated_dataset, profile_split, relabeled_dataset
@@ -38,6 +39,8 @@ data_assets = [
 defs = dg.Definitions(
     assets=[*data_assets, *model_assets, ensemble, submission],
     asset_checks=[*checks, *model_checks],
-    jobs=[pipeline_job],
+    jobs=[pipeline_job, challenger_job],
+    sensors=[new_data_sensor],
+    schedules=[weekly_challenger],
     resources=build_resources(settings),
 )

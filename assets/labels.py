@@ -1,26 +1,21 @@
 """The human-edited label files as assets, so their versions show in the lineage and their
 contracts (expectations/label_files.py) run before anything uses them."""
 
-import hashlib
-
 import dagster as dg
 import pandas as pd
 
 from maskops.cleaning import EXCLUSION_COLUMNS
 from maskops.corrections import CORRECTION_COLUMNS, read_label_table
 from resources import LabelFiles
+from resources.labels import file_version
 
 GROUP = "labels"
-
-
-def _file_version(path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.exists() else "missing"
 
 
 def _result(path, table: pd.DataFrame) -> dg.MaterializeResult:
     return dg.MaterializeResult(
         value=table,
-        data_version=dg.DataVersion(_file_version(path)),
+        data_version=dg.DataVersion(file_version(path)),
         metadata={
             "file": dg.MetadataValue.path(str(path)),
             "rows": dg.MetadataValue.int(len(table)),

@@ -5,12 +5,14 @@ import pandas as pd
 
 from assets.metadata import sheet_metadata
 from maskops.labels import CLASS_NAMES, NUM_CLASSES
-from maskops.layout import Layout, fingerprint
+from maskops.layout import Layout, fingerprint, source_fingerprint
 from maskops.reports import class_counts, class_distribution_png, class_table_markdown, png_markdown
 from maskops.store import ImageSource
 from resources.dataset import CompetitionDataset
 
 CODE_VERSION = "1"
+# Metadata key of raw_dataset: the dataset files it was read from (the new-data sensor compares it).
+SOURCE_FINGERPRINT = "source_fingerprint"
 
 
 def _quarantine_markdown(quarantine: pd.DataFrame, limit: int = 20) -> str:
@@ -63,6 +65,7 @@ def raw_metadata(layout: Layout) -> dict[str, object]:
 )
 def competition_dataset(context: dg.AssetExecutionContext, dataset: CompetitionDataset):
     """Scan the dataset root; every layout problem fails the run with one message naming files and fixes."""
+    source = source_fingerprint(dataset.root)  # before the scan: files changed during it trigger the next run
     layout = dataset.scan()
     context.log.info(
         f"read {len(layout.train)} training and {len(layout.eval)} evaluation images from {layout.root}"
@@ -71,7 +74,7 @@ def competition_dataset(context: dg.AssetExecutionContext, dataset: CompetitionD
     yield dg.MaterializeResult(
         asset_key="raw_dataset",
         value=layout.train,
-        metadata=raw_metadata(layout),
+        metadata={**raw_metadata(layout), SOURCE_FINGERPRINT: dg.MetadataValue.text(source)},
         data_version=dg.DataVersion(fingerprint(layout.train)),
     )
     yield dg.MaterializeResult(

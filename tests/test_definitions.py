@@ -9,6 +9,11 @@ from assets.definitions import defs
 
 def test_definitions_load():
     dg.Definitions.validate_loadable(defs)
+    repository = defs.get_repository_def()
+    assert {s.name: s.default_status for s in repository.schedule_defs} == {"weekly_challenger": dg.DefaultScheduleStatus.STOPPED}
+    sensors = {s.name: s.default_status for s in repository.sensor_defs}
+    assert sensors["new_data_sensor"] == dg.DefaultSensorStatus.STOPPED  # nothing runs by itself until switched on
+    assert {j.name for j in repository.get_all_jobs()} >= {"maskops_pipeline", "train_challenger"}
 
 
 def test_asset_keys_and_specs_snapshot():
