@@ -44,21 +44,21 @@ def _latest(instance: dg.DagsterInstance, key: dg.AssetKey) -> dg.AssetMateriali
     return event.asset_materialization if event else None
 
 
-def changed_inputs(instance: dg.DagsterInstance, dataset_root: str, labels: LabelFiles) -> dict[dg.AssetKey, str]:
-    """The input assets whose files differ from what they last recorded, with why."""
-    changed: dict[dg.AssetKey, str] = {}
+def changed_inputs(instance: dg.DagsterInstance, dataset_root: str, labels: LabelFiles) -> dict[dg.AssetKey, tuple[str, str]]:
+    """The input assets whose files differ from what they last recorded: key -> (why, the files' version now)."""
+    changed: dict[dg.AssetKey, tuple[str, str]] = {}
     raw = _latest(instance, DATASET_KEYS[0])
     recorded = raw.metadata.get(SOURCE_FINGERPRINT) if raw else None
     current = source_fingerprint(dataset_root)
     if recorded is None or recorded.value != current:
         reason = "never read" if raw is None else f"dataset files changed ({getattr(recorded, 'value', '?')} -> {current})"
-        changed |= {key: reason for key in DATASET_KEYS}
+        changed |= {key: (reason, current) for key in DATASET_KEYS}
     for key, attribute in LABEL_FILES.items():
         path = getattr(labels, attribute)
         materialization = _latest(instance, key)
         version = materialization.tags.get("dagster/data_version") if materialization and materialization.tags else None
-        if version != file_version(path):
-            changed[key] = "never read" if materialization is None else f"{path.name} changed"
+        if version != (now := file_version(path)):
+            changed[key] = ("never read" if materialization is None else f"{path.name} changed", now)
     return changed
 
 
@@ -73,16 +73,15 @@ def new_data_sensor(context: dg.SensorEvaluationContext, dataset: CompetitionDat
     changed = changed_inputs(context.instance, dataset.root, labels)
     if not changed:
         return dg.SkipReason("the dataset and the label files are as the assets last read them")
-    graph = context.repository_def.asset_graph
-    selection = dg.AssetSelection.assets(*changed).downstream().resolve(graph)
-    why = "; ".join(sorted({f"{'/'.join(k.path)}: {v}" for k, v in changed.items()}))
+    keys = sorted(changed, key=lambda k: k.to_user_string())
+    selection = dg.AssetSelection.assets(*keys).downstream().resolve(context.repository_def.asset_graph)
+    grouped: dict[str, list[str]] = {}
+    for key in keys:
+        grouped.setdefault(changed[key][0], []).append(key.to_user_string())
+    why = "; ".join(f"{', '.join(names)}: {reason}" for reason, names in grouped.items())
     context.log.info(f"requesting {len(selection)} assets: {why}")
-    versions = "-".join(
-        source_fingerprint(dataset.root) if key in DATASET_KEYS else file_version(getattr(labels, LABEL_FILES[key]))
-        for key in sorted(changed, key=lambda k: k.to_user_string())
-    )
     return dg.RunRequest(
-        run_key=f"{'+'.join(sorted(k.to_user_string() for k in changed))}:{versions}",
+        run_key="+".join(f"{k.to_user_string()}:{changed[k][1]}" for k in keys),  # the same files: launched once
         asset_selection=sorted(selection, key=lambda k: k.to_user_string()),
         tags={TRIGGER_TAG: why[:200]},
     )
