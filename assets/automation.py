@@ -6,7 +6,7 @@
   are reused from the image store, so only new images are processed; the models retrain, the
   ensemble registers a new version and promotion decides whether it becomes the champion).
   Its state is the assets' own history, not a cursor: a run that failed is requested again
-  only when the files change again.
+  only when the files change again, and nothing is requested while its last run is in progress.
 - `weekly_challenger` (Mondays 03:00) retrains the four models with a new seed (the ISO year
   and week) on the current data: the ensemble of the week is registered and takes the
   `champion` alias only if it scores at least as well on the same validation people;
@@ -29,6 +29,7 @@ from resources.labels import file_version
 DATASET_KEYS = (dg.AssetKey("raw_dataset"), dg.AssetKey("eval_dataset"))  # read in one scan
 LABEL_FILES = {dg.AssetKey("label_corrections"): "corrections", dg.AssetKey("label_exclusions"): "exclusions"}
 TRIGGER_TAG = "maskops/trigger"
+ACTIVE = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
 
 challenger_job = dg.define_asset_job(
     "train_challenger",
@@ -70,6 +71,9 @@ def changed_inputs(instance: dg.DagsterInstance, dataset_root: str, labels: Labe
     description="New or changed dataset files or label files: re-materialize them and everything downstream (models, ensemble, submission).",
 )
 def new_data_sensor(context: dg.SensorEvaluationContext, dataset: CompetitionDataset, labels: LabelFiles):
+    running = context.instance.get_runs(dg.RunsFilter(tags={"dagster/sensor_name": "new_data_sensor"}, statuses=ACTIVE), limit=1)
+    if running:  # it is reading the files now; what it misses is seen on the first tick after it
+        return dg.SkipReason(f"run {running[0].run_id} of this sensor is still in progress")
     changed = changed_inputs(context.instance, dataset.root, labels)
     if not changed:
         return dg.SkipReason("the dataset and the label files are as the assets last read them")

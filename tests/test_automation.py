@@ -52,6 +52,12 @@ def test_new_data_sensor_requests_what_changed_and_its_downstream(world):
     job = defs.resolve_job_def("maskops_pipeline")
     job.get_subset(asset_selection=set(first.asset_selection))  # a valid subset of the job the sensor targets
 
+    busy = instance.add_run(
+        dg.DagsterRun(job_name="maskops_pipeline", status=dg.DagsterRunStatus.STARTED, tags={"dagster/sensor_name": "new_data_sensor"})
+    )
+    assert "still in progress" in tick().skip_message  # one run at a time
+    instance.report_run_failed(busy)
+
     inputs = [competition_dataset, label_corrections, label_exclusions]
     assert dg.materialize(inputs, resources=resources, instance=instance).success
     quiet = tick()
