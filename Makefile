@@ -36,7 +36,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 bench: $(STAMP)
-	@for script in bench/dataset_io.py bench/crop_stage.py bench/incremental.py bench/training.py bench/variants.py bench/ensemble.py; do $(BIN)/python $$script; done
+	@for script in bench/dataset_io.py bench/crop_stage.py bench/incremental.py bench/training.py bench/variants.py bench/ensemble.py bench/label_issues.py; do $(BIN)/python $$script; done
 
 clean-state:
 	rm -rf .maskops

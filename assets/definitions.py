@@ -7,6 +7,7 @@ from assets.checks import checks
 from assets.cropped import cropped_assets
 from assets.datasets import cleaned_dataset, generated_dataset, profile_split, relabeled_dataset
 from assets.ensemble import ensemble, submission
+from assets.label_issues import label_issues
 from assets.labels import label_corrections, label_exclusions
 from assets.models import model_assets, model_checks
 from assets.raw import competition_dataset
@@ -37,7 +38,7 @@ data_assets = [
 ]
 
 defs = dg.Definitions(
-    assets=[*data_assets, *model_assets, ensemble, submission],
+    assets=[*data_assets, *model_assets, ensemble, submission, label_issues],
     asset_checks=[*checks, *model_checks],
     jobs=[pipeline_job, challenger_job],
     sensors=[new_data_sensor],

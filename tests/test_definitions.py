@@ -21,7 +21,7 @@ def test_asset_keys_and_specs_snapshot():
     specs = {key.to_user_string(): graph.get(key) for key in graph.get_all_asset_keys()}
     assert sorted(specs) == [
         "cleaned_dataset", "cropped/cleaned", "cropped/eval", "cropped/generated", "cropped/raw", "cropped/relabeled",
-        "ensemble", "eval_dataset", "generated_dataset", "label_corrections", "label_exclusions", "model/cleaned", "model/generated",
+        "ensemble", "eval_dataset", "generated_dataset", "label_corrections", "label_exclusions", "label_issues", "model/cleaned", "model/generated",
         "model/raw", "model/relabeled", "profile_split", "raw_dataset", "relabeled_dataset", "submission",
     ]  # fmt: skip
     for key, node in specs.items():
@@ -40,6 +40,7 @@ def test_asset_keys_and_specs_snapshot():
     assert parents["model/relabeled"] == ["cropped/relabeled", "profile_split"]
     assert parents["ensemble"] == ["cropped/relabeled", "model/cleaned", "model/generated", "model/raw", "model/relabeled", "profile_split"]
     assert parents["submission"] == ["cropped/eval", "ensemble", "eval_dataset"]
+    assert parents["label_issues"] == ["cropped/relabeled", "profile_split"]  # the current labels, judged out of fold
     assert defs.resolve_job_def("maskops_pipeline") is not None
 
 

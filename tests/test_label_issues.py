@@ -1,0 +1,120 @@
+"""Suspected label errors: confident learning on hand-made probabilities, out-of-fold training,
+and the label_issues asset on the tiny dataset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from maskops.label_issues import ISSUE_COLUMNS, field_probabilities, find_label_issues, out_of_fold_probabilities
+from maskops.labels import PROFILE_STEMS
+from maskops.train import config_from
+
+STEM_MASK = {stem: 0 if stem.startswith("mask") else 1 if stem == "incorrect_mask" else 2 for stem in PROFILE_STEMS}
+
+
+def _people(genders: list[int], ages: list[int]) -> pd.DataFrame:
+    rows = [
+        {"profile_id": f"p{i}", "stem": stem, "mask": STEM_MASK[stem], "gender": g, "age_group": a}
+        for i, (g, a) in enumerate(zip(genders, ages, strict=True))
+        for stem in PROFILE_STEMS
+    ]
+    frame = pd.DataFrame(rows)
+    return frame.assign(class_id=6 * frame["mask"] + 3 * frame["gender"] + frame["age_group"])
+
+
+def _confident(frame: pd.DataFrame, sure: float = 0.8) -> np.ndarray:
+    """Probabilities that agree with the labels: `sure` on the labelled class, the rest spread evenly."""
+    probs = np.full((len(frame), 18), (1 - sure) / 17)
+    probs[np.arange(len(frame)), frame["class_id"]] = sure
+    return probs
+
+
+def test_field_probabilities_are_the_marginals():
+    probs = np.zeros((1, 18))
+    probs[0, 6 * 1 + 3 * 1 + 2] = 0.7  # incorrect, female, old
+    probs[0, 6 * 0 + 3 * 0 + 0] = 0.3  # wear, male, young
+    fields = field_probabilities(probs)
+    assert fields["mask"].tolist() == [[0.3, 0.7, 0.0]] and fields["gender"].tolist() == [[0.3, 0.7]]
+    assert fields["age_group"].tolist() == [[0.3, 0.0, 0.7]]
+
+
+def test_a_wrong_gender_and_a_swapped_mask_are_found_and_nothing_else():
+    frame = _people(genders=[0, 1, 0, 1, 0, 1], ages=[0, 1, 2, 0, 1, 2])
+    probs = _confident(frame)
+    wrong = frame.index[frame["profile_id"] == "p2"]  # labelled male, every photo looks female
+    probs[wrong] = _confident(frame.loc[wrong].assign(class_id=frame.loc[wrong, "class_id"] + 3))
+    swapped = frame.index[(frame["profile_id"] == "p4") & frame["stem"].isin(["incorrect_mask", "normal"])]
+    probs[swapped] = probs[swapped[::-1]]  # the two photos' labels are the wrong way round
+    issues = find_label_issues(frame, probs)
+    assert list(issues.columns) == list(ISSUE_COLUMNS)
+    found = {(r.profile_id, r.stem, r.field, r.given, r.suggested) for r in issues.itertuples()}
+    assert found == {
+        ("p2", "", "gender", "male", "female"),
+        ("p4", "incorrect_mask", "mask", "incorrect", "not_wear"),
+        ("p4", "normal", "mask", "not_wear", "incorrect"),
+    }
+    assert issues["score"].is_monotonic_decreasing and (issues["p_suggested"] > issues["p_given"]).all()
+    assert issues.set_index("field").loc["gender", "images"] == 7
+
+
+def test_a_uniformly_unsure_model_flags_nothing():
+    frame = _people(genders=[0, 1, 0, 1], ages=[0, 1, 2, 0])
+    assert find_label_issues(frame, np.full((len(frame), 18), 1 / 18)).empty
+    with pytest.raises(ValueError, match="28 images but 3 rows"):
+        find_label_issues(frame, np.zeros((3, 18)))
+
+
+def test_out_of_fold_probabilities_cover_every_image_once():
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 255, (36, 3, 32, 32), dtype=torch.uint8, generator=generator)
+    labels = np.arange(36) % 18
+    folds = np.repeat([0, 1, 2], 12)
+    cfg = config_from("demo", image_size=32, epochs=1, batch_size=12, patience=1, device="cpu")
+    seen: list[int] = []
+    probs = out_of_fold_probabilities(images, labels, folds, cfg, on_fold=lambda fold, metrics: seen.append(fold))
+    assert seen == [0, 1, 2] and probs.shape == (36, 18) and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
+    again = out_of_fold_probabilities(images, labels, folds, cfg)
+    assert np.allclose(probs, again, atol=1e-6)  # seeded: the same people get the same verdicts
+
+
+def test_label_issues_asset(tiny_dataset: Path, tmp_path: Path):
+    from assets.label_issues import label_issues
+    from maskops.layout import scan_competition
+    from maskops.splits import split_profiles
+    from resources import CompetitionDataset, Compute, ImageStoreResource, ManifestIOManager
+
+    layout = scan_competition(tiny_dataset)
+    crops = layout.train.assign(crop_path=layout.train["path"])
+    split = split_profiles(layout.train, n_folds=3, seed=0)
+
+    def stub(key, value):
+        @dg.asset(key=key, io_manager_key="manifest_io_manager")
+        def _stub() -> pd.DataFrame:
+            return value
+
+        return _stub
+
+    resources = {
+        "dataset": CompetitionDataset(root=str(tiny_dataset)), "image_store": ImageStoreResource(root=str(tmp_path / "images")),
+        "compute": Compute(checkpoints_dir=str(tmp_path / "checkpoints"), device="cpu"),
+        "manifest_io_manager": ManifestIOManager(base_path=str(tmp_path / "manifests")),
+    }  # fmt: skip
+    config = {"ops": {"label_issues": {"config": {"image_size": 32, "epochs": 1, "sheet": 4}}}}
+    result = dg.materialize(
+        [stub(["cropped", "relabeled"], crops), stub("profile_split", split), label_issues],
+        resources=resources, run_config=config, instance=dg.DagsterInstance.ephemeral(),
+    )  # fmt: skip
+    assert result.success
+    issues = result.output_for_node("label_issues")
+    assert list(issues.columns) == list(ISSUE_COLUMNS) and set(issues["field"]) <= {"mask", "gender", "age_group"}
+    assert set(issues["profile_id"]) <= set(layout.train["profile_id"])
+    meta = result.asset_materializations_for_node("label_issues")[0].metadata
+    assert meta["photos_checked"].value == len(layout.train) and meta["people_checked"].value == layout.train["profile_id"].nunique()
+    assert meta["suspects"].value == len(issues) and sum(meta["per_field"].value.values()) == len(issues)
+    assert pd.read_parquet(tmp_path / "manifests" / "label_issues.parquet").equals(issues)  # what a reviewer's tool will read
