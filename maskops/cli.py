@@ -120,6 +120,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"  quality      {settings.reports / 'quality'} (maskops report)\n"
         f"  submission   {settings.submissions / 'submission.csv'}\n"
         "  predict      .venv/bin/maskops predict --model models:/maskops-ensemble@champion PHOTOS...\n"
+        "  review       .venv/bin/maskops review (suspected label errors, from label_issues, on 127.0.0.1:8090)\n"
         "  serve        .venv/bin/maskops serve (the champion over HTTP on 127.0.0.1:5001)\n"
         "  the UI       make ui, then open http://127.0.0.1:3000/asset-groups"
     )
@@ -167,11 +168,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0  # not reached
 
 
+def cmd_review(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from maskops.review_app import ReviewState, create_app
+
+    settings = Settings.from_env()
+    state = ReviewState(settings.manifests, settings.dataset, settings.labels, reviewer=args.reviewer)
+    print(f"label review on http://{args.host}:{args.port} (decisions go to {settings.labels})", flush=True)
+    uvicorn.run(create_app(state), host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     # The registry side lives with the other MLflow code (resources/); maskops itself never imports mlflow.
     from tqdm import tqdm
 
-    from resources.prediction import PredictionError, expand_inputs, load_model, predict_files, write_csv
+    from maskops.review import write_csv_atomic
+    from resources.prediction import PredictionError, expand_inputs, load_model, predict_files
 
     settings = Settings.from_env()
     os.environ.setdefault("MLFLOW_TRACKING_URI", settings.mlflow_uri)
@@ -185,7 +199,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         return 2
     with tqdm(total=len(files), desc="predicting", unit="image", file=sys.stderr) as bar:
         result = predict_files(model, files, args.batch_size, bar.update)
-    write_csv(result, args.out)
+    write_csv_atomic(result, args.out)
     failed = result[result["status"] != "ok"]
     print(f"{len(result)} predictions written to {args.out} ({len(failed)} without a prediction, see the status column)")
     for row in failed.head(10).itertuples():
@@ -264,6 +278,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("predictions.csv"))
     p.add_argument("--batch-size", type=int, default=32)
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("review", help="review the suspected label errors (label_issues) in a web page; writes labels/corrections.csv")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8090)
+    p.add_argument("--reviewer", default=os.environ.get("USER", "reviewer"), help="name recorded with each decision")
+    p.set_defaults(func=cmd_review)
 
     p = sub.add_parser("serve", help="serve a registered model over HTTP (MLflow's scoring server, this environment)")
     p.add_argument("--model", default="models:/maskops-ensemble@champion", help="models:/NAME/VERSION or models:/NAME@ALIAS")

@@ -1,4 +1,4 @@
-"""The demo's reviewer: until the relabeling loop exists, it plays the human who checks labels.
+"""The demo's reviewer: it plays the human who checks labels, so `make demo` needs no one at the keyboard.
 
 It writes labels/corrections.csv from part of the synthetic data's injected-noise ground
 truth (a real team catches most but not all errors) and a small labels/exclusions.csv,
@@ -21,7 +21,7 @@ from maskops.synth.people import TRUTH_DIR
 REVIEWER = "demo reviewer"
 
 
-def _write_csv_atomic(frame: pd.DataFrame, path: Path) -> None:
+def write_csv_atomic(frame: pd.DataFrame, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     frame.to_csv(tmp, index=False)
@@ -64,7 +64,7 @@ def demo_review(
             reason = {"gender": "looks like the other gender in every photo", "age": f"looks {r.true}, not {r.recorded}",
                       "mask": "incorrect_mask and normal files swapped"}[r.field]  # fmt: skip
             rows.append({"profile_id": r.profile_id, "stem": stem, "field": r.field, "value": r.true, "reason": f"{REVIEWER}: {reason}"})
-        _write_csv_atomic(pd.DataFrame(rows, columns=list(CORRECTION_COLUMNS)), corrections_path)
+        write_csv_atomic(pd.DataFrame(rows, columns=list(CORRECTION_COLUMNS)), corrections_path)
         written |= {"corrections": len(rows), "caught_profiles": len(caught)}
 
     exclusions_path = labels / "exclusions.csv"
@@ -73,6 +73,6 @@ def demo_review(
         clean = sorted(set(train["path"]) - set(noise["profile_id"]))
         chosen = rng.choice(clean, size=min(excluded_profiles, len(clean)), replace=False) if clean else []
         rows = [{"profile_id": p, "stem": "", "reason": f"{REVIEWER}: face half out of frame in several photos"} for p in sorted(chosen)]
-        _write_csv_atomic(pd.DataFrame(rows, columns=list(EXCLUSION_COLUMNS)), exclusions_path)
+        write_csv_atomic(pd.DataFrame(rows, columns=list(EXCLUSION_COLUMNS)), exclusions_path)
         written["exclusions"] = len(rows)
     return written

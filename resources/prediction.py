@@ -1,7 +1,5 @@
 """Batch prediction with a registered model, for `maskops predict` (the MLflow side of the CLI)."""
 
-import os
-import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -66,10 +64,3 @@ def predict_files(model, files: list[Path], batch_size: int = 32, progress=None)
             progress(len(chunk))
     result = pd.concat(parts, ignore_index=True)
     return result[["path", *[c for c in result.columns if c != "path"]]]
-
-
-def write_csv(frame: pd.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, path)

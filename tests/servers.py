@@ -1,9 +1,10 @@
-"""Start a real server in a subprocess for a test, wait until it answers, always stop it."""
+"""Start a real server in a subprocess for a test, wait until it answers, always stop it; find the browser."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -43,3 +44,22 @@ def running(cmd: list[str], ready_url: str, log_path: Path, env: dict, cwd: Path
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
+
+
+BROWSER_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def chromium() -> str:
+    for candidate in (os.environ.get("MASKOPS_CHROMIUM"), "/usr/bin/chromium", "/usr/bin/chromium-browser", shutil.which("chromium")):
+        if candidate and Path(candidate).exists():
+            return candidate
+    pytest.fail(
+        "Chromium is needed for the browser tests: apt-get install chromium (make test does it when it may), or set MASKOPS_CHROMIUM"
+    )

@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import sys
 import time
 import urllib.request
@@ -15,17 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import free_port, running
+from tests.servers import BROWSER_ARGS, chromium, free_port, running
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
-
-
-def _chromium() -> str:
-    for candidate in (os.environ.get("MASKOPS_CHROMIUM"), "/usr/bin/chromium", "/usr/bin/chromium-browser", shutil.which("chromium")):
-        if candidate and Path(candidate).exists():
-            return candidate
-    pytest.fail("Chromium is needed for the UI test: apt-get install chromium (make test does it when it may), or set MASKOPS_CHROMIUM")
 
 
 def _graphql(base: str, query: str) -> dict:
@@ -53,17 +45,7 @@ def test_ui_shows_and_materializes_the_raw_dataset(dagster_ui, tmp_path: Path):
     base, state = dagster_ui
     assert (state / "dagster/dagster.yaml").read_text().count("enabled: false") == 1  # telemetry off before first start
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=_chromium(),
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
+        browser = p.chromium.launch(executable_path=chromium(), args=BROWSER_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         page.goto(f"{base}/assets")  # the catalog lists every asset
         with contextlib.suppress(PlaywrightTimeout):  # the "Join the Dagster community" modal of a fresh instance
