@@ -12,6 +12,7 @@ import datetime as dt
 from pathlib import Path
 
 import pandas as pd
+from filelock import FileLock
 
 from maskops.corrections import CORRECTION_COLUMNS, correction_problems, read_label_table
 from maskops.review import write_csv_atomic
@@ -52,6 +53,13 @@ def record_decision(
     """Record one decision on a suspect. `correct` writes a correction of `field` to `value` (for an age group:
     the person's age in years); `keep` confirms the label. Both go to reviewed.csv."""
     labels = Path(labels_dir)
+    labels.mkdir(parents=True, exist_ok=True)
+    with FileLock(labels / ".review.lock"):  # two reviewers at once: one read-modify-write after the other
+        _record(labels, manifest, profile_id, stem, field, given, decision, value, reviewer)
+
+
+def _record(labels: Path, manifest: pd.DataFrame, profile_id: str, stem: str, field: str, given: str, decision: str, value: str,
+            reviewer: str) -> None:  # fmt: skip
     if decision not in DECISIONS:
         raise DecisionError(f"decision must be one of {DECISIONS}, got {decision!r}")
     if field not in ("mask", "gender", "age_group"):
