@@ -59,6 +59,7 @@ class ReviewState:
 
     def __init__(self, manifests: Path, dataset_root: Path, labels_dir: Path, reviewer: str = "reviewer"):
         self.manifests, self.dataset_root, self.labels_dir, self.reviewer = Path(manifests), Path(dataset_root), Path(labels_dir), reviewer
+        self._photos, self._photos_stamp = pd.DataFrame(), None
 
     def issues(self) -> pd.DataFrame:
         path = self.manifests / "label_issues.parquet"
@@ -67,8 +68,14 @@ class ReviewState:
         return pd.read_parquet(path)
 
     def photos(self) -> pd.DataFrame:
-        """Every training photo of the current labels: (profile_id, stem) -> path relative to the dataset root."""
-        return pd.read_parquet(self.manifests / "relabeled_dataset.parquet", columns=["image_id", "profile_id", "stem", "path"])
+        """Every training photo of the current labels: (profile_id, stem) -> path relative to the dataset root.
+        Read again only when the manifest changes (a page asks for it once per photo)."""
+        path = self.manifests / "relabeled_dataset.parquet"
+        stamp = path.stat().st_mtime_ns
+        if self._photos_stamp != stamp:
+            self._photos = pd.read_parquet(path, columns=["image_id", "profile_id", "stem", "path"])
+            self._photos_stamp = stamp
+        return self._photos
 
     def queue(self) -> pd.DataFrame:
         return pending(self.issues(), self.labels_dir)
