@@ -23,6 +23,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	@bash .ci/ensure-chromium
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
 ui: $(STAMP)
@@ -34,6 +35,7 @@ mlflow-ui: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 bench: $(STAMP)
 	@for script in bench/dataset_io.py bench/crop_stage.py bench/incremental.py bench/training.py bench/variants.py bench/ensemble.py bench/label_issues.py; do $(BIN)/python $$script; done

@@ -10,6 +10,7 @@ import json
 import dagster as dg
 import pandas as pd
 
+from assets.metadata import table
 from expectations import balance, label_files, splits
 from expectations import labels as labels_contract
 from expectations import submission as submission_contract
@@ -23,20 +24,20 @@ LABELLED = ("raw_dataset", "relabeled_dataset", "cleaned_dataset", "generated_da
 
 
 def _cell(value) -> str:
-    return json.dumps(rounded(value), default=str)[:160].replace("|", "/")
+    return json.dumps(rounded(value), default=str)[:300]
 
 
 def check_result(result: ContractResult, report, severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR) -> dg.AssetCheckResult:
     """Pass/fail plus what a person needs: each failed expectation, observed vs expected, offending rows, the reports."""
-    lines = ["| validation | expectation | column | expected | observed | unexpected | offending rows |", "|---|---|---|---|---|---:|---|"]
-    for o in result.failed:
-        rows = "<br>".join(_cell(r) for r in o.offending_rows) or (o.error or "")
-        lines.append(
-            f"| {o.validation} | {o.expectation} | {o.column or ''} | {_cell(o.expected)} | {_cell(o.observed)} | {o.unexpected_count or ''} | {rows} |"
-        )
+    failures = pd.DataFrame(
+        [{"validation": o.validation, "expectation": o.expectation, "column": o.column or "", "expected": _cell(o.expected),
+          "observed": _cell(o.observed), "unexpected": o.unexpected_count or 0,
+          "offending_rows": " / ".join(_cell(r) for r in o.offending_rows) or (o.error or "")} for o in result.failed],
+        columns=["validation", "expectation", "column", "expected", "observed", "unexpected", "offending_rows"],
+    )  # fmt: skip
     metadata = {
         "expectations_met": dg.MetadataValue.text(f"{len(result.outcomes) - len(result.failed)} of {len(result.outcomes)}"),
-        "failed_expectations": dg.MetadataValue.md("\n".join(lines) if result.failed else "All expectations met."),
+        "failed_expectations": table(failures),
         "failed_count": dg.MetadataValue.int(len(result.failed)),
         "offending_rows": dg.MetadataValue.json({f"{o.validation}/{o.expectation}/{o.column}": o.offending_rows for o in result.failed}),
         "report": dg.MetadataValue.path(str(report)),
@@ -104,28 +105,23 @@ def _row_problems(problems) -> dict[int, str]:
     return by_line
 
 
-@dg.asset_check(asset="label_corrections", name="corrections_contract", blocking=True, additional_ins={"raw_dataset": dg.AssetIn("raw_dataset")},
-                description="Schema, known profiles and images, allowed values, no conflicting rows, a reason on every row.")  # fmt: skip
-def corrections_check(
-    label_corrections: pd.DataFrame, raw_dataset: pd.DataFrame, data_quality: DataQuality, labels: LabelFiles
-) -> dg.AssetCheckResult:
-    problems = correction_problems(label_corrections, raw_dataset, str(labels.corrections))
-    found = label_files.validations(
-        label_corrections, list(CORRECTION_COLUMNS), list(raw_dataset["profile_id"].unique()), _row_problems(problems)
-    )
-    return check_result(*data_quality.run("label_file", "label_corrections", found))
+def label_file_check(asset: str, columns: tuple[str, ...], problems_of, path_of, what: str) -> dg.AssetChecksDefinition:
+    """The contract of a human-edited label file: the domain's own row checks, reported through Great Expectations."""
+
+    @dg.asset_check(asset=asset, name=f"{asset.removeprefix('label_')}_contract", blocking=True,
+                    additional_ins={"raw_dataset": dg.AssetIn("raw_dataset")}, description=what)  # fmt: skip
+    def check(rows: pd.DataFrame, raw_dataset: pd.DataFrame, data_quality: DataQuality, labels: LabelFiles) -> dg.AssetCheckResult:
+        problems = _row_problems(problems_of(rows, raw_dataset, str(path_of(labels))))
+        found = label_files.validations(rows, list(columns), list(raw_dataset["profile_id"].unique()), problems)
+        return check_result(*data_quality.run("label_file", asset, found))
+
+    return check
 
 
-@dg.asset_check(asset="label_exclusions", name="exclusions_contract", blocking=True, additional_ins={"raw_dataset": dg.AssetIn("raw_dataset")},
-                description="Schema, known profiles and images, a reason on every row.")  # fmt: skip
-def exclusions_check(
-    label_exclusions: pd.DataFrame, raw_dataset: pd.DataFrame, data_quality: DataQuality, labels: LabelFiles
-) -> dg.AssetCheckResult:
-    problems = exclusion_problems(label_exclusions, raw_dataset, str(labels.exclusions))
-    found = label_files.validations(
-        label_exclusions, list(EXCLUSION_COLUMNS), list(raw_dataset["profile_id"].unique()), _row_problems(problems)
-    )
-    return check_result(*data_quality.run("label_file", "label_exclusions", found))
+corrections_check = label_file_check("label_corrections", CORRECTION_COLUMNS, correction_problems, lambda labels: labels.corrections,
+                                     "Schema, known profiles and images, allowed values, no conflicting rows, a reason on every row.")  # fmt: skip
+exclusions_check = label_file_check("label_exclusions", EXCLUSION_COLUMNS, exclusion_problems, lambda labels: labels.exclusions,
+                                    "Schema, known profiles and images, a reason on every row.")  # fmt: skip
 
 
 @dg.asset_check(asset="submission", name="submission_contract", blocking=True,

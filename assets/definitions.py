@@ -1,8 +1,8 @@
-"""The maskops code location: assembles assets, jobs and resources; holds no logic."""
+"""The maskops code location: assembles sources, assets, checks, jobs, automation and resources; holds no logic."""
 
 import dagster as dg
 
-from assets.automation import challenger_job, new_data_sensor, weekly_challenger
+from assets.automation import automation_sensor, challenger_job, weekly_challenger
 from assets.checks import checks
 from assets.cropped import cropped_assets
 from assets.datasets import cleaned_dataset, generated_dataset, profile_split, relabeled_dataset
@@ -11,6 +11,7 @@ from assets.label_issues import label_issues
 from assets.labels import label_corrections, label_exclusions
 from assets.models import model_assets, model_checks
 from assets.raw import competition_dataset
+from assets.sources import sources
 from maskops.settings import Settings
 from resources import build_resources
 
@@ -18,8 +19,9 @@ settings = Settings.from_env()
 
 pipeline_job = dg.define_asset_job(
     "maskops_pipeline",
-    selection=dg.AssetSelection.all(),
-    description="Materialize every asset, from the raw dataset to the latest stage, in one process "
+    # the sources are observed in the same run, so the automation sees the versions this run read
+    selection=dg.AssetSelection.all(include_sources=True),
+    description="Observe the sources and materialize every asset, from the raw dataset to the submission, in one process "
     "(on a small machine the image models use every core anyway; the UI's 'Materialize all' runs steps in parallel).",
     config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
     executor_def=dg.in_process_executor,
@@ -38,10 +40,10 @@ data_assets = [
 ]
 
 defs = dg.Definitions(
-    assets=[*data_assets, *model_assets, ensemble, submission, label_issues],
+    assets=[*sources, *data_assets, *model_assets, ensemble, submission, label_issues],
     asset_checks=[*checks, *model_checks],
     jobs=[pipeline_job, challenger_job],
-    sensors=[new_data_sensor],
+    sensors=[automation_sensor],
     schedules=[weekly_challenger],
     resources=build_resources(settings),
 )

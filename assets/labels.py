@@ -2,35 +2,34 @@
 contracts (expectations/label_files.py) run before anything uses them."""
 
 import dagster as dg
-import pandas as pd
 
+from assets.policies import DOWNSTREAM
+from assets.sources import corrections_file, exclusions_file
 from maskops.cleaning import EXCLUSION_COLUMNS
 from maskops.corrections import CORRECTION_COLUMNS, read_label_table
+from maskops.files import file_version
 from resources import LabelFiles
-from resources.labels import file_version
 
 GROUP = "labels"
 
 
-def _result(path, table: pd.DataFrame) -> dg.MaterializeResult:
-    return dg.MaterializeResult(
-        value=table,
-        data_version=dg.DataVersion(file_version(path)),
-        metadata={
+def label_table_asset(name: str, source: dg.SourceAsset, attribute: str, columns: tuple[str, ...], what: str) -> dg.AssetsDefinition:
+    @dg.asset(name=name, deps=[source], group_name=GROUP, code_version="1", kinds={"csv", "parquet"},
+              io_manager_key="manifest_io_manager", automation_condition=DOWNSTREAM, description=what)  # fmt: skip
+    def label_table(labels: LabelFiles) -> dg.MaterializeResult:
+        path = getattr(labels, attribute)
+        rows = read_label_table(path, columns)
+        metadata = {
             "file": dg.MetadataValue.path(str(path)),
-            "rows": dg.MetadataValue.int(len(table)),
+            "rows": dg.MetadataValue.int(len(rows)),
             "exists": dg.MetadataValue.bool(path.exists()),
-        },
-    )
+        }
+        return dg.MaterializeResult(value=rows, data_version=dg.DataVersion(file_version(path)), metadata=metadata)
+
+    return label_table
 
 
-@dg.asset(group_name=GROUP, code_version="1", kinds={"csv", "parquet"}, io_manager_key="manifest_io_manager")
-def label_corrections(labels: LabelFiles) -> dg.MaterializeResult:
-    """labels/corrections.csv as written by people (profile_id, stem, field, value, reason), with line numbers."""
-    return _result(labels.corrections, read_label_table(labels.corrections, CORRECTION_COLUMNS))
-
-
-@dg.asset(group_name=GROUP, code_version="1", kinds={"csv", "parquet"}, io_manager_key="manifest_io_manager")
-def label_exclusions(labels: LabelFiles) -> dg.MaterializeResult:
-    """labels/exclusions.csv as written by people (profile_id, stem, reason), with line numbers."""
-    return _result(labels.exclusions, read_label_table(labels.exclusions, EXCLUSION_COLUMNS))
+label_corrections = label_table_asset("label_corrections", corrections_file, "corrections", CORRECTION_COLUMNS,
+                                      "labels/corrections.csv as written by people (profile_id, stem, field, value, reason), with line numbers.")  # fmt: skip
+label_exclusions = label_table_asset("label_exclusions", exclusions_file, "exclusions", EXCLUSION_COLUMNS,
+                                     "labels/exclusions.csv as written by people (profile_id, stem, reason), with line numbers.")  # fmt: skip

@@ -1,56 +1,65 @@
-"""Metadata a person looks at in the UI: counts, charts, contact sheets, comparisons."""
+"""Metadata a person looks at in the UI: counts, typed tables, and pictures linked as files."""
 
 from collections.abc import Callable
 
 import dagster as dg
 import pandas as pd
 
-from maskops.reports import (
-    class_counts,
-    class_distribution_png,
-    class_table_markdown,
-    contact_sheet,
-    count_comparison_markdown,
-    png_markdown,
-)
+from maskops.figures import class_distribution_png, contact_sheet
+from maskops.reports import class_comparison, class_counts, class_table
+from resources import ReportFiles
+
+_TYPES = {"i": "int", "u": "int", "f": "float", "b": "bool"}
 
 
-def dataset_metadata(name: str, manifest: pd.DataFrame, upstream: pd.DataFrame | None = None, upstream_name: str = "") -> dict:
-    """Images, profiles, class counts (against the upstream manifest when given) and a chart."""
+def table(frame: pd.DataFrame, limit: int = 50) -> dg.MetadataValue:
+    """A DataFrame as a typed table (its first `limit` rows)."""
+    head = frame.head(limit)
+    schema = dg.TableSchema(columns=[dg.TableColumn(str(c), _TYPES.get(t.kind, "string")) for c, t in head.dtypes.items()])
+    records = [
+        dg.TableRecord({str(k): (v.item() if hasattr(v, "item") else v) if not pd.isna(v) else None for k, v in row.items()})
+        for row in head.astype(object).to_dict("records")
+    ]
+    return dg.MetadataValue.table(records, schema)
+
+
+def dataset_metadata(
+    name: str, manifest: pd.DataFrame, reports: ReportFiles, upstream: pd.DataFrame | None = None, upstream_name: str = ""
+) -> dict:
+    """Images, profiles, images per class (against the upstream manifest when given) and a chart."""
     counts = class_counts(manifest)
-    meta = {
+    chart = class_distribution_png(counts, f"{name}: {len(manifest)} images")
+    counted = class_table(counts) if upstream is None else class_comparison(class_counts(upstream), counts, upstream_name, name)
+    return {
         "images": dg.MetadataValue.int(len(manifest)),
         "profiles": dg.MetadataValue.int(int(manifest["profile_id"].nunique())),
-        "class_distribution": dg.MetadataValue.md(
-            png_markdown(class_distribution_png(counts, f"{name}: {len(manifest)} images"), "images per class")
-        ),
+        "class_distribution": reports.figure(name, "class_distribution", chart),
+        "class_counts": table(counted, limit=18),
     }
-    if upstream is None:
-        meta["class_counts"] = dg.MetadataValue.md(class_table_markdown(counts))
-    else:
-        meta["class_counts"] = dg.MetadataValue.md(count_comparison_markdown(class_counts(upstream), counts, upstream_name, name))
-    return meta
 
 
-def sheet_metadata(
-    rows: pd.DataFrame, open_image: Callable[[str], object], caption: Callable[[pd.Series], str], path_column: str = "path", limit: int = 16
+def sheet(
+    reports: ReportFiles,
+    asset: str,
+    name: str,
+    rows: pd.DataFrame,
+    open_image: Callable[[str], object],
+    caption: Callable[[pd.Series], str],
+    path_column: str = "path",
+    limit: int = 16,
 ) -> dg.MetadataValue:
-    """A contact sheet of up to `limit` rows (a fixed sample, so re-runs compare)."""
+    """A contact sheet of up to `limit` rows (a fixed sample, so re-runs compare), written as a file."""
     sample = rows.sample(n=min(limit, len(rows)), random_state=0) if len(rows) else rows
+    if sample.empty:
+        return dg.MetadataValue.text("no images")
     images = [open_image(p) for p in sample[path_column]]
-    captions = [caption(r) for _, r in sample.iterrows()]
-    if not images:
-        return dg.MetadataValue.md("_no images_")
-    return dg.MetadataValue.md(png_markdown(contact_sheet(images, captions), "samples"))
+    return reports.figure(asset, name, contact_sheet(images, [caption(r) for _, r in sample.iterrows()]))
 
 
-def table_markdown(frame: pd.DataFrame, limit: int = 20) -> str:
-    """A small DataFrame as a markdown table (first `limit` rows)."""
-    if frame.empty:
-        return "_none_"
-    head = frame.head(limit).astype(str)
-    lines = ["| " + " | ".join(head.columns) + " |", "|" + "---|" * len(head.columns)]
-    lines += ["| " + " | ".join(v.replace("|", "/") for v in row) + " |" for row in head.itertuples(index=False)]
-    if len(frame) > limit:
-        lines.append(f"\n... and {len(frame) - limit} more")
-    return "\n".join(lines)
+def mlflow_tags(context: dg.AssetExecutionContext, code_version: str) -> dict[str, str]:
+    """Tags that tie an MLflow run to the Dagster run and asset that made it."""
+    return {
+        "dagster.run_id": context.run.run_id,
+        "dagster.asset_key": context.asset_key.to_user_string(),
+        "maskops.code_version": code_version,
+    }

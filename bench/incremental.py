@@ -26,9 +26,9 @@ from common import emit
 from assets.cropped import VARIANTS
 from assets.definitions import data_assets
 from maskops.background import fetch_u2netp
-from maskops.review import demo_review
 from maskops.settings import Settings
 from maskops.synth.people import SynthConfig, synthesize
+from maskops.synth.reviewer import demo_review
 from resources import BackgroundRemoverResource, build_resources
 
 ASSETS = data_assets

@@ -23,10 +23,10 @@ from common import emit
 from maskops.corrections import apply_corrections, parse_corrections
 from maskops.data import decode_all
 from maskops.metrics import evaluate
-from maskops.review import ground_truth_corrections
 from maskops.settings import Settings
 from maskops.splits import VALIDATION, assign_split
 from maskops.store import ImageSource, ImageStore
+from maskops.synth.reviewer import ground_truth_corrections
 from maskops.train import predict
 
 VARIANTS = ("raw", "relabeled", "cleaned", "generated")

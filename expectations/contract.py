@@ -8,12 +8,13 @@ expectation for into plain column expectations, so every failure still points at
 from __future__ import annotations
 
 import contextlib
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from maskops.files import slug
 
 OFFENDING_ROWS = 5
 _SKIP_KWARGS = {"column", "result_format", "batch_id", "meta", "notes", "catch_exceptions", "rendered_content", "id"}
@@ -78,10 +79,6 @@ def _short(value: Any, limit: int = 8) -> Any:
     return value
 
 
-def _safe_name(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "__", text)
-
-
 def _gx_context(project_dir: Path | None):
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
@@ -117,7 +114,7 @@ def run_contract(contract: str, asset: str, validations: list[Validation], proje
         except (KeyError, ValueError):
             source = context.data_sources.add_pandas("maskops")
         for validation in validations:
-            name = _safe_name(f"{asset}.{contract}.{validation.name}")
+            name = slug(f"{asset}.{contract}.{validation.name}")
             try:
                 data_asset = source.get_asset(name)
             except LookupError:

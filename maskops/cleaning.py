@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from maskops.corrections import LabelFileError, missing_columns, read_label_table, target_problem
+from maskops.options import option
 from maskops.problems import Problem
 
 EXCLUSION_COLUMNS = ("profile_id", "stem", "reason")
@@ -24,13 +25,19 @@ EXCLUSION_COLUMNS = ("profile_id", "stem", "reason")
 
 @dataclass(frozen=True)
 class CleaningRules:
-    drop_unreadable: bool = True
-    drop_duplicate_images: bool = True
-    age_band: tuple[int, int] | None = (57, 59)  # inclusive; None keeps every age
+    drop_unreadable: bool = option(True, "Drop images that cannot be decoded.")
+    drop_duplicate_images: bool = option(True, "Drop exact duplicates by content hash (the first image_id stays).")
+    drop_age_band: bool = option(True, "Drop profiles whose age is in [age_band_low, age_band_high] (the original dropped 57..59).")
+    age_band_low: int = option(57, "Lowest age dropped (inclusive).")
+    age_band_high: int = option(59, "Highest age dropped (inclusive).")
 
     def __post_init__(self) -> None:
-        if self.age_band is not None and not (len(self.age_band) == 2 and self.age_band[0] <= self.age_band[1]):
-            raise ValueError(f"age_band must be (low, high) with low <= high, got {self.age_band}")
+        if self.age_band_low > self.age_band_high:
+            raise ValueError(f"age_band_low must be <= age_band_high, got {self.age_band_low} > {self.age_band_high}")
+
+    @property
+    def age_band(self) -> tuple[int, int] | None:
+        return (self.age_band_low, self.age_band_high) if self.drop_age_band else None
 
 
 def exclusion_problems(table: pd.DataFrame, manifest: pd.DataFrame, source: str) -> list[tuple[int | None, Problem]]:

@@ -9,35 +9,43 @@ only processes images it has not seen.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from PIL import Image
 
-from maskops.faces import Face, FaceDetector
+from maskops.faces import DetectorConfig, Face, FaceDetector
+from maskops.options import as_dict, from_plain, key_params, option
 from maskops.store import ImageStore, derive_key, encode_jpeg
 
-CROP_CODE_VERSION = "1"
+CROP_CODE_VERSION = "2"
 ORDERS = ("background_first", "crop_first")
-RECORD_COLUMNS = ("content_hash", "crop_key", "crop_path", "face_found", "face_prob", "fallback", "box_x0", "box_y0", "box_x1", "box_y1")
+RECORD_COLUMNS = (
+    "content_hash", "crop_key", "crop_path", "crop_recipe", "face_found", "face_prob", "fallback", "box_x0", "box_y0", "box_x1", "box_y1",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
 class CropConfig:
-    remove_background: bool = True
-    crop_face: bool = True
-    order: str = "background_first"
-    margin: int = 40  # pixels added around the MTCNN box, as in the original
-    size: int = 256  # output side; crops are square
-    min_face_prob: float = 0.9  # below this the face is not trusted and the fallback is used
-    fallback_fraction: float = 0.8  # centre crop side, as a fraction of the shorter image side
-    background_model: str = "u2netp"
-    background_color: tuple[int, int, int] = (0, 0, 0)
-    jpeg_quality: int = 95
+    remove_background: bool = option(True, "Replace the background with background_color (rembg).")
+    crop_face: bool = option(True, "Crop to the MTCNN face box plus margin (centre crop when no face).")
+    order: str = option("background_first", "'background_first' (as the original) or 'crop_first'.")
+    margin: int = option(40, "Pixels added around the MTCNN face box, as in the original.")
+    size: int = option(256, "Side of the square output crop.")
+    min_face_prob: float = option(0.9, "Faces found with less confidence are not trusted: the centre-crop fallback is used.")
+    fallback_fraction: float = option(0.8, "Side of the centre-crop fallback, as a fraction of the shorter image side.")
+    background_model: str = option(
+        "u2netp", "rembg model provisioned by `maskops fetch-models`, or u2net_custom (the remover's model_path)."
+    )
+    background_color: tuple[int, int, int] = option((0, 0, 0), "RGB colour that replaces the background.")
+    jpeg_quality: int = option(95, "JPEG quality of the stored crops.")
+    batch_size: int = option(8, "Images per MTCNN batch.", in_key=False)
 
     def __post_init__(self) -> None:
         if self.order not in ORDERS:
@@ -45,8 +53,51 @@ class CropConfig:
         if not 0 < self.fallback_fraction <= 1 or self.size < 8 or self.margin < 0 or not 0 <= self.min_face_prob <= 1:
             raise ValueError(f"invalid crop settings: {self}")
 
-    def key_params(self) -> dict:
-        return asdict(self)
+
+class CropRecipeError(ValueError):
+    """Crops made in different ways were mixed, or a manifest does not say how its crops were made."""
+
+
+@dataclass(frozen=True)
+class CropRecipe:
+    """Everything that decides a crop's pixels: the crop settings, the face detector's settings and the
+    content of the background model file. The cache key covers all of it."""
+
+    config: CropConfig = field(default_factory=CropConfig)
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    background_sha256: str = ""  # of the background model file; required when background removal is on
+
+    def __post_init__(self) -> None:
+        if self.config.remove_background and not self.background_sha256:
+            raise CropRecipeError("background removal is on but the background model file's sha256 is missing")
+
+    def key_params(self) -> dict[str, Any]:
+        params = key_params(self.config)
+        if self.config.crop_face:
+            params["detector"] = key_params(self.detector)
+        if self.config.remove_background:
+            params["background_sha256"] = self.background_sha256
+        return params
+
+    def to_json(self) -> str:
+        return json.dumps({"config": as_dict(self.config), "detector": as_dict(self.detector), "background_sha256": self.background_sha256},
+                          sort_keys=True)  # fmt: skip
+
+    @classmethod
+    def from_json(cls, text: str) -> CropRecipe:
+        data = json.loads(text)
+        return cls(from_plain(CropConfig, data["config"]), from_plain(DetectorConfig, data["detector"]), data["background_sha256"])
+
+
+def recipe_of(crops: pd.DataFrame, name: str = "crops") -> CropRecipe:
+    """The one recipe a cropped manifest's crops were made with; raises when there are several or none."""
+    recipes = crops["crop_recipe"].dropna().unique() if "crop_recipe" in crops.columns else []
+    if len(recipes) != 1:
+        raise CropRecipeError(
+            f"{name} holds crops made with {len(recipes)} different crop settings; re-materialize its cropped asset so that "
+            "every crop is made the same way"
+        )
+    return CropRecipe.from_json(recipes[0])
 
 
 @dataclass
@@ -78,16 +129,18 @@ def crop_box(face: Face | None, width: int, height: int, config: CropConfig) -> 
 class Cropper:
     """Runs the crop stage over many images with one background session and batched MTCNN."""
 
-    def __init__(self, config: CropConfig, store: ImageStore, remover=None, detector: FaceDetector | None = None, batch_size: int = 8):
+    def __init__(self, recipe: CropRecipe, store: ImageStore, remover=None, detector: FaceDetector | None = None):
+        config = recipe.config
         if config.remove_background and remover is None:
             raise ValueError("remove_background is on but no background remover was given")
         if config.crop_face and detector is None:
             raise ValueError("crop_face is on but no face detector was given")
-        self.config, self.store, self.remover, self.detector = config, store, remover, detector
-        self.batch_size = batch_size
+        self.recipe, self.config, self.store, self.remover, self.detector = recipe, config, store, remover, detector
+        self.batch_size = config.batch_size
+        self._key_params, self._recipe_json = recipe.key_params(), recipe.to_json()
 
     def key(self, content_hash: str) -> str:
-        return derive_key(content_hash, "crop", self.config.key_params(), CROP_CODE_VERSION)
+        return derive_key(content_hash, "crop", self._key_params, CROP_CODE_VERSION)
 
     def run(
         self,
@@ -95,7 +148,8 @@ class Cropper:
         open_image: Callable[[str], Image.Image],
         progress: Callable[[int, int], None] | None = None,
     ) -> tuple[pd.DataFrame, CropStats]:
-        """Crop every distinct content hash of `images` (columns content_hash, path); returns one record per hash."""
+        """Crop every distinct content hash of `images` (columns content_hash, path); returns one record per hash.
+        `progress(done, total)` is called about every tenth of the new images."""
         unique = images.drop_duplicates("content_hash")
         stats = CropStats(images=len(unique))
         keys = {h: self.key(h) for h in unique["content_hash"]}
@@ -108,9 +162,9 @@ class Cropper:
                 for content_hash, image, record in zip(batch["content_hash"], *self._process(pictures), strict=True):
                     key = keys[content_hash]
                     writes.append(io_pool.submit(self._save, key, image, record))
-                stats.processed += len(batch)
-                if progress:
-                    progress(stats.processed, len(todo))
+                before, stats.processed = stats.processed, stats.processed + len(batch)
+                if progress and (stats.processed == len(todo) or before * 10 // len(todo) != stats.processed * 10 // len(todo)):
+                    progress(stats.processed, len(todo))  # about every tenth of the work
             for w in writes:
                 w.result()
         records = pd.DataFrame([self._record(h, keys[h]) for h in unique["content_hash"]], columns=list(RECORD_COLUMNS))
@@ -129,7 +183,8 @@ class Cropper:
         box = r.get("box") or (math.nan,) * 4
         prob = r.get("face_prob")
         return {
-            "content_hash": content_hash, "crop_key": key, "crop_path": self.store.uri(key), "face_found": bool(r["face_found"]),
+            "content_hash": content_hash, "crop_key": key, "crop_path": self.store.uri(key), "crop_recipe": self._recipe_json,
+            "face_found": bool(r["face_found"]),
             "face_prob": np.nan if prob is None else float(prob), "fallback": bool(r["fallback"]),
             "box_x0": box[0], "box_y0": box[1], "box_x1": box[2], "box_y1": box[3],
         }  # fmt: skip
@@ -156,6 +211,17 @@ def crop_batch(
         out.append(picture)
         records.append(record)
     return out, records
+
+
+def crop_summary(manifest: pd.DataFrame, records: pd.DataFrame, attempted: int) -> tuple[pd.DataFrame, dict[str, float], pd.DataFrame]:
+    """The manifest with its crop records, the detection and fallback rates, and a fixed sample of faces and fallbacks to look at."""
+    out = manifest.merge(records, on="content_hash", how="left")
+    out["face_found"] = out["face_found"].fillna(False).astype(bool)
+    out["fallback"] = out["fallback"].fillna(False).astype(bool)
+    found, fallback = out[out["face_found"]], out[out["fallback"]]
+    rates = {"detection_rate": round(len(found) / max(attempted, 1), 4), "fallback_rate": round(len(fallback) / max(attempted, 1), 4)}
+    sample = pd.concat([found.sample(n=min(12, len(found)), random_state=0), fallback.head(4)])
+    return out, rates, sample
 
 
 def _batches(frame: pd.DataFrame, size: int) -> Iterator[pd.DataFrame]:

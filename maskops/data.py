@@ -5,12 +5,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 from PIL import Image
 from torch.utils.data import Dataset, WeightedRandomSampler
+
+from maskops.crop import CropRecipeError, recipe_of
+from maskops.splits import TRAIN, VALIDATION, assign_split
 
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
@@ -89,3 +93,51 @@ def balanced_sampler(labels: np.ndarray, seed: int) -> WeightedRandomSampler:
 
 def class_counts(labels: pd.Series | np.ndarray) -> list[int]:
     return np.bincount(np.asarray(labels, dtype=int), minlength=18).tolist()
+
+
+@dataclass
+class TrainingData:
+    """A variant's training people and the shared validation people, their crops decoded once."""
+
+    train: pd.DataFrame
+    val: pd.DataFrame
+    train_images: torch.Tensor
+    val_images: torch.Tensor
+    crop_recipe: str  # JSON of the CropRecipe both sets were cropped with
+
+    @property
+    def train_labels(self) -> np.ndarray:
+        return self.train["class_id"].to_numpy()
+
+    @property
+    def val_labels(self) -> np.ndarray:
+        return self.val["class_id"].to_numpy()
+
+
+def with_crops(crops: pd.DataFrame) -> pd.DataFrame:
+    """The rows that have a crop (unreadable images have none)."""
+    return crops[crops["crop_path"].notna()].reset_index(drop=True)
+
+
+def validation_rows(crops: pd.DataFrame, split: pd.DataFrame) -> pd.DataFrame:
+    """The crops of the validation people, in image_id order (the same rows for every model)."""
+    usable = assign_split(with_crops(crops), split)
+    return usable[usable["role"] == VALIDATION].sort_values("image_id").reset_index(drop=True)
+
+
+def training_data(
+    crops: pd.DataFrame, validation_crops: pd.DataFrame, split: pd.DataFrame, open_image: Callable[[str], Image.Image], size: int
+) -> TrainingData:
+    """Training rows of `crops` and validation rows of `validation_crops` (the best labels), decoded at `size`.
+    Both must come from the same crop recipe: a model is validated on crops made as its training crops were."""
+    recipe = recipe_of(crops, "the training crops")
+    if recipe_of(validation_crops, "the validation crops") != recipe:
+        raise CropRecipeError(
+            "the training and the validation crops were made with different crop settings; materialize both cropped assets with "
+            "the same settings"
+        )
+    train = assign_split(with_crops(crops), split)
+    train = train[train["role"] == TRAIN].reset_index(drop=True)
+    val = validation_rows(validation_crops, split)
+    return TrainingData(train, val, decode_all(list(train["crop_path"]), open_image, size),
+                        decode_all(list(val["crop_path"]), open_image, size), recipe.to_json())  # fmt: skip

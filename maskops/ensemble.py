@@ -1,15 +1,36 @@
 """Soft voting: the ensemble averages the members' class probabilities (never raw logits),
-each member having seen the image through its own preprocessing."""
+each member having seen the image through its own preprocessing; and the side-by-side
+evaluation of the ensemble and its members on the shared validation people."""
 
 from __future__ import annotations
 
+import hashlib
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import torch
 
-from maskops.metrics import evaluate
+from maskops.crop import CropRecipe, CropRecipeError
+from maskops.figures import comparison_png, confusion_grid_png, confusion_png
+from maskops.labels import CLASS_NAMES
+from maskops.metrics import confusion, evaluate
+from maskops.options import option
+
+WEIGHTINGS = ("equal", "fitted")
+
+
+@dataclass(frozen=True)
+class EnsembleConfig:
+    weights: str = option("equal", "'equal', or 'fitted' on the validation people (a grid over the simplex).")
+    tta: bool = option(False, "Average in the horizontally flipped crop.")
+    promotion_margin: float = option(0.0, "Becomes champion if its validation macro F1 >= the champion's minus this margin.")
+
+    def __post_init__(self) -> None:
+        if self.weights not in WEIGHTINGS:
+            raise ValueError(f"weights must be one of {WEIGHTINGS}, got {self.weights!r}")
 
 
 def soft_vote(probabilities: Sequence[np.ndarray], weights: Sequence[float] | None = None) -> np.ndarray:
@@ -50,3 +71,80 @@ def member_probabilities(model, images: torch.Tensor, tta: bool = False, batch_s
     if tta:
         probs = (probs + predict(model, images.flip(-1), batch_size)) / 2
     return probs
+
+
+def validation_set_id(image_ids: Sequence[str], class_ids: Sequence[int]) -> str:
+    """Names a validation set (its images and their labels): scores compare only on the same one."""
+    text = "\n".join(f"{i}:{c}" for i, c in zip(image_ids, class_ids, strict=True))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def shared_recipe(recipes: Mapping[str, str]) -> CropRecipe:
+    """The crop recipe (JSON) every member was trained on; raises, naming the members, when they differ."""
+    distinct = sorted(set(recipes.values()))
+    if len(distinct) != 1:
+        groups = {r: [m for m, v in recipes.items() if v == r] for r in distinct}
+        listed = "; ".join(f"{', '.join(members)}: {CropRecipe.from_json(r).key_params()}" for r, members in groups.items())
+        raise CropRecipeError(
+            f"the members were trained on crops made with different settings ({listed}); one registered model serves one crop "
+            "pipeline, so re-materialize the cropped assets with the same settings and retrain"
+        )
+    return CropRecipe.from_json(distinct[0])
+
+
+@dataclass
+class EnsembleEvaluation:
+    """The ensemble and every member on the same validation people."""
+
+    names: list[str]  # the members', then "ensemble"
+    weights: list[float]
+    probabilities: np.ndarray  # the ensemble's (N, 18)
+    table: pd.DataFrame  # model, macro_f1, accuracy, mask_f1, gender_f1, age_f1 — one row per member, then the ensemble
+    matrices: dict[str, np.ndarray]
+
+    @property
+    def ensemble_metrics(self) -> dict[str, float]:
+        return {k: float(v) for k, v in self.table.iloc[-1].items() if k != "model"}
+
+    @property
+    def member_metrics(self) -> list[dict]:
+        return self.table.iloc[:-1].to_dict("records")
+
+    def figures(self) -> dict[str, bytes]:
+        return {
+            "comparison_chart.png": comparison_png(list(self.table["model"]), list(self.table["macro_f1"])),
+            "confusion_matrix.png": confusion_png(self.matrices["ensemble"], "ensemble: validation"),
+            "confusion_matrices.png": confusion_grid_png(self.matrices),
+        }
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """comparison.csv and one confusion matrix per model (rows: true class)."""
+        out = {"comparison.csv": self.table}
+        for name, matrix in self.matrices.items():
+            out[f"confusion_{name.replace('/', '_')}.csv"] = pd.DataFrame(
+                matrix, index=pd.Index(CLASS_NAMES, name="true"), columns=CLASS_NAMES
+            )
+        return out
+
+
+def evaluate_ensemble(names: Sequence[str], member_probs: Sequence[np.ndarray], y_true: np.ndarray, weighting: str) -> EnsembleEvaluation:
+    """Soft voting with equal or fitted weights, scored beside every member."""
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"weights must be one of {WEIGHTINGS}, got {weighting!r}")
+    weights = fit_weights(member_probs, y_true)[0] if weighting == "fitted" else [1.0] * len(member_probs)
+    voted = soft_vote(member_probs, weights)
+    models = [*names, "ensemble"]
+    probabilities = [*member_probs, voted]
+    table = pd.DataFrame([{"model": m, **evaluate(y_true, p)} for m, p in zip(models, probabilities, strict=True)])
+    matrices = {m: confusion(y_true, p) for m, p in zip(models, probabilities, strict=True)}
+    return EnsembleEvaluation(models, [float(w) for w in weights], voted, table, matrices)
+
+
+def fill_answers(order: Sequence[str], answered: Sequence[str], probabilities: np.ndarray) -> tuple[pd.DataFrame, list[str], int]:
+    """The submission table (ImageID, ans) in `order`; images without a prediction get the most frequent answer.
+    Returns the table, the images that had none, and the class they got."""
+    answers = dict(zip(answered, probabilities.argmax(axis=1).tolist(), strict=True))
+    fallback = int(np.bincount(probabilities.argmax(axis=1), minlength=18).argmax()) if len(answered) else 0
+    missing = [i for i in order if i not in answers]
+    table = pd.DataFrame({"ImageID": list(order), "ans": [answers.get(i, fallback) for i in order]}).astype({"ans": "int64"})
+    return table, missing, fallback

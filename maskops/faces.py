@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from maskops.options import option
+
 
 class Lazy:
     """Builds an expensive model on first use, so steps with nothing to do never load it."""
@@ -24,6 +26,14 @@ class Lazy:
 
 
 @dataclass(frozen=True)
+class DetectorConfig:
+    """MTCNN's settings: they change which faces are found, so they are part of every cache key that uses them."""
+
+    thresholds: tuple[float, float, float] = option((0.6, 0.7, 0.7), "P-Net, R-Net and O-Net thresholds.")
+    min_face_size: int = option(20, "Smallest face side MTCNN looks for, in pixels.")
+
+
+@dataclass(frozen=True)
 class Face:
     box: tuple[float, float, float, float]  # x0, y0, x1, y1 in pixels
     prob: float
@@ -33,14 +43,15 @@ class Face:
 class FaceDetector:
     """MTCNN that takes many images at once and batches those of the same size."""
 
-    def __init__(self, device: str = "cpu", thresholds: Sequence[float] = (0.6, 0.7, 0.7), min_face_size: int = 20, threads: int = 0):
+    def __init__(self, config: DetectorConfig = DetectorConfig(), device: str = "cpu", threads: int = 0):
         import torch
         from facenet_pytorch import MTCNN
 
         if threads:
             torch.set_num_threads(threads)
-        self.device = device
-        self._mtcnn = MTCNN(keep_all=True, device=device, thresholds=list(thresholds), min_face_size=min_face_size, post_process=False)
+        self.config, self.device = config, device
+        self._mtcnn = MTCNN(keep_all=True, device=device, thresholds=list(config.thresholds), min_face_size=config.min_face_size,
+                            post_process=False)  # fmt: skip
 
     def detect(self, images: Sequence[Image.Image | np.ndarray]) -> list[Face | None]:
         """The most probable face of each image, or None where there is none."""

@@ -23,12 +23,15 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from maskops.faces import FaceDetector
+from maskops.corrections import LABEL_COLUMNS
+from maskops.faces import DetectorConfig, FaceDetector
+from maskops.files import file_digest
 from maskops.labels import PROFILE_STEMS, STEM_MASK, AgeGroup, MaskState, encode
+from maskops.options import key_params, option
 from maskops.store import ImageStore, derive_key, encode_jpeg
 from maskops.synth.masks import INCORRECT_PLACEMENTS, Placement, paint_mask, random_style
 
-GENERATE_CODE_VERSION = "1"
+GENERATE_CODE_VERSION = "2"
 GENERATOR = "maskpaint/1"
 GENERATED_COLUMNS = (
     "image_id", "profile_id", "person_id", "stem", "mask", "gender", "race", "age", "age_group", "class_id", "path",
@@ -38,20 +41,25 @@ GENERATED_COLUMNS = (
 
 @dataclass(frozen=True)
 class GenerateConfig:
-    stage: int = 1  # 1: top each age group up to the largest; 2: up to twice the largest
-    seed: int = 0
-    min_face_prob: float = 0.9
-    age_model_path: str | None = None  # image-to-image ONNX applied before masking
-    age_model_group: int = int(AgeGroup.OLD)  # the age group the model produces
-    age_model_age: int = 65  # the age recorded for people it produces
-    jpeg_quality: int = 95
+    stage: int = option(1, "1: top every age group up to the largest; 2: up to twice the largest.")
+    seed: int = option(0, "Seed of the plan and of the painted masks.")
+    min_face_prob: float = option(0.9, "Sources whose face MTCNN finds with less confidence are skipped.")
+    # the file's content, not its path, goes into the cache key (see generation_key_params)
+    age_model_path: str | None = option(None, "Image-to-image ONNX applied before masking (off when empty).", in_key=False)
+    age_model_group: int = option(int(AgeGroup.OLD), "Age group the age model produces (0 <30, 1 30-59, 2 >=60).")
+    age_model_age: int = option(65, "Age recorded for the people the age model produces.")
+    jpeg_quality: int = option(95, "JPEG quality of the generated images.")
 
     def __post_init__(self) -> None:
         if self.stage not in (1, 2):
             raise ValueError(f"stage must be 1 or 2, got {self.stage}")
+        if self.age_model_path == "":
+            object.__setattr__(self, "age_model_path", None)
 
-    def key_params(self) -> dict:
-        return asdict(self)
+
+def generation_key_params(config: GenerateConfig, detector: DetectorConfig, age_model: AgeModel | None) -> dict:
+    """Everything that changes a generated image: the settings, MTCNN's (it places the masks) and the age model's content."""
+    return {**key_params(config), "detector": key_params(detector), "age_model_sha256": age_model.sha256 if age_model else None}
 
 
 class AgeModel:
@@ -60,6 +68,7 @@ class AgeModel:
     def __init__(self, path: str, threads: int = 0):
         import onnxruntime as ort
 
+        self.sha256 = file_digest(path)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or 0
         self.session = ort.InferenceSession(path, sess_options=options, providers=["CPUExecutionProvider"])
@@ -124,11 +133,13 @@ def generate(
     detector: FaceDetector,
     config: GenerateConfig,
     age_model: AgeModel | None = None,
+    detector_config: DetectorConfig | None = None,
 ) -> tuple[pd.DataFrame, GenerateStats]:
-    """Draw the planned profiles; `sources` maps source_profile_id to its normal image (image_id, path, content_hash)."""
+    """Draw the planned profiles; `sources` maps source_profile_id to its normal image (image_id, path, content_hash).
+    `detector_config` is the detector's settings (given apart, so a lazily built detector is only built when needed)."""
     stats = GenerateStats(planned_profiles=len(plan))
     by_profile = sources.set_index("source_profile_id")
-    params = config.key_params()
+    params = generation_key_params(config, detector_config or DetectorConfig(), age_model)
     prepared: dict[tuple[str, bool], tuple[Image.Image, np.ndarray] | None] = {}
 
     def source_face(profile_id: str, aged: bool):
@@ -180,6 +191,21 @@ def generate(
             })  # fmt: skip
     stats.images = len(rows)
     return pd.DataFrame(rows, columns=list(GENERATED_COLUMNS)), stats
+
+
+def generation_sources(train: pd.DataFrame) -> pd.DataFrame:
+    """The unmasked, readable photo of each training profile: what generated people are painted from."""
+    normals = train[(train["mask"] == MaskState.NOT_WEAR) & train["readable"]].drop_duplicates("profile_id")
+    return normals[["profile_id", "image_id", "path", "content_hash"]].rename(columns={"profile_id": "source_profile_id"})
+
+
+def add_generated(manifest: pd.DataFrame, generated: pd.DataFrame) -> pd.DataFrame:
+    """`manifest` (a relabeled-schema manifest) followed by the generated rows, whose labels are their own originals."""
+    generated = generated.assign(label_source="generated", label_changed=False, correction_reason="")
+    for col in LABEL_COLUMNS:
+        generated[f"raw_{col}"] = generated[col]
+    dtypes = {c: t for c, t in manifest.dtypes.items() if c in generated.columns}
+    return pd.concat([manifest, generated.astype(dtypes)], ignore_index=True)
 
 
 def _paint(image: Image.Image, landmarks: np.ndarray, mask: MaskState, rng: np.random.Generator) -> tuple[Image.Image, dict]:

@@ -6,7 +6,6 @@ are folded back into a square grid), for the model's own top class.
 
 from __future__ import annotations
 
-import io
 import math
 
 import numpy as np
@@ -55,27 +54,3 @@ def gradcam(net: MaskNet, images: torch.Tensor) -> np.ndarray:
     low = cams.flatten(1).min(1).values[:, None, None]
     high = cams.flatten(1).max(1).values[:, None, None]
     return ((cams - low) / (high - low).clamp_min(1e-8)).cpu().numpy()
-
-
-def gradcam_grid(images: torch.Tensor, heat: np.ndarray, captions: list[str], columns: int = 8) -> bytes:
-    """Each image with its heat map blended over it, as a PNG grid."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    n = len(images)
-    rows = max(1, math.ceil(n / columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.3, rows * 1.45), dpi=80, squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for i in range(n):
-        ax = axes.flat[i]
-        ax.imshow(images[i].permute(1, 2, 0).numpy())
-        ax.imshow(heat[i], cmap="jet", alpha=0.45)
-        ax.set_title(captions[i], fontsize=6)
-    fig.tight_layout(pad=0.2)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()

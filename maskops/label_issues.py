@@ -13,14 +13,34 @@ suggested value beats the given one.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 
 from maskops.labels import AgeGroup, Gender, MaskState
+from maskops.options import option
 
 FIELDS = {"mask": MaskState, "gender": Gender, "age_group": AgeGroup}
+
+
+@dataclass(frozen=True)
+class LabelIssuesConfig:
+    backbone: str = option("resnet10t", "timm model of the out-of-fold models (one per fold).")
+    image_size: int = option(64, "Input side of the out-of-fold models.")
+    epochs: int = option(4, "Epochs per fold.")
+    seed: int = option(0, "Seed of the out-of-fold models.")
+    sheet: int = option(16, "Suspects shown in the contact sheet.", in_key=False)
+
+    def train_config(self, device: str = "auto"):
+        """The out-of-fold models' training settings: the demo preset at this size, every epoch kept."""
+        from maskops.train import config_from
+
+        return config_from("demo", backbone=self.backbone, image_size=self.image_size, epochs=self.epochs, seed=self.seed,
+                           patience=self.epochs, device=device)  # fmt: skip
+
+
 ISSUE_COLUMNS = ("profile_id", "stem", "field", "given", "suggested", "p_given", "p_suggested", "score", "images")
 
 
@@ -64,6 +84,14 @@ def find_label_issues(manifest: pd.DataFrame, probabilities: np.ndarray) -> pd.D
         rows.append(_row(frame.at[i, "profile_id"], frame.at[i, "stem"], "mask", given[i], suggested[i], marginals["mask"][i], 1))
     issues = pd.DataFrame(rows, columns=list(ISSUE_COLUMNS))
     return issues.sort_values(["score", "profile_id", "stem"], ascending=[False, True, True], ignore_index=True)
+
+
+def suspect_photos(issues: pd.DataFrame, photos: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """A photo (crop path) and a caption per suspect: the photo in question, or the person's first photo for a person-level field."""
+    first = photos.drop_duplicates("profile_id").set_index("profile_id")["crop_path"]
+    by_photo = photos.set_index(["profile_id", "stem"])["crop_path"]
+    paths = [by_photo[(r.profile_id, r.stem)] if r.stem else first[r.profile_id] for r in issues.itertuples()]
+    return paths, [f"{r.field}: {r.given}->{r.suggested}" for r in issues.itertuples()]
 
 
 def _row(profile_id: str, stem: str, field: str, given: int, suggested: int, probs: np.ndarray, images: int) -> dict:

@@ -15,7 +15,7 @@ import pandas as pd
 from filelock import FileLock
 
 from maskops.corrections import CORRECTION_COLUMNS, correction_problems, read_label_table
-from maskops.review import write_csv_atomic
+from maskops.files import write_csv_atomic
 
 REVIEWED_COLUMNS = ("profile_id", "stem", "field", "given", "decision", "value", "reviewer", "decided_at")
 DECISIONS = ("correct", "keep")

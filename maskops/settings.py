@@ -8,6 +8,7 @@ the image store, models, reports and the demo data; deleting it resets everythin
                          for real data, point it at a folder under version control
     MASKOPS_IMAGE_STORE  image store root, a folder or fsspec URL (default: <home>/images)
     MLFLOW_TRACKING_URI  MLflow tracking store (default: sqlite:///<home>/mlflow.db, artifacts in <home>/mlartifacts)
+    MASKOPS_MLFLOW_UI    base URL of an MLflow UI, for links from Dagster to runs (e.g. http://127.0.0.1:5000)
 """
 
 from __future__ import annotations
@@ -15,17 +16,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-
-DAGSTER_HEADER = "# Written by maskops. Delete this line to keep your own edits; otherwise maskops keeps it up to date."
-DAGSTER_YAML = f"""\
-{DAGSTER_HEADER}
-telemetry:
-  enabled: false
-concurrency:
-  pools:
-    # Steps that run image models (crops, generation, training) take both cores: one at a time.
-    default_limit: 1
-"""
 
 
 @dataclass(frozen=True)
@@ -35,6 +25,7 @@ class Settings:
     labels: Path
     image_store: str
     mlflow_uri: str
+    mlflow_ui: str = ""
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -44,7 +35,7 @@ class Settings:
         labels = Path(env["MASKOPS_LABELS"]).expanduser().absolute() if env.get("MASKOPS_LABELS") else home / "labels"
         return cls(
             home=home, dataset=dataset, labels=labels, image_store=env.get("MASKOPS_IMAGE_STORE") or str(home / "images"),
-            mlflow_uri=env.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home / 'mlflow.db'}",
+            mlflow_uri=env.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home / 'mlflow.db'}", mlflow_ui=env.get("MASKOPS_MLFLOW_UI", ""),
         )  # fmt: skip
 
     @property
@@ -62,6 +53,11 @@ class Settings:
     @property
     def mlflow_artifacts(self) -> Path:
         return self.home / "mlartifacts"
+
+    @property
+    def figures(self) -> Path:
+        """Charts, confusion matrices and contact sheets that asset metadata links to."""
+        return self.reports / "figures"
 
     @property
     def checkpoints(self) -> Path:
@@ -88,19 +84,10 @@ class Settings:
             "MASKOPS_LABELS": str(self.labels),
             "MASKOPS_IMAGE_STORE": self.image_store,
             "MLFLOW_TRACKING_URI": self.mlflow_uri,
+            "MASKOPS_MLFLOW_UI": self.mlflow_ui,
             "DAGSTER_HOME": str(self.dagster_home),
             "MLFLOW_DISABLE_TELEMETRY": "true",
             "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
             "GX_ANALYTICS_ENABLED": "false",
             "DO_NOT_TRACK": "1",
         }
-
-    def ensure_dagster_home(self) -> Path:
-        """Create (or update our own) dagster.yaml, with telemetry off, before Dagster first starts."""
-        self.dagster_home.mkdir(parents=True, exist_ok=True)
-        config = self.dagster_home / "dagster.yaml"
-        if not config.exists() or (config.read_text().startswith(DAGSTER_HEADER) and config.read_text() != DAGSTER_YAML):
-            tmp = config.with_suffix(".yaml.tmp")
-            tmp.write_text(DAGSTER_YAML)
-            os.replace(tmp, config)
-        return self.dagster_home

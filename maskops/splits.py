@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import pandas as pd
+
+from maskops.options import option
 
 TRAIN, VALIDATION = "train", "validation"
 
 
 class SplitError(ValueError):
     """A split cannot be made or applied as asked."""
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    n_folds: int = option(5, "Folds of profiles (people).")
+    validation_fold: int = option(0, "The fold that validates every variant.")
+    seed: int = option(0, "Seed of the stratified fold assignment.")
+    sticky: bool = option(
+        True, "Keep known profiles in their folds and only place new ones (a fresh split when false or when n_folds/seed change)."
+    )
 
 
 def split_profiles(manifest: pd.DataFrame, n_folds: int = 5, validation_fold: int = 0, seed: int = 0) -> pd.DataFrame:
@@ -89,3 +102,21 @@ def extend_split(previous: pd.DataFrame, manifest: pd.DataFrame, n_folds: int, v
     table = pd.concat([kept, pd.DataFrame(rows, columns=["profile_id", "fold"])], ignore_index=True)
     table["role"] = (table["fold"] == validation_fold).map({True: VALIDATION, False: TRAIN})
     return table.sort_values("profile_id").reset_index(drop=True).astype({"profile_id": "string", "fold": "int8", "role": "string"})
+
+
+def make_split(manifest: pd.DataFrame, config: SplitConfig, previous: pd.DataFrame | None = None) -> tuple[pd.DataFrame, int]:
+    """A fresh split, or `previous` extended to new people (sticky); returns it and how many people kept their fold."""
+    if previous is None:
+        return split_profiles(manifest, config.n_folds, config.validation_fold, config.seed), 0
+    split = extend_split(previous, manifest, config.n_folds, config.validation_fold, config.seed)
+    return split, int(split["profile_id"].isin(previous["profile_id"]).sum())
+
+
+def class_share_deviation(manifest: pd.DataFrame, split: pd.DataFrame) -> float:
+    """The largest difference, over folds and classes, between a class's share in a fold and in the whole."""
+    joined = manifest.merge(split, on="profile_id")
+    overall = joined["class_id"].value_counts(normalize=True)
+    shares = (
+        joined.groupby("fold")["class_id"].value_counts(normalize=True).unstack(fill_value=0).reindex(columns=overall.index, fill_value=0)
+    )
+    return float((shares - overall).abs().to_numpy().max())

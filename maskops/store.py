@@ -13,13 +13,14 @@ import hashlib
 import io
 import json
 import os
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 from upath import UPath
+
+from maskops.files import write_atomic
 
 STORE_PREFIX = "store:"
 
@@ -63,22 +64,8 @@ class ImageStore:
 
     def put(self, key: str, image: bytes, record: Mapping[str, Any]) -> None:
         """Store an image and its record; the record goes last and marks the entry complete."""
-        self._write(self._path(key, self.image_ext), image)
-        self._write(self._path(key, ".json"), json.dumps(dict(record), sort_keys=True, default=str).encode())
-
-    def _write(self, path: UPath, data: bytes) -> None:
-        if self._local:
-            target = Path(path.path)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
-            try:
-                tmp.write_bytes(data)
-                os.replace(tmp, target)
-            finally:
-                tmp.unlink(missing_ok=True)
-        else:  # object stores replace whole objects atomically
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
+        write_atomic(self._path(key, self.image_ext), image)
+        write_atomic(self._path(key, ".json"), json.dumps(dict(record), sort_keys=True, default=str))
 
 
 def encode_jpeg(image: Image.Image, quality: int = 95) -> bytes:

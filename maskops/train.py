@@ -13,10 +13,8 @@ import copy
 import hashlib
 import json
 import math
-import os
 import random
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -26,44 +24,48 @@ import torch
 from torch.utils.data import DataLoader, RandomSampler
 
 from maskops.data import Augment, CropDataset, balanced_sampler, class_counts, normalize
+from maskops.files import write_atomic
 from maskops.losses import Criterion
 from maskops.metrics import evaluate
 from maskops.models import FreezeSpec, MaskNet, ProbabilityModel, freeze, total_parameters, trainable_parameters
+from maskops.options import option
 
 CHECKPOINT = "last.pt"
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    backbone: str = "resnet10t"
-    pretrained: bool = False
-    pretrained_file: str = ""
-    image_size: int = 96
-    epochs: int = 6
-    batch_size: int = 32
-    lr: float = 3e-3
-    weight_decay: float = 0.05
-    optimizer: str = "adamw"  # or "sgd"
-    warmup_epochs: float = 1.0
-    loss: str = "focal"  # ce, label_smoothing, focal, f1
-    focal_gamma: float = 2.0
-    focal_alpha: str = "none"  # "none", "inverse_frequency" or a number
-    label_smoothing: float = 0.1
-    class_weights: bool = False
-    head: str = "hard"  # multiclass, hard, soft
-    task_weights: tuple[float, float, float] = (1 / 3, 1 / 3, 1 / 3)  # mask, gender, age
-    freeze_stem: bool = False
-    freeze_stages: int = 0
-    freeze_patterns: tuple[str, ...] = ()
-    sampler: str = "weighted"  # "weighted" (1 / class frequency) or "shuffle"
-    augment: bool = True
-    augment_flip: bool = True
-    augment_scale: float = 0.1  # random zoom-in up to this fraction, with a shift
-    augment_jitter: float = 0.2  # brightness and contrast jitter
-    drop: float = 0.0
-    seed: int = 0
-    patience: int = 7
-    device: str = "auto"
+    backbone: str = option("resnet10t", "Any timm model name.")
+    pretrained: bool = option(False, "Start from pretrained weights (from pretrained_file, or the hub when online).")
+    pretrained_file: str = option("", "Local .pth/.safetensors weights for the backbone.")
+    image_size: int = option(96, "Input side in pixels.")
+    epochs: int = option(6, "Most epochs to train.")
+    batch_size: int = option(32, "Images per step.")
+    lr: float = option(3e-3, "Peak learning rate.")
+    weight_decay: float = option(0.05, "Weight decay.")
+    optimizer: str = option("adamw", "adamw or sgd (Nesterov momentum 0.9).")
+    warmup_epochs: float = option(1.0, "Linear warmup before the cosine schedule, in epochs.")
+    loss: str = option("focal", "ce, label_smoothing, focal or f1.")
+    focal_gamma: float = option(2.0, "Focal loss gamma.")
+    focal_alpha: str = option("none", "Focal loss alpha: none, inverse_frequency or a number.")
+    label_smoothing: float = option(0.1, "Smoothing of the label_smoothing loss.")
+    class_weights: bool = option(False, "Weight the loss by inverse class frequency.")
+    head: str = option("hard", "multiclass, hard (one backbone, three heads) or soft (cross-stitch).")
+    task_weights: tuple[float, float, float] = option(
+        (1 / 3, 1 / 3, 1 / 3), "Mask, gender, age loss weights (the original: 0.05, 0.05, 0.9)."
+    )
+    freeze_stem: bool = option(False, "Freeze the stem (patch embedding).")
+    freeze_stages: int = option(0, "Freeze stages 0..n-1 (the original's best: stem + 2).")
+    freeze_patterns: tuple[str, ...] = option((), "Regexes of parameter names to freeze.")
+    sampler: str = option("weighted", "weighted (1 / class frequency) or shuffle.")
+    augment: bool = option(True, "Augment training batches.")
+    augment_flip: bool = option(True, "Random horizontal flips.")
+    augment_scale: float = option(0.1, "Random zoom-in up to this fraction, with a shift.")
+    augment_jitter: float = option(0.2, "Brightness and contrast jitter.")
+    drop: float = option(0.0, "Dropout before the heads.")
+    seed: int = option(0, "Seed of weights, sampling and augmentation.")
+    patience: int = option(7, "Early stopping: epochs without a better validation macro F1.")
+    device: str = option("auto", "auto (CUDA when present), cpu or cuda:N.")
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("adamw", "sgd"):
@@ -132,13 +134,6 @@ def _fingerprint(images: torch.Tensor, labels: np.ndarray) -> str:
     digest.update(str(tuple(images.shape)).encode())
     digest.update(images[:: max(1, len(images) // 64)].numpy().tobytes())
     return digest.hexdigest()[:16]
-
-
-def _save_atomic(state: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
 
 
 @torch.no_grad()
@@ -273,12 +268,13 @@ def train_model(
         else:
             bad_epochs += 1
         if checkpoint is not None:
-            _save_atomic({
+            state = {
                 "config": asdict(cfg), "data": fingerprint, "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "sampler_rng": sampler.generator.get_state(), "augment_rng": augment_rng.get_state(),
                 "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(), "python_rng": random.getstate(),
                 "history": history, "best_f1": best_f1, "best_state": best_state, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
-            }, checkpoint)  # fmt: skip
+            }  # fmt: skip
+            write_atomic(checkpoint, lambda f, state=state: torch.save(state, f))
         if on_epoch is not None:
             on_epoch(epoch, metrics)
     if best_state is not None:

@@ -1,6 +1,4 @@
-"""Dagster resources and IO managers, built from maskops settings."""
-
-import os
+"""Dagster resources and IO managers, built from one Settings object (the environment)."""
 
 from maskops.settings import Settings
 from resources.dataset import CompetitionDataset
@@ -8,6 +6,7 @@ from resources.images import BackgroundRemoverResource, FaceDetectorResource, Im
 from resources.io_managers import ManifestIOManager, RecordIOManager
 from resources.labels import LabelFiles
 from resources.quality import DataQuality
+from resources.reports import ReportFiles
 from resources.tracking import Compute, MlflowTracking, SubmissionStore
 
 
@@ -22,11 +21,12 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "background_remover": BackgroundRemoverResource(models_dir=str(settings.models)),
         "data_quality": DataQuality(gx_project_dir=str(settings.home / "gx"), reports_dir=str(settings.reports / "quality")),
         "record_io_manager": RecordIOManager(base_path=str(settings.records)),
-        "mlflow": MlflowTracking(
-            tracking_uri=settings.mlflow_uri, artifact_root=str(settings.mlflow_artifacts), ui_url=os.environ.get("MASKOPS_MLFLOW_UI", "")
+        "tracking": MlflowTracking(
+            tracking_uri=settings.mlflow_uri, artifact_root=str(settings.mlflow_artifacts), ui_url=settings.mlflow_ui
         ),
         "compute": Compute(checkpoints_dir=str(settings.checkpoints)),
         "submissions": SubmissionStore(folder=str(settings.submissions)),
+        "reports": ReportFiles(folder=str(settings.figures)),
     }
 
 
@@ -41,6 +41,7 @@ __all__ = [
     "ManifestIOManager",
     "MlflowTracking",
     "RecordIOManager",
+    "ReportFiles",
     "SubmissionStore",
     "build_resources",
 ]

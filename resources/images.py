@@ -1,13 +1,20 @@
 """Image-side resources: the content-addressed store, the face detector and the background remover."""
 
+import dataclasses
 import os
+from pathlib import Path
 
 import dagster as dg
 from pydantic import Field
 
-from maskops.background import BackgroundRemover
-from maskops.faces import FaceDetector
+from maskops.background import BackgroundRemover, model_file
+from maskops.faces import DetectorConfig, FaceDetector
+from maskops.options import from_plain, help_of
 from maskops.store import ImageSource, ImageStore
+
+
+def _field(cls, name: str) -> dataclasses.Field:
+    return next(f for f in dataclasses.fields(cls) if f.name == name)
 
 
 class ImageStoreResource(dg.ConfigurableResource):
@@ -27,9 +34,13 @@ class FaceDetectorResource(dg.ConfigurableResource):
     """MTCNN from facenet-pytorch (weights ship in the wheel)."""
 
     device: str = Field(default="auto", description="'auto' (CUDA when present), 'cpu' or 'cuda:N'.")
-    thresholds: list[float] = Field(default=[0.6, 0.7, 0.7], description="P-Net, R-Net, O-Net thresholds.")
-    min_face_size: int = Field(default=20)
+    thresholds: list[float] = Field(default=list(DetectorConfig().thresholds), description=help_of(_field(DetectorConfig, "thresholds")))
+    min_face_size: int = Field(default=DetectorConfig().min_face_size, description=help_of(_field(DetectorConfig, "min_face_size")))
     threads: int = Field(default=0, description="Torch CPU threads (0: all cores).")
+
+    def config(self) -> DetectorConfig:
+        """The settings that change what is found (they are part of every cache key that uses the detector)."""
+        return from_plain(DetectorConfig, {"thresholds": self.thresholds, "min_face_size": self.min_face_size})
 
     def detector(self) -> FaceDetector:
         device = self.device
@@ -37,7 +48,7 @@ class FaceDetectorResource(dg.ConfigurableResource):
             import torch
 
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        return FaceDetector(device=device, thresholds=self.thresholds, min_face_size=self.min_face_size, threads=self.threads)
+        return FaceDetector(self.config(), device=device, threads=self.threads)
 
 
 class BackgroundRemoverResource(dg.ConfigurableResource):
@@ -46,6 +57,10 @@ class BackgroundRemoverResource(dg.ConfigurableResource):
     models_dir: str = Field(description="rembg's model folder (U2NET_HOME).")
     model_path: str = Field(default="", description="For model 'u2net_custom': an ONNX file under models_dir.")
     threads: int = Field(default=0, description="ONNX Runtime intra-op threads (0: all cores).")
+
+    def model_file(self, model: str) -> Path:
+        """The ONNX file `model` loads (raises, saying what to run, when it is missing)."""
+        return model_file(self.models_dir, model, self.model_path or None)
 
     def remover(self, model: str, color: tuple[int, int, int]) -> BackgroundRemover:
         return BackgroundRemover(

@@ -2,37 +2,13 @@
 locally or on any fsspec/UPath location, written atomically."""
 
 import json
-import os
-import uuid
-from collections.abc import Callable
-from typing import IO
 
 import dagster as dg
 import pandas as pd
 from pydantic import Field
 from upath import UPath
 
-
-def _is_local(path: UPath) -> bool:
-    return getattr(path, "protocol", "") in ("", "file", "local")
-
-
-def write_atomically(path: UPath, write: Callable[[IO[bytes]], None]) -> None:
-    """Local files: write a temporary file in the same folder, then rename it into place, so a
-    crash never leaves a half-written file. Object stores replace whole objects atomically."""
-    if _is_local(path):
-        target = os.fspath(path.path if hasattr(path, "path") else path)
-        tmp = f"{target}.tmp-{uuid.uuid4().hex[:8]}"
-        try:
-            with open(tmp, "wb") as f:
-                write(f)
-            os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-    else:
-        with path.open("wb") as f:
-            write(f)
+from maskops.files import write_atomic
 
 
 class ParquetManifestIOManager(dg.UPathIOManager):
@@ -43,7 +19,7 @@ class ParquetManifestIOManager(dg.UPathIOManager):
     def dump_to_path(self, context: dg.OutputContext, obj: pd.DataFrame, path: UPath) -> None:
         if not isinstance(obj, pd.DataFrame):
             raise TypeError(f"{context.asset_key.to_user_string()} returned {type(obj).__name__}; this IO manager stores pandas DataFrames")
-        write_atomically(path, lambda f: obj.to_parquet(f, index=False))
+        write_atomic(path, lambda f: obj.to_parquet(f, index=False))
 
     def load_from_path(self, context: dg.InputContext, path: UPath) -> pd.DataFrame:
         with path.open("rb") as f:
@@ -63,7 +39,7 @@ class JsonRecordIOManager(dg.UPathIOManager):
         if not isinstance(obj, dict):
             raise TypeError(f"{context.asset_key.to_user_string()} returned {type(obj).__name__}; this IO manager stores dicts")
         data = json.dumps(obj, indent=2, sort_keys=True, default=str).encode()
-        write_atomically(path, lambda f: f.write(data))
+        write_atomic(path, data)
 
     def load_from_path(self, context: dg.InputContext, path: UPath) -> dict:
         return json.loads(path.read_text())

@@ -1,6 +1,5 @@
 """The human-edited label files: corrections.csv and exclusions.csv."""
 
-import hashlib
 from pathlib import Path
 
 import dagster as dg
@@ -19,8 +18,3 @@ class LabelFiles(dg.ConfigurableResource):
     @property
     def exclusions(self) -> Path:
         return Path(self.folder) / "exclusions.csv"
-
-
-def file_version(path: Path) -> str:
-    """A label file's data version: a hash of its bytes, or "missing"."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.exists() else "missing"

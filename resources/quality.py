@@ -1,9 +1,6 @@
 """Runs the Great Expectations contracts for asset checks and keeps their reports."""
 
 import json
-import os
-import re
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,10 +9,7 @@ from pydantic import Field
 
 from expectations.contract import ContractResult, Validation, run_contract
 from expectations.report import render_html
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "__", text)
+from maskops.files import slug, write_atomic
 
 
 class DataQuality(dg.ConfigurableResource):
@@ -28,18 +22,12 @@ class DataQuality(dg.ConfigurableResource):
     def run(self, contract: str, asset: str, validations: list[Validation], level: str = "error") -> tuple[ContractResult, Path]:
         """Validate and write the reports; `level` ("error" or "warn") is what a failure means."""
         result = run_contract(contract, asset, validations, Path(self.gx_project_dir) if self.data_docs else None)
-        report = Path(self.reports_dir) / f"{_slug(asset)}.{contract}.html"
-        report.parent.mkdir(parents=True, exist_ok=True)
+        report = Path(self.reports_dir) / f"{slug(asset)}.{contract}.html"
         summary = {
             "asset": asset, "contract": contract, "success": result.success, "expectations": len(result.outcomes),
             "failed": len(result.failed), "level": level, "report": str(report), "data_docs": result.docs_url,
             "checked_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }  # fmt: skip
-        for path, text in (
-            (report, render_html([result], f"{asset}: {contract}")),
-            (report.with_suffix(".json"), json.dumps(summary, indent=2)),
-        ):
-            tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
-            tmp.write_text(text)
-            os.replace(tmp, path)
+        write_atomic(report, render_html([result], f"{asset}: {contract}"))
+        write_atomic(report.with_suffix(".json"), json.dumps(summary, indent=2))
         return result, report

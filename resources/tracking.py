@@ -1,12 +1,11 @@
-"""MLflow tracking and registry, and the compute device: resources of our own (dagster-mlflow is legacy)."""
+"""MLflow through the tracking service, the compute device, and where submissions go."""
 
-import contextlib
-import os
-from collections.abc import Iterator
-from pathlib import Path
+from __future__ import annotations
 
 import dagster as dg
 from pydantic import Field
+
+from tracking.service import TrackingService
 
 
 class MlflowTracking(dg.ConfigurableResource):
@@ -18,35 +17,12 @@ class MlflowTracking(dg.ConfigurableResource):
     experiment: str = Field(default="maskops")
     ui_url: str = Field(default="", description="Base URL of an MLflow UI, for links in asset metadata (e.g. http://127.0.0.1:5000).")
 
-    def activate(self) -> str:
-        """Point the mlflow client at this store; returns the experiment id (created when missing)."""
-        import mlflow
+    def service(self) -> TrackingService:
+        return TrackingService(self.tracking_uri, self.registry_uri, self.artifact_root, self.experiment, self.ui_url)
 
-        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-        mlflow.set_tracking_uri(self.tracking_uri)
-        mlflow.set_registry_uri(self.registry_uri or self.tracking_uri)
-        experiment = mlflow.get_experiment_by_name(self.experiment)
-        if experiment is not None:
-            return experiment.experiment_id
-        location = self.artifact_root or None
-        if location and "://" not in location:
-            Path(location).mkdir(parents=True, exist_ok=True)
-            location = Path(location).absolute().as_uri()
-        return mlflow.create_experiment(self.experiment, artifact_location=location)
-
-    @contextlib.contextmanager
-    def run(self, run_name: str, tags: dict[str, str]) -> Iterator[object]:
-        """An MLflow run in our experiment; ended (FAILED on error) when the block exits."""
-        import mlflow
-
-        experiment_id = self.activate()
-        with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as active:
-            yield active
-
-    def run_link(self, experiment_id: str, run_id: str) -> str:
-        if self.ui_url:
-            return f"{self.ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
-        return f"runs:/{run_id} in {self.tracking_uri} (start an MLflow UI with `maskops mlflow-ui`)"
+    def run_link(self, run) -> dg.MetadataValue:
+        """A clickable link to the run when an MLflow UI is configured, else where to find it."""
+        return (dg.MetadataValue.url if self.ui_url else dg.MetadataValue.text)(run.link)
 
 
 class Compute(dg.ConfigurableResource):
@@ -55,6 +31,12 @@ class Compute(dg.ConfigurableResource):
     device: str = Field(default="auto", description="'auto' (CUDA when present), 'cpu' or 'cuda:N'.")
     checkpoints_dir: str = Field(description="Per-run checkpoints, so an interrupted training resumes.")
     threads: int = Field(default=0, description="Torch CPU threads (0: leave torch's default).")
+
+    def apply_threads(self) -> None:
+        if self.threads:
+            import torch
+
+            torch.set_num_threads(self.threads)
 
 
 class SubmissionStore(dg.ConfigurableResource):

@@ -6,6 +6,7 @@ import os
 import shutil
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -62,3 +63,66 @@ def astronaut():
     from skimage import data
 
     return Image.fromarray(data.astronaut())
+
+
+# -- Dagster helpers shared by the pipeline tests ------------------------------------------------
+
+
+def stub_asset(key, value, io_manager_key: str = "manifest_io_manager", metadata: dict | None = None):
+    """An asset that returns `value`: it stands in for an upstream stage, so a test runs one stage for real."""
+
+    @dg.asset(key=key, io_manager_key=io_manager_key)
+    def stub() -> dg.MaterializeResult:
+        return dg.MaterializeResult(value=value, metadata=metadata or {})
+
+    return stub
+
+
+def pipeline_resources(state: Path, dataset: Path, models_dir: Path | None = None, tracking=None) -> dict:
+    """Every resource of the code location (resources.build_resources) on a test's own state folder, with one
+    thread for the image models, the CPU for training, no GX Data Docs, and — given `models_dir` — the tiny
+    segmenter as background model. Pass `tracking` (the session's MLflow store) to tests that track runs."""
+    from maskops.settings import Settings
+    from resources import BackgroundRemoverResource, Compute, DataQuality, FaceDetectorResource, build_resources
+
+    settings = Settings.from_env({"MASKOPS_HOME": str(state), "MASKOPS_DATASET": str(dataset)})
+    resources = build_resources(settings)
+    resources |= {
+        "face_detector": FaceDetectorResource(threads=1),
+        "compute": Compute(checkpoints_dir=str(settings.checkpoints), device="cpu"),
+        "data_quality": DataQuality(gx_project_dir=str(state / "gx"), reports_dir=str(settings.reports / "quality"), data_docs=False),
+    }
+    if models_dir is not None:
+        resources["background_remover"] = BackgroundRemoverResource(
+            models_dir=str(models_dir), model_path=str(models_dir / "tiny_segmenter.onnx"), threads=1
+        )
+    if tracking is not None:
+        resources["tracking"] = tracking
+    return resources
+
+
+@pytest.fixture(scope="module")
+def tracking_store(tmp_path_factory: pytest.TempPathFactory):
+    """An MLflow store (SQLite) and registry per test module: creating one runs its migrations (~7 s)."""
+    from resources import MlflowTracking
+
+    root = tmp_path_factory.mktemp("mlflow")
+    tracking = MlflowTracking(
+        tracking_uri=f"sqlite:///{root / 'mlflow.db'}", artifact_root=str(root / "artifacts"), experiment="maskops-test"
+    )
+    tracking.service().experiment_id()
+    return tracking
+
+
+def tiny_recipe(models_dir: Path, **crop) -> str:
+    """The crop recipe (JSON) of crops made with the tiny segmenter, for tests that stand photos in for crops."""
+    from maskops.crop import CropConfig, CropRecipe
+    from maskops.files import file_digest
+
+    config = CropConfig(background_model="u2net_custom", **crop)
+    return CropRecipe(config, background_sha256=file_digest(models_dir / "tiny_segmenter.onnx")).to_json()
+
+
+def photos_as_crops(manifest, recipe: str):
+    """A manifest whose photos stand in for crops (the crop stage has its own tests)."""
+    return manifest.assign(crop_path=manifest["path"], crop_key=manifest["content_hash"], crop_recipe=recipe)

@@ -9,11 +9,11 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 
-def brightness_segmenter(path: Path) -> Path:
-    """A U2-Net-shaped model: (1, 3, 320, 320) -> (1, 1, 320, 320), foreground = bright pixels."""
+def brightness_segmenter(path: Path, scale: float = 4.0) -> Path:
+    """A U2-Net-shaped model: (1, 3, 320, 320) -> (1, 1, 320, 320), foreground = bright pixels (steeper with `scale`)."""
     x = helper.make_tensor_value_info("input.1", TensorProto.FLOAT, [1, 3, 320, 320])
     y = helper.make_tensor_value_info("mask", TensorProto.FLOAT, [1, 1, 320, 320])
-    scale = numpy_helper.from_array(np.array(4.0, dtype=np.float32), "scale")
+    scale = numpy_helper.from_array(np.array(scale, dtype=np.float32), "scale")
     nodes = [
         helper.make_node("ReduceMean", ["input.1"], ["mean"], axes=[1], keepdims=1),
         helper.make_node("Mul", ["mean", "scale"], ["scaled"]),

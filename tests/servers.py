@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import shutil
 import signal
@@ -15,11 +16,24 @@ from pathlib import Path
 
 import pytest
 
+PORTS_PER_WORKER = 200
+_ports = itertools.count()
+
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port that no other test worker can be handed: each pytest-xdist worker draws from a range of its own,
+    below Linux's ephemeral ports (32768 and up), so neither another worker nor the OS gives it out in between."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    base = 21000 + int(worker.removeprefix("gw") or 0) * PORTS_PER_WORKER
+    for _ in range(PORTS_PER_WORKER):
+        port = base + next(_ports) % PORTS_PER_WORKER
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # taken by something outside the tests
+            return port
+    raise RuntimeError(f"no free port in {base}..{base + PORTS_PER_WORKER - 1}")
 
 
 @contextlib.contextmanager

@@ -1,4 +1,6 @@
-"""The new-data sensor and the weekly challenger schedule, evaluated against a real instance."""
+"""Retraining automation, evaluated against a real instance: the sources are observed on the minute, and a new
+data version sets going what depends on it — everything downstream, nothing upstream, never past a blocking check.
+And the weekly challenger schedule."""
 
 from __future__ import annotations
 
@@ -9,89 +11,123 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from assets.automation import new_data_sensor, weekly_challenger
-from assets.labels import label_corrections, label_exclusions
-from assets.raw import competition_dataset
+from assets.automation import weekly_challenger
+from assets.definitions import defs as code_location
+from assets.sources import sources
 from maskops.layout import source_fingerprint
-from maskops.settings import Settings
-from resources import build_resources
+from tests.conftest import pipeline_resources
+
+START = dt.datetime(2026, 11, 30, 10, 0, 30, tzinfo=dt.UTC)
+OBSERVED = {"corrections_file", "dataset_folder", "exclusions_file"}
 
 
-def _defs(settings: Settings) -> dg.Definitions:
-    from assets.definitions import defs
+class Automation:
+    """The code location's assets on a test instance, ticked by hand at chosen times."""
 
-    return dg.Definitions(
-        assets=defs.assets, asset_checks=defs.asset_checks, jobs=defs.jobs, sensors=defs.sensors, schedules=defs.schedules,
-        resources=build_resources(settings),
-    )  # fmt: skip
+    def __init__(self, state: Path, dataset: Path):
+        self.labels = state / "labels"
+        self.dataset = dataset
+        observe = dg.define_asset_job("observe_sources", selection=dg.AssetSelection.assets(*(s.key for s in sources)))
+        self.defs = dg.Definitions(assets=code_location.assets, asset_checks=code_location.asset_checks, jobs=[observe],
+                                   resources=pipeline_resources(state, dataset))  # fmt: skip
+        self.graph = self.defs.resolve_asset_graph()
+        self.instance = dg.DagsterInstance.ephemeral()
+        self.cursor, self.seconds = None, 0
 
+    def tick(self, seconds: int = 20) -> set[str]:
+        """One evaluation of the automation conditions, `seconds` after the last: the asset keys it requests."""
+        self.seconds += seconds
+        result = dg.evaluate_automation_conditions(defs=self.defs, instance=self.instance, cursor=self.cursor,
+                                                   evaluation_time=START + dt.timedelta(seconds=self.seconds))  # fmt: skip
+        self.cursor = result.cursor
+        return {k.to_user_string() for k in self.graph.get_all_asset_keys() if result.get_num_requested(k)}
 
-def _keys(request: dg.RunRequest) -> set[str]:
-    return {key.to_user_string() for key in request.asset_selection}
+    def observe(self) -> None:
+        assert self.defs.resolve_job_def("observe_sources").execute_in_process(instance=self.instance).success
+
+    def done(self, keys) -> None:
+        """Record the assets as materialized with their blocking checks passed, as a successful run would."""
+        for key in self.graph.toposorted_asset_keys:
+            if key.to_user_string() in keys and self.graph.get(key).is_materializable:
+                self.instance.report_runless_asset_event(dg.AssetMaterialization(key))
+                for check in self.graph.get(key).check_keys:
+                    self.instance.report_runless_asset_event(dg.AssetCheckEvaluation(asset_key=key, check_name=check.name, passed=True))
+
+    def cascade(self) -> set[str]:
+        """Everything requested until the automation is quiet again (each request carried out at once)."""
+        requested: set[str] = set()
+        for _ in range(12):
+            now = self.tick() - OBSERVED
+            if not now:
+                return requested
+            requested |= now
+            self.done(now)
+        raise AssertionError(f"the automation never settled; requested {sorted(requested)}")
+
+    def downstream_of(self, *names: str) -> set[str]:
+        keys = dg.AssetSelection.assets(*names).downstream().resolve(self.graph)
+        return {k.to_user_string() for k in keys}
 
 
 @pytest.fixture
-def world(dataset_copy: Path, tmp_path: Path):
-    settings = Settings.from_env({"MASKOPS_HOME": str(tmp_path / "state"), "MASKOPS_DATASET": str(dataset_copy)})
-    defs = _defs(settings)
-    resources = build_resources(settings)
-    instance = dg.DagsterInstance.ephemeral()
-
-    def tick():
-        context = dg.build_sensor_context(instance=instance, definitions=defs, resources=resources)
-        return new_data_sensor(context)
-
-    return settings, defs, resources, instance, tick
+def automation(dataset_copy: Path, tmp_path: Path) -> Automation:
+    auto = Automation(tmp_path / "state", dataset_copy)
+    assert auto.tick(0) == set()  # the first tick only starts the clock
+    auto.observe()  # what `make demo` does: the pipeline job observes the sources and materializes everything
+    auto.done({k.to_user_string() for k in auto.graph.get_all_asset_keys()})
+    assert auto.tick(60) == OBSERVED  # once a minute the sources are looked at
+    auto.observe()
+    assert auto.tick() == set()  # the same files: nothing to do
+    return auto
 
 
-def test_new_data_sensor_requests_what_changed_and_its_downstream(world):
-    settings, defs, resources, instance, tick = world
-    first = tick()  # nothing read yet: everything
-    assert isinstance(first, dg.RunRequest)
-    assert {"raw_dataset", "eval_dataset", "label_corrections", "model/raw", "ensemble", "submission"} <= _keys(first)
-    job = defs.resolve_job_def("maskops_pipeline")
-    job.get_subset(asset_selection=set(first.asset_selection))  # a valid subset of the job the sensor targets
+def test_a_changed_corrections_file_retrains_what_depends_on_it(automation: Automation):
+    automation.labels.mkdir(parents=True, exist_ok=True)
+    profile = sorted((automation.dataset / "train/images").iterdir())[0].name
+    (automation.labels / "corrections.csv").write_text(f"profile_id,stem,field,value,reason\n{profile},,gender,female,checked the photos\n")
+    automation.observe()
+    requested = automation.cascade()
+    assert requested == automation.downstream_of("corrections_file") - {"corrections_file"}
+    assert {"label_corrections", "relabeled_dataset", "cropped/relabeled", "model/relabeled", "ensemble", "submission"} <= requested
+    assert not {"raw_dataset", "eval_dataset", "cropped/raw", "cropped/eval", "label_exclusions"} & requested  # nothing upstream or beside
+    automation.observe()
+    assert automation.tick() == set()  # done: the same file does not retrain again
 
-    busy = instance.add_run(
-        dg.DagsterRun(job_name="maskops_pipeline", status=dg.DagsterRunStatus.STARTED, tags={"dagster/sensor_name": "new_data_sensor"})
-    )
-    assert "still in progress" in tick().skip_message  # one run at a time
-    instance.report_run_failed(busy)
 
-    inputs = [competition_dataset, label_corrections, label_exclusions]
-    assert dg.materialize(inputs, resources=resources, instance=instance).success
-    quiet = tick()
-    assert isinstance(quiet, dg.SkipReason) and "as the assets last read them" in quiet.skip_message
-
-    settings.labels.mkdir(parents=True, exist_ok=True)
-    profile = sorted((settings.dataset / "train/images").iterdir())[0].name
-    (settings.labels / "corrections.csv").write_text(f"profile_id,stem,field,value,reason\n{profile},,gender,female,checked the photos\n")
-    relabel = tick()
-    assert isinstance(relabel, dg.RunRequest) and relabel.tags["maskops/trigger"] == "label_corrections: corrections.csv changed"
-    assert {"label_corrections", "relabeled_dataset", "cropped/relabeled", "model/relabeled", "ensemble"} <= _keys(relabel)
-    assert not {"raw_dataset", "eval_dataset", "cropped/raw", "cropped/eval", "label_exclusions"} & _keys(relabel)
-    assert tick().run_key == relabel.run_key  # the same files, the same request: Dagster launches it once
-
-    assert dg.materialize([label_corrections], resources=resources, instance=instance).success
-    assert isinstance(tick(), dg.SkipReason)
-    photo = next((settings.dataset / "train/images" / profile).iterdir())
-    before = source_fingerprint(settings.dataset)
+def test_new_or_replaced_photos_reread_the_dataset_and_retrain(automation: Automation):
+    photo = next(next((automation.dataset / "train/images").iterdir()).iterdir())
+    before = source_fingerprint(automation.dataset)
     os.utime(photo, ns=(photo.stat().st_atime_ns, photo.stat().st_mtime_ns + 10**9))  # a photo replaced in place
-    assert source_fingerprint(settings.dataset) != before
-    new_data = tick()
-    assert isinstance(new_data, dg.RunRequest) and {"raw_dataset", "eval_dataset", "cropped/raw", "cropped/eval", "submission"} <= _keys(
-        new_data
-    )
-    assert "label_corrections" not in _keys(new_data) and new_data.tags["maskops/trigger"].startswith(
-        "eval_dataset, raw_dataset: dataset files changed"
-    )
-    for path in (settings.dataset / "train/train.csv", settings.dataset / "eval/info.csv"):
-        assert path.exists()  # the sensor only reads
+    assert source_fingerprint(automation.dataset) != before
+    automation.observe()
+    requested = automation.cascade()
+    assert requested == automation.downstream_of("dataset_folder") - {"dataset_folder"}
+    assert {"raw_dataset", "eval_dataset", "cropped/raw", "cropped/eval", "model/raw", "ensemble", "submission"} <= requested
+    assert not {"label_corrections", "label_exclusions"} & requested
+    for path in (automation.dataset / "train/train.csv", automation.dataset / "eval/info.csv"):
+        assert path.exists()  # observing only reads
 
 
-def test_weekly_challenger_trains_with_the_weeks_seed(tmp_path: Path):
-    settings = Settings.from_env({"MASKOPS_HOME": str(tmp_path / "state")})
-    job = _defs(settings).resolve_job_def("train_challenger")
+def test_a_failed_blocking_check_stops_the_run_and_is_not_retried_until_the_file_changes(automation: Automation):
+    automation.labels.mkdir(parents=True, exist_ok=True)
+    exclusions = automation.labels / "exclusions.csv"
+    exclusions.write_text("profile_id,stem,reason\nnobody,,not in the dataset\n")
+    automation.observe()
+    requested = automation.tick() - OBSERVED
+    assert requested == automation.downstream_of("exclusions_file") - {"exclusions_file"}  # requested as one run
+    # in that run label_exclusions is written, its blocking contract fails, and Dagster skips everything after it
+    key = dg.AssetKey("label_exclusions")
+    automation.instance.report_runless_asset_event(dg.AssetMaterialization(key))
+    automation.instance.report_runless_asset_event(dg.AssetCheckEvaluation(asset_key=key, check_name="exclusions_contract", passed=False))
+    assert automation.tick() - OBSERVED == set() and automation.tick(60) - OBSERVED == set()  # not retried on its own
+    profile = sorted((automation.dataset / "train/images").iterdir())[0].name
+    exclusions.write_text(f"profile_id,stem,reason\n{profile},,blurry\n")  # fixed
+    automation.observe()
+    assert "cleaned_dataset" in automation.cascade()
+
+
+def test_weekly_challenger_trains_with_the_weeks_seed():
+    job = code_location.resolve_job_def("train_challenger")
     assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} == {
         "model/raw", "model/relabeled", "model/cleaned", "model/generated", "ensemble", "submission",
     }  # fmt: skip

@@ -10,10 +10,16 @@ import pytest
 from PIL import Image
 
 from maskops.background import BackgroundRemover, ModelMissingError
-from maskops.crop import CropConfig, Cropper
+from maskops.crop import CropConfig, Cropper, CropRecipe, CropRecipeError
+from maskops.files import file_digest
 from maskops.layout import scan_competition
 from maskops.store import ImageSource, ImageStore
 from tests.onnx_models import brightness_segmenter
+
+
+def _recipe(models_dir: Path, **crop) -> CropRecipe:
+    """Crop settings with the tiny segmenter's content in the recipe."""
+    return CropRecipe(CropConfig(**crop), background_sha256=file_digest(models_dir / "tiny_segmenter.onnx"))
 
 
 def _remover(models_dir: Path) -> BackgroundRemover:
@@ -65,7 +71,7 @@ def test_crop_stage_records_and_reuses(tiny_dataset: Path, tiny_manifest: pd.Dat
     store = ImageStore(tmp_path / "store")
     source = ImageSource(tiny_dataset, store)
     remover, detector = Counting(_remover(models_dir), "apply"), Counting(face_detector, "detect")
-    cropper = Cropper(CropConfig(), store, remover, detector, batch_size=8)
+    cropper = Cropper(_recipe(models_dir, batch_size=8), store, remover, detector)
     records, stats = cropper.run(tiny_manifest, source.open_rgb)
     assert stats.processed == len(tiny_manifest) == 42 and stats.reused == 0
     assert remover.calls == 42 and detector.calls == 42
@@ -78,14 +84,16 @@ def test_crop_stage_records_and_reuses(tiny_dataset: Path, tiny_manifest: pd.Dat
     assert crop.size == (256, 256)
 
     # a second run, or another variant with the same images, computes nothing
-    again, stats2 = Cropper(CropConfig(), store, remover, detector).run(tiny_manifest.sample(frac=1, random_state=1), source.open_rgb)
+    again, stats2 = Cropper(_recipe(models_dir), store, remover, detector).run(
+        tiny_manifest.sample(frac=1, random_state=1), source.open_rgb
+    )
     assert stats2.processed == 0 and stats2.reused == 42 and remover.calls == 42 and detector.calls == 42
     pd.testing.assert_frame_equal(
         again.sort_values("content_hash", ignore_index=True), records.sort_values("content_hash", ignore_index=True)
     )
 
     # new parameters are new work
-    _, stats3 = Cropper(CropConfig(margin=10), store, remover, detector).run(tiny_manifest.head(7), source.open_rgb)
+    _, stats3 = Cropper(_recipe(models_dir, margin=10), store, remover, detector).run(tiny_manifest.head(7), source.open_rgb)
     assert stats3.processed == 7
 
 
@@ -95,15 +103,17 @@ def test_steps_can_be_reordered_or_switched_off(
     store = ImageStore(tmp_path / "store")
     source = ImageSource(tiny_dataset, store)
     sample = tiny_manifest.head(7)
-    records, _ = Cropper(CropConfig(order="crop_first"), store, _remover(models_dir), face_detector).run(sample, source.open_rgb)
+    records, _ = Cropper(_recipe(models_dir, order="crop_first"), store, _remover(models_dir), face_detector).run(sample, source.open_rgb)
     assert records["face_found"].mean() >= 0.8  # detected before the background goes
-    only_crop, _ = Cropper(CropConfig(remove_background=False), store, None, face_detector).run(sample, source.open_rgb)
+    only_crop, _ = Cropper(CropRecipe(CropConfig(remove_background=False)), store, None, face_detector).run(sample, source.open_rgb)
     assert only_crop["face_found"].mean() >= 0.8
     assert source.open_rgb(only_crop["crop_path"].iloc[0]).size == (256, 256)
-    only_bg, _ = Cropper(CropConfig(crop_face=False), store, _remover(models_dir), None).run(sample, source.open_rgb)
+    only_bg, _ = Cropper(_recipe(models_dir, crop_face=False), store, _remover(models_dir), None).run(sample, source.open_rgb)
     assert source.open_rgb(only_bg["crop_path"].iloc[0]).size == (384, 512) and not only_bg["fallback"].any()
     with pytest.raises(ValueError, match="no background remover"):
-        Cropper(CropConfig(), store, None, face_detector)
+        Cropper(_recipe(models_dir), store, None, face_detector)
+    with pytest.raises(CropRecipeError, match="sha256 is missing"):
+        CropRecipe(CropConfig())
     with pytest.raises(ValueError, match="order must be one of"):
         CropConfig(order="sideways")
 
@@ -112,7 +122,7 @@ def test_faceless_image_falls_back_to_centre_crop(models_dir: Path, face_detecto
     store = ImageStore(tmp_path / "store")
     blank = Image.fromarray(np.tile(np.linspace(60, 200, 384, dtype=np.uint8), (512, 1))).convert("RGB")  # no face
     images = pd.DataFrame({"content_hash": ["blank"], "path": ["unused"]})
-    records, stats = Cropper(CropConfig(), store, _remover(models_dir), face_detector).run(images, lambda _: blank)
+    records, stats = Cropper(_recipe(models_dir), store, _remover(models_dir), face_detector).run(images, lambda _: blank)
     row = records.iloc[0]
     assert stats.fallbacks == 1 and row["fallback"] and not row["face_found"]
     assert (row["box_x0"], row["box_y0"], row["box_x1"], row["box_y1"]) == (38, 102, 346, 410)

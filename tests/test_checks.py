@@ -12,27 +12,19 @@ import pytest
 from assets.checks import checks, corrections_check
 from assets.datasets import relabeled_dataset
 from assets.labels import label_corrections
+from assets.sources import corrections_file
 from maskops.layout import scan_competition
-from resources import CompetitionDataset, DataQuality, LabelFiles, ManifestIOManager
+from tests.conftest import pipeline_resources, stub_asset
 
 RAW_LABELS = next(c for c in checks if dg.AssetCheckKey(dg.AssetKey("raw_dataset"), "labels_contract") in c.check_keys)
 
 
 def _resources(tiny_dataset: Path, tmp_path: Path) -> dict:
-    return {
-        "dataset": CompetitionDataset(root=str(tiny_dataset)),
-        "manifest_io_manager": ManifestIOManager(base_path=str(tmp_path / "manifests")),
-        "labels": LabelFiles(folder=str(tmp_path / "labels")),
-        "data_quality": DataQuality(gx_project_dir=str(tmp_path / "gx"), reports_dir=str(tmp_path / "reports"), data_docs=False),
-    }
+    return pipeline_resources(tmp_path, tiny_dataset)
 
 
 def _raw_asset(manifest: pd.DataFrame) -> dg.AssetsDefinition:
-    @dg.asset(name="raw_dataset", io_manager_key="manifest_io_manager")
-    def raw() -> pd.DataFrame:
-        return manifest
-
-    return raw
+    return stub_asset("raw_dataset", manifest)
 
 
 def _evaluation(result, key: str, check: str):
@@ -53,7 +45,7 @@ def test_blocking_labels_failure_stops_downstream(manifest, tiny_dataset: Path, 
     victim = manifest["profile_id"].iloc[2]
     broken = manifest[manifest["image_id"] != f"{victim}/normal"].reset_index(drop=True)
     result = dg.materialize(
-        [_raw_asset(broken), label_corrections, relabeled_dataset, RAW_LABELS],
+        [_raw_asset(broken), corrections_file, label_corrections, relabeled_dataset, RAW_LABELS],
         resources=_resources(tiny_dataset, tmp_path),
         raise_on_error=False,
     )
@@ -61,7 +53,7 @@ def test_blocking_labels_failure_stops_downstream(manifest, tiny_dataset: Path, 
     assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR
     offending = evaluation.metadata["offending_rows"].value
     assert any(row["profile_id"] == victim for rows in offending.values() for row in rows)
-    assert "profile_images" in evaluation.metadata["failed_expectations"].value
+    assert "profile_images" in {r.data["column"] for r in evaluation.metadata["failed_expectations"].records}
     report = Path(evaluation.metadata["report"].value)
     assert report.exists() and victim in report.read_text()
     assert "relabeled_dataset" not in _materialized(result) and "raw_dataset" in _materialized(result)
@@ -69,7 +61,8 @@ def test_blocking_labels_failure_stops_downstream(manifest, tiny_dataset: Path, 
 
 def test_passing_check_lets_downstream_run(manifest, tiny_dataset: Path, tmp_path: Path):
     result = dg.materialize(
-        [_raw_asset(manifest), label_corrections, relabeled_dataset, RAW_LABELS], resources=_resources(tiny_dataset, tmp_path)
+        [_raw_asset(manifest), corrections_file, label_corrections, relabeled_dataset, RAW_LABELS],
+        resources=_resources(tiny_dataset, tmp_path),
     )
     assert _evaluation(result, "raw_dataset", "labels_contract").passed
     assert "relabeled_dataset" in _materialized(result)
@@ -79,7 +72,7 @@ def test_unknown_id_in_corrections_blocks_relabeling(manifest, tiny_dataset: Pat
     (tmp_path / "labels").mkdir()
     (tmp_path / "labels/corrections.csv").write_text("profile_id,stem,field,value,reason\nghost_female_Asian_30,,age,31,typo\n")
     result = dg.materialize(
-        [_raw_asset(manifest), label_corrections, relabeled_dataset, corrections_check],
+        [_raw_asset(manifest), corrections_file, label_corrections, relabeled_dataset, corrections_check],
         resources=_resources(tiny_dataset, tmp_path),
         raise_on_error=False,
     )
@@ -100,13 +93,17 @@ def test_automation_waits_for_blocking_checks(manifest, tiny_dataset: Path, tmp_
         return state["manifest"]
 
     resources = _resources(tiny_dataset, tmp_path)
-    ours = dg.Definitions(assets=[raw, label_corrections, relabeled_dataset], asset_checks=[RAW_LABELS], resources=resources)
+    ours = dg.Definitions(
+        assets=[raw, corrections_file, label_corrections, relabeled_dataset], asset_checks=[RAW_LABELS], resources=resources
+    )
     eager_only = dg.map_asset_specs(
         lambda spec: spec.replace_attributes(automation_condition=dg.AutomationCondition.eager()), [relabeled_dataset]
     )
-    control = dg.Definitions(assets=[raw, label_corrections, *eager_only], asset_checks=[RAW_LABELS], resources=resources)
+    control = dg.Definitions(assets=[raw, corrections_file, label_corrections, *eager_only], asset_checks=[RAW_LABELS], resources=resources)
     instance = dg.DagsterInstance.ephemeral()
-    assert dg.materialize([raw, label_corrections, relabeled_dataset, RAW_LABELS], resources=resources, instance=instance).success
+    assert dg.materialize(
+        [raw, corrections_file, label_corrections, relabeled_dataset, RAW_LABELS], resources=resources, instance=instance
+    ).success
     cursors = {
         name: dg.evaluate_automation_conditions(defs=d, instance=instance).cursor for name, d in (("ours", ours), ("control", control))
     }

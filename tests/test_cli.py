@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-MASKOPS = [sys.executable, "-m", "maskops.cli"]
+MASKOPS = [sys.executable, "-m", "apps.cli"]
 
 
 def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -112,7 +112,11 @@ def test_cleaning_counts_every_reason(manifest: pd.DataFrame, tmp_path: Path):
     summary = removal_summary(removed).set_index("kind")
     assert summary.loc["exclusions.csv", "images"] == 8 and summary.loc["exclusions.csv", "profiles"] == 2
     assert summary.loc["age in", "profiles"] == 1 and summary.loc["duplicate of", "images"] == 1
-    relaxed, _ = clean(data, read_exclusions(tmp_path / "none.csv", data), CleaningRules(False, False, None))
+    relaxed, _ = clean(
+        data,
+        read_exclusions(tmp_path / "none.csv", data),
+        CleaningRules(drop_unreadable=False, drop_duplicate_images=False, drop_age_band=False),
+    )
     assert len(relaxed) == len(data)
 
 

@@ -9,35 +9,21 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from assets.cropped import VARIANTS
+from assets.cropped import VARIANTS, build_cropped
 from assets.definitions import data_assets
+from assets.sources import sources
 from maskops.synth.people import SynthConfig, synthesize
-from resources import (
-    BackgroundRemoverResource,
-    CompetitionDataset,
-    FaceDetectorResource,
-    ImageStoreResource,
-    LabelFiles,
-    ManifestIOManager,
-)
-from tests.conftest import TINY
+from resources import FaceDetectorResource
+from tests.conftest import TINY, pipeline_resources
+from tests.onnx_models import brightness_segmenter
 
-ASSETS = data_assets
+ASSETS = [*sources, *data_assets]
 CROP_OPS = {f"cropped__{v}": {"config": {"background_model": "u2net_custom"}} for v in VARIANTS}
 RUN_CONFIG = {"ops": {**CROP_OPS, "profile_split": {"config": {"n_folds": 3}}, "generated_dataset": {"config": {"stage": 2}}}}
 
 
 def _resources(root: Path, state: Path, models_dir: Path) -> dict:
-    return {
-        "dataset": CompetitionDataset(root=str(root)),
-        "manifest_io_manager": ManifestIOManager(base_path=str(state / "manifests")),
-        "labels": LabelFiles(folder=str(state / "labels")),
-        "image_store": ImageStoreResource(root=str(state / "images")),
-        "face_detector": FaceDetectorResource(threads=1),
-        "background_remover": BackgroundRemoverResource(
-            models_dir=str(models_dir), model_path=str(models_dir / "tiny_segmenter.onnx"), threads=1
-        ),
-    }
+    return pipeline_resources(state, root, models_dir)
 
 
 def _meta(result: dg.ExecuteInProcessResult, key: str) -> dict:
@@ -83,11 +69,13 @@ def test_whole_graph_materializes_with_lineage_and_metadata(labelled_state, mode
     assert processed["generated"] == len(new) and processed["eval"] == 7 * TINY.eval_profiles
     cropped = pd.read_parquet(state / "manifests/cropped/generated.parquet")
     assert cropped["crop_path"].str.startswith("store:").all() and len(cropped) == len(generated)
+    assert cropped["crop_recipe"].nunique() == 1  # every row says how its crop was made
     meta = _meta(result, "cropped/raw")
-    assert 0 <= meta["detection_rate"] <= 1 and meta["samples"].startswith("![samples](data:image/png;base64,")
-    assert _meta(result, "generated_dataset")["samples"].startswith("![samples](data:image/png")
-    for key, sheet in (("raw_dataset", "samples"), ("relabeled_dataset", "relabeled_samples"), ("cleaned_dataset", "removed_samples")):
-        assert _meta(result, key)[sheet].startswith("![samples](data:image/png"), key
+    assert 0 <= meta["detection_rate"] <= 1 and meta["crop_recipe"]["detector"] == {"thresholds": [0.6, 0.7, 0.7], "min_face_size": 20}
+    sheets = [("cropped/raw", "samples"), ("generated_dataset", "samples"), ("raw_dataset", "samples"),
+              ("relabeled_dataset", "relabeled_samples"), ("cleaned_dataset", "removed_samples")]  # fmt: skip
+    for key, sheet in sheets:  # contact sheets are files the metadata links to
+        assert Path(_meta(result, key)[sheet]).read_bytes()[:4] == b"\x89PNG", key
 
 
 def test_adding_profiles_processes_only_the_new_images(labelled_state, models_dir: Path, tmp_path: Path):
@@ -117,7 +105,35 @@ def test_adding_profiles_processes_only_the_new_images(labelled_state, models_di
 def test_bad_corrections_stop_the_run_naming_the_row(labelled_state, models_dir: Path):
     root, state = labelled_state
     (state / "labels/corrections.csv").write_text("profile_id,stem,field,value,reason\nnobody,,age,30,x\n")
-    result = dg.materialize(ASSETS[:4], resources=_resources(root, state, models_dir), raise_on_error=False)
+    result = dg.materialize(ASSETS[:7], resources=_resources(root, state, models_dir), raise_on_error=False)
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
     assert "corrections.csv line 2: unknown profile 'nobody'" in failure.step_failure_data.error.to_string()
+
+
+def test_crops_are_keyed_on_every_setting_and_on_the_model_files_content(dataset_copy: Path, models_dir: Path, tmp_path: Path):
+    """Detector settings and the background model's bytes change a crop, so they change its key: no stale crop is reused."""
+    from assets.raw import competition_dataset
+
+    own_models = tmp_path / "models"
+    brightness_segmenter(own_models / "tiny_segmenter.onnx")
+    resources = _resources(dataset_copy, tmp_path / "state", own_models)
+    assets = [sources[0], competition_dataset, build_cropped("eval", "eval_dataset")]
+    config = {"ops": {"cropped__eval": {"config": {"background_model": "u2net_custom"}}}}
+    instance = dg.DagsterInstance.ephemeral()
+
+    def processed(resources: dict) -> int:
+        result = dg.materialize(
+            assets, resources=resources, run_config=config, instance=instance, selection=[dg.AssetKey(["cropped", "eval"])]
+        )
+        return _meta(result, "cropped/eval")["processed_images"]
+
+    assert dg.materialize(assets[:2], resources=resources, instance=instance).success
+    images = 7 * TINY.eval_profiles
+    assert processed(resources) == images
+    assert processed(resources) == 0  # nothing changed: all reused
+    assert processed({**resources, "face_detector": FaceDetectorResource(threads=1, thresholds=[0.5, 0.6, 0.6])}) == images
+    assert processed({**resources, "face_detector": FaceDetectorResource(threads=1, min_face_size=40)}) == images
+    brightness_segmenter(own_models / "tiny_segmenter.onnx", scale=8.0)  # same file name, other weights
+    assert processed(resources) == images
+    assert processed(resources) == 0

@@ -2,35 +2,48 @@
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import dagster as dg
 
 from assets.definitions import defs
+from assets.policies import DOWNSTREAM, OBSERVE
+
+REPO = Path(__file__).resolve().parents[1]
+SOURCES = ("corrections_file", "dataset_folder", "exclusions_file")
 
 
 def test_definitions_load():
     dg.Definitions.validate_loadable(defs)
     repository = defs.get_repository_def()
     assert {s.name: s.default_status for s in repository.schedule_defs} == {"weekly_challenger": dg.DefaultScheduleStatus.STOPPED}
-    sensors = {s.name: s.default_status for s in repository.sensor_defs}
-    assert sensors["new_data_sensor"] == dg.DefaultSensorStatus.STOPPED  # nothing runs by itself until switched on
+    # one automation system, switched off until someone switches it on; no hidden default sensor beside it
+    assert {s.name: s.default_status for s in repository.sensor_defs} == {"retraining_automation": dg.DefaultSensorStatus.STOPPED}
     assert {j.name for j in repository.get_all_jobs()} >= {"maskops_pipeline", "train_challenger"}
 
 
 def test_asset_keys_and_specs_snapshot():
     graph = defs.resolve_asset_graph()
     specs = {key.to_user_string(): graph.get(key) for key in graph.get_all_asset_keys()}
-    assert sorted(specs) == [
+    assert sorted(specs) == sorted([
         "cleaned_dataset", "cropped/cleaned", "cropped/eval", "cropped/generated", "cropped/raw", "cropped/relabeled",
         "ensemble", "eval_dataset", "generated_dataset", "label_corrections", "label_exclusions", "label_issues", "model/cleaned", "model/generated",
-        "model/raw", "model/relabeled", "profile_split", "raw_dataset", "relabeled_dataset", "submission",
-    ]  # fmt: skip
+        "model/raw", "model/relabeled", "profile_split", "raw_dataset", "relabeled_dataset", "submission", *SOURCES,
+    ])  # fmt: skip
     for key, node in specs.items():
         group = {"cropped/": "cropped", "label_": "labels", "model/": "models", "ensemble": "ensemble", "submission": "ensemble"}
-        assert node.group_name == next((g for prefix, g in group.items() if key.startswith(prefix)), "datasets")
+        expected = "sources" if key in SOURCES else next((g for prefix, g in group.items() if key.startswith(prefix)), "datasets")
+        assert node.group_name == expected, key
+        if key in SOURCES:
+            assert node.is_observable and not node.is_materializable
+            continue
         assert node.code_version is not None
         kind = "mlflow" if key.startswith(("model/", "ensemble")) else "csv" if key == "submission" else "parquet"
         assert kind in node.kinds, key
     parents = {key: sorted(k.to_user_string() for k in node.parent_keys) for key, node in specs.items()}
+    assert parents["raw_dataset"] == parents["eval_dataset"] == ["dataset_folder"]  # the folder itself is in the lineage
+    assert parents["label_corrections"] == ["corrections_file"] and parents["label_exclusions"] == ["exclusions_file"]
     assert parents["relabeled_dataset"] == ["label_corrections", "raw_dataset"]
     assert parents["profile_split"] == ["relabeled_dataset"]
     assert parents["cleaned_dataset"] == ["label_exclusions", "relabeled_dataset"]
@@ -59,9 +72,22 @@ def test_data_contracts_guard_the_assets():
     }
 
 
-def test_downstream_automation_respects_blocking_checks():
+def test_sources_are_observed_and_everything_else_waits_for_blocking_checks():
     graph = defs.resolve_asset_graph()
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
-        if node.parent_keys:
-            assert "all_deps_blocking_checks_passed" in str(node.automation_condition), key
+        assert node.automation_condition == (OBSERVE if node.is_observable else DOWNSTREAM), key.to_user_string()
+
+
+def test_asset_bodies_only_orchestrate():
+    """Every function of the pipeline's asset modules fits in about 40 lines: evaluation, plots, registration and
+    promotion live in the domain and tracking layers, with tests of their own."""
+    too_long = []
+    for path in sorted((REPO / "assets").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                body = node.body[1:] if ast.get_docstring(node) else node.body
+                lines = body[-1].end_lineno - body[0].lineno + 1
+                if lines > 40:
+                    too_long.append(f"{path.name}:{node.lineno} {node.name} ({lines} lines)")
+    assert not too_long

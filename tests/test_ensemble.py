@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from maskops.crop import CropConfig
 from maskops.ensemble import fit_weights, soft_vote
 from maskops.layout import scan_competition
 from maskops.splits import split_profiles
@@ -42,24 +41,10 @@ def test_fitted_weights_prefer_the_better_member():
     assert weights[1] > weights[0] and score == pytest.approx(1.0)
 
 
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory):
-    from resources import MlflowTracking
+def test_promotion_keeps_or_moves_the_champion(tracking_store):
+    from tracking.registry import promote
 
-    root = tmp_path_factory.mktemp("registry")
-    tracking = MlflowTracking(
-        tracking_uri=f"sqlite:///{root / 'mlflow.db'}", artifact_root=str(root / "artifacts"), experiment="ensemble-test"
-    )
-    tracking.activate()
-    return tracking
-
-
-def test_promotion_keeps_or_moves_the_champion(registry):
-    from mlflow import MlflowClient
-
-    from resources.registry import promote
-
-    client = MlflowClient()
+    client = tracking_store.service().client
     name = "promotion-test"
     client.create_registered_model(name)
     versions = [client.create_model_version(name, source=f"file:///nowhere/{i}").version for i in range(4)]
@@ -78,98 +63,119 @@ def test_promotion_keeps_or_moves_the_champion(registry):
     assert recorded["decision"] == "challenger" and "kept the champion" in recorded["reason"]
 
 
-def test_an_equal_score_takes_the_champion_alias(registry):
-    from mlflow import MlflowClient
+def test_an_equal_score_takes_the_champion_alias(tracking_store):
+    from tracking.registry import promote
 
-    from resources.registry import promote
-
-    client = MlflowClient()
+    client = tracking_store.service().client
     client.create_registered_model("tie-test")
     a, b = (client.create_model_version("tie-test", source=f"file:///nowhere/{i}").version for i in range(2))
     promote(client, "tie-test", a, 2 / 3, "val")  # its tag reads 0.666667, above 2/3
     assert promote(client, "tie-test", b, 2 / 3, "val").decision == "champion"
 
 
+def test_a_registry_that_cannot_be_read_promotes_nothing(tracking_store):
+    """Only 'no such model or alias' means 'no champion yet': a timeout or a locked database must not hand the alias over."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import TEMPORARILY_UNAVAILABLE
+
+    from tracking.registry import promote
+
+    class LockedRegistry(MlflowClient):
+        """Writes go through; reading the model or its aliases fails as a locked database or a timeout would."""
+
+        def get_registered_model(self, name):
+            raise MlflowException("database is locked", error_code=TEMPORARILY_UNAVAILABLE)
+
+        get_model_version_by_alias = get_registered_model
+
+    client = tracking_store.service().client
+    client.create_registered_model("locked-test")
+    good, worse = (client.create_model_version("locked-test", source=f"file:///nowhere/{i}").version for i in range(2))
+    promote(client, "locked-test", good, 0.9, "val")
+    with pytest.raises(MlflowException, match="database is locked"):
+        promote(LockedRegistry(tracking_uri=tracking_store.tracking_uri), "locked-test", worse, 0.1, "val")
+    assert client.get_registered_model("locked-test").aliases == {"champion": good}  # the worse model took nothing
+
+
+def test_members_must_share_one_crop_recipe(models_dir: Path):
+    from maskops.crop import CropRecipeError
+    from maskops.ensemble import shared_recipe
+    from tests.conftest import tiny_recipe
+
+    same = shared_recipe({"model/raw": tiny_recipe(models_dir), "model/cleaned": tiny_recipe(models_dir)})
+    assert same.config.background_model == "u2net_custom"
+    with pytest.raises(CropRecipeError, match=r"model/cleaned.*'margin': 10"):
+        shared_recipe({"model/raw": tiny_recipe(models_dir), "model/cleaned": tiny_recipe(models_dir, margin=10)})
+
+
+def test_an_unregistered_member_is_refused(tracking_store):
+    from tracking.ensemble import MemberError, registered_members
+
+    record = {"variant": "raw", "model_id": "m-none", "run_id": "r-none", "artifact_location": "file:///nowhere", "image_size": 32}
+    with pytest.raises(MemberError, match=r"model/raw .* passed its model_quality check"):
+        registered_members(tracking_store.service(), [record])
+
+
 @pytest.fixture(scope="module")
-def pipeline_end(tiny_dataset: Path, models_dir: Path, registry, tmp_path_factory: pytest.TempPathFactory):
-    """ensemble + submission materialized over stub members (one small untrained model, logged once)."""
-    import mlflow
+def pipeline_end(tiny_dataset: Path, models_dir: Path, tracking_store, tmp_path_factory: pytest.TempPathFactory):
+    """ensemble + submission materialized over stub members (one small untrained model, logged once and
+    registered as every variant, as a passing model_quality check would)."""
     import torch
 
     from assets.checks import submission_check
     from assets.ensemble import ensemble, submission
     from maskops.models import MaskNet, ProbabilityModel
-    from resources import (
-        BackgroundRemoverResource,
-        CompetitionDataset,
-        DataQuality,
-        ImageStoreResource,
-        ManifestIOManager,
-        RecordIOManager,
-        SubmissionStore,
-    )
+    from tests.conftest import photos_as_crops, pipeline_resources, stub_asset, tiny_recipe
+    from tracking.models import register_passing
+    from tracking.service import pinned
 
     state = tmp_path_factory.mktemp("ensemble-state")
-    registry.activate()
+    service = tracking_store.service()
     torch.manual_seed(0)
-    with mlflow.start_run(experiment_id=registry.activate()):
-        info = mlflow.pytorch.log_model(ProbabilityModel(MaskNet("resnet10t", "hard")).eval(), name="model", input_example=np.zeros((2, 3, 32, 32), np.float32),
-                                        serialization_format="pt2", registered_model_name="maskops-test-member")  # fmt: skip
-    member_uri = f"models:/maskops-test-member/{info.registered_model_version}"
+    with service.run("member", {}) as run:
+        logged = run.log_pytorch_model(ProbabilityModel(MaskNet("resnet10t", "hard")).eval(), np.zeros((2, 3, 32, 32), np.float32),
+                                       {"image_size": 32}, pinned("torch"))  # fmt: skip
+    recipe = tiny_recipe(models_dir, size=96)
+    records = []
+    for v in ("raw", "relabeled", "cleaned", "generated"):
+        register_passing(service, v, logged, {"val_macro_f1": 0.5, "floor": 0.1})
+        records.append({"variant": v, "model_uri": logged.uri, "model_id": logged.model_id, "run_id": logged.run_id,
+                        "artifact_location": logged.artifact_location, "image_size": 32, "crop_recipe": recipe})  # fmt: skip
     layout = scan_competition(tiny_dataset)
-    crops = layout.train.assign(crop_path=layout.train["path"], crop_key=layout.train["content_hash"])
-    eval_crops = layout.eval.assign(crop_path=layout.eval["path"])
-    split = split_profiles(layout.train, n_folds=3, seed=0)
-    crop_config = CropConfig(background_model="u2net_custom", size=96).key_params()
-
-    def stub(key, value, io="manifest_io_manager", metadata=None):
-        @dg.asset(key=key, io_manager_key=io)
-        def _stub() -> dg.MaterializeResult:
-            return dg.MaterializeResult(value=value, metadata=metadata or {})
-
-        return _stub
-
-    stubs = [
-        stub(["model", v], {"variant": v, "model_uri": member_uri, "image_size": 32}, "record_io_manager")
-        for v in ("raw", "relabeled", "cleaned", "generated")
-    ]
-    stubs += [stub(["cropped", "relabeled"], crops, metadata={"crop_config": dg.MetadataValue.json(crop_config)}),
-              stub(["cropped", "eval"], eval_crops), stub("eval_dataset", layout.eval), stub("profile_split", split)]  # fmt: skip
-    resources = {
-        "dataset": CompetitionDataset(root=str(tiny_dataset)), "image_store": ImageStoreResource(root=str(state / "images")),
-        "background_remover": BackgroundRemoverResource(models_dir=str(models_dir), model_path=str(models_dir / "tiny_segmenter.onnx")),
-        "mlflow": registry, "submissions": SubmissionStore(folder=str(state / "submissions")),
-        "manifest_io_manager": ManifestIOManager(base_path=str(state / "manifests")), "record_io_manager": RecordIOManager(base_path=str(state / "records")),
-        "data_quality": DataQuality(gx_project_dir=str(state / "gx"), reports_dir=str(state / "reports"), data_docs=False),
-    }  # fmt: skip
+    stubs = [stub_asset(["model", r["variant"]], r, "record_io_manager") for r in records]
+    stubs += [stub_asset(["cropped", "relabeled"], photos_as_crops(layout.train, recipe)), stub_asset(["cropped", "eval"], photos_as_crops(layout.eval, recipe)),
+              stub_asset("eval_dataset", layout.eval), stub_asset("profile_split", split_profiles(layout.train, n_folds=3, seed=0))]  # fmt: skip
+    resources = pipeline_resources(state, tiny_dataset, models_dir, tracking_store)
     result = dg.materialize([*stubs, ensemble, submission, submission_check], resources=resources, instance=dg.DagsterInstance.ephemeral())
     assert result.success
-    return result, state, registry
+    return result, state, tracking_store
 
 
 def test_ensemble_and_submission_assets(pipeline_end, tiny_dataset: Path):
-    from mlflow import MlflowClient
+    import mlflow
 
-    result, state, registry = pipeline_end
+    result, state, tracking = pipeline_end
     record = result.output_for_node("ensemble")
     assert record["promotion"]["decision"] == "champion" and record["model_uri"].startswith("models:/maskops-ensemble/")
     assert [m["model"] for m in record["member_metrics"]] == ["model/raw", "model/relabeled", "model/cleaned", "model/generated"]
+    assert record["members"][0]["model_uri"].startswith("models:/maskops-raw/")  # registered versions, not runs
     meta = result.asset_materializations_for_node("ensemble")[0].metadata
-    assert meta["comparison"].value.count("\n") == 2 + 4  # header, rule, four members and the ensemble
-    assert meta["comparison_chart"].value.startswith("![ensemble vs members](data:image/png")
-    assert meta["confusion_matrices"].value.startswith("![confusion matrices: members and ensemble](data:image/png")
-    registry.activate()
-    run = MlflowClient().get_run(record["run_id"])
-    assert {a.path for a in MlflowClient().list_artifacts(run.info.run_id, "evaluation")} >= {
+    models = [r.data["model"] for r in meta["comparison"].records]
+    assert models == [*(f"model/{v}" for v in ("raw", "relabeled", "cleaned", "generated")), "ensemble"]
+    for figure in ("comparison_chart", "confusion_matrix", "confusion_matrices"):  # files the metadata links to
+        assert Path(meta[figure].value).read_bytes()[:4] == b"\x89PNG"
+    client = tracking.service().client
+    run = client.get_run(record["run_id"])
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")} >= {
         "evaluation/comparison.csv",
         "evaluation/confusion_matrix.png",
         "evaluation/confusion_matrices.png",
         *(f"evaluation/confusion_model_{v}.csv" for v in ("raw", "relabeled", "cleaned", "generated")),
         "evaluation/confusion_ensemble.csv",
     }
-    import mlflow
-
-    folder = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="evaluation", dst_path=str(state / "dl")))
+    folder = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="evaluation", dst_path=str(state / "dl"),
+                                                      tracking_uri=tracking.tracking_uri))  # fmt: skip
     matrices = {m: pd.read_csv(folder / f"confusion_{m}.csv", index_col=0).to_numpy() for m in ("model_raw", "model_generated", "ensemble")}
     totals = {m.sum() for m in matrices.values()}
     assert len(totals) == 1 and totals.pop() > 0 and matrices["ensemble"].shape == (18, 18)  # the same validation images for all
@@ -181,8 +187,8 @@ def test_ensemble_and_submission_assets(pipeline_end, tiny_dataset: Path):
     assert check.passed and check.check_name == "submission_contract"
 
 
-def _env(registry) -> dict:
-    return {**os.environ, "MLFLOW_TRACKING_URI": registry.tracking_uri, "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+def _env(tracking) -> dict:
+    return {**os.environ, "MLFLOW_TRACKING_URI": tracking.tracking_uri, "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
 
 
 def test_registered_ensemble_round_trip_in_a_fresh_process(pipeline_end, tiny_dataset: Path, tmp_path: Path):
@@ -222,7 +228,7 @@ def test_predict_cli_on_good_and_bad_inputs(pipeline_end, tiny_dataset: Path, tm
     bad.write_text("not an image")
     truncated = tmp_path / "truncated.jpg"
     truncated.write_bytes(sorted(folder.iterdir())[0].read_bytes()[:400])
-    cli = [sys.executable, "-m", "maskops.cli", "predict"]
+    cli = [sys.executable, "-m", "apps.cli", "predict"]
     done = subprocess.run(
         [*cli, str(folder), str(bad), str(truncated), "--out", str(tmp_path / "p.csv")],
         capture_output=True, text=True, env=_env(registry), timeout=300,
@@ -261,9 +267,7 @@ def test_serve_answers_over_http(pipeline_end, tiny_dataset: Path, tmp_path: Pat
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     photos = [str(p) for p in sorted(sorted((tiny_dataset / "train/images").iterdir())[0].iterdir())[:2]]
-    with running(
-        [sys.executable, "-m", "maskops.cli", "serve", "--port", str(port)], f"{base}/ping", tmp_path / "serve.log", _env(registry)
-    ):
+    with running([sys.executable, "-m", "apps.cli", "serve", "--port", str(port)], f"{base}/ping", tmp_path / "serve.log", _env(registry)):
         body = {"dataframe_split": {"columns": ["image"], "data": [[photos[0]], [photos[1]], [str(tmp_path / "missing.jpg")]]}}
         request = urllib.request.Request(
             f"{base}/invocations", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}

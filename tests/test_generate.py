@@ -104,3 +104,23 @@ def test_age_model_is_applied_before_masking(tiny_dataset: Path, sources, face_d
     src = np.asarray(source.open_rgb(normals.set_index("source_profile_id").loc[normal["source_profile_id"], "path"]), float)
     assert np.asarray(source.open_rgb(normal["path"]), float).mean() == pytest.approx(0.8 * src.mean(), rel=0.03)
     assert rows["generator"].eq("maskpaint/1+age").all()
+
+
+def test_generated_images_are_keyed_on_the_age_models_content_and_the_detector(tiny_dataset: Path, sources, face_detector, tmp_path: Path):
+    from maskops.faces import DetectorConfig
+
+    profiles, normals = sources
+    model = darkening_age_model(tmp_path / "age.onnx", factor=0.8)
+    config = GenerateConfig(age_model_path=str(model), age_model_group=0, age_model_age=22)
+    person = plan_generation(profiles, config).query("aged").head(1)
+    store = ImageStore(tmp_path / "store")
+    source = ImageSource(tiny_dataset, store)
+
+    def reused(detector_config: DetectorConfig | None = None) -> int:
+        _, stats = generate(person, normals, source.open_rgb, store, face_detector, config, AgeModel(str(model)), detector_config)
+        return stats.reused_images
+
+    assert reused() == 0 and reused() == 7
+    darkening_age_model(model, factor=0.6)  # the same path, another model
+    assert reused() == 0
+    assert reused(DetectorConfig(min_face_size=30)) == 0  # where MTCNN places the landmarks decides where the masks go

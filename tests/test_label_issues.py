@@ -87,28 +87,15 @@ def test_label_issues_asset(tiny_dataset: Path, tmp_path: Path):
     from assets.label_issues import label_issues
     from maskops.layout import scan_competition
     from maskops.splits import split_profiles
-    from resources import CompetitionDataset, Compute, ImageStoreResource, ManifestIOManager
+    from tests.conftest import pipeline_resources, stub_asset
 
     layout = scan_competition(tiny_dataset)
     crops = layout.train.assign(crop_path=layout.train["path"])
     split = split_profiles(layout.train, n_folds=3, seed=0)
-
-    def stub(key, value):
-        @dg.asset(key=key, io_manager_key="manifest_io_manager")
-        def _stub() -> pd.DataFrame:
-            return value
-
-        return _stub
-
-    resources = {
-        "dataset": CompetitionDataset(root=str(tiny_dataset)), "image_store": ImageStoreResource(root=str(tmp_path / "images")),
-        "compute": Compute(checkpoints_dir=str(tmp_path / "checkpoints"), device="cpu"),
-        "manifest_io_manager": ManifestIOManager(base_path=str(tmp_path / "manifests")),
-    }  # fmt: skip
     config = {"ops": {"label_issues": {"config": {"image_size": 32, "epochs": 1, "sheet": 4}}}}
     result = dg.materialize(
-        [stub(["cropped", "relabeled"], crops), stub("profile_split", split), label_issues],
-        resources=resources, run_config=config, instance=dg.DagsterInstance.ephemeral(),
+        [stub_asset(["cropped", "relabeled"], crops), stub_asset("profile_split", split), label_issues],
+        resources=pipeline_resources(tmp_path, tiny_dataset), run_config=config, instance=dg.DagsterInstance.ephemeral(),
     )  # fmt: skip
     assert result.success
     issues = result.output_for_node("label_issues")
@@ -117,4 +104,5 @@ def test_label_issues_asset(tiny_dataset: Path, tmp_path: Path):
     meta = result.asset_materializations_for_node("label_issues")[0].metadata
     assert meta["photos_checked"].value == len(layout.train) and meta["people_checked"].value == layout.train["profile_id"].nunique()
     assert meta["suspects"].value == len(issues) and sum(meta["per_field"].value.values()) == len(issues)
+    assert len(meta["top_suspects"].records) == min(25, len(issues))
     assert pd.read_parquet(tmp_path / "manifests" / "label_issues.parquet").equals(issues)  # what a reviewer's tool will read

@@ -2,77 +2,51 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import dagster as dg
-import pandas as pd
 import pytest
+import torch
 
 from assets.models import build_model_asset, build_model_check
 from maskops.layout import scan_competition
 from maskops.splits import split_profiles
-from resources import CompetitionDataset, Compute, ImageStoreResource, MlflowTracking, RecordIOManager
+from tests.conftest import photos_as_crops, pipeline_resources, stub_asset, tiny_recipe
 
 TRAINING = {"preset": "demo", "backbone": "resnet10t", "image_size": 32, "epochs": 2, "batch_size": 16, "gradcam_images": 4}
 
 
-@pytest.fixture(scope="module")
-def mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> MlflowTracking:
-    root = tmp_path_factory.mktemp("mlflow")
-    tracking = MlflowTracking(
-        tracking_uri=f"sqlite:///{root / 'mlflow.db'}", artifact_root=str(root / "artifacts"), experiment="maskops-test"
-    )
-    tracking.activate()  # creating the SQLite store runs its migrations once
-    return tracking
-
-
-def _upstream(tiny_dataset: Path) -> list:
+def _upstream(tiny_dataset: Path, models_dir: Path, **crop) -> list:
     manifest = scan_competition(tiny_dataset).train
-    crops = manifest.assign(crop_path=manifest["path"], crop_key=manifest["content_hash"])  # the photos stand in for crops
+    crops = photos_as_crops(manifest, tiny_recipe(models_dir, **crop))
     split = split_profiles(manifest, n_folds=3, seed=0)
-
-    def stub(key, value):
-        @dg.asset(key=key, io_manager_key="manifest_io_manager")
-        def _stub() -> pd.DataFrame:
-            return value
-
-        return _stub
-
-    return [stub(["cropped", "relabeled"], crops), stub(["cropped", "raw"], crops), stub("profile_split", split)]
+    return [stub_asset(["cropped", "relabeled"], crops), stub_asset(["cropped", "raw"], crops), stub_asset("profile_split", split)]
 
 
-def _resources(tiny_dataset: Path, tmp_path: Path, mlflow_store: MlflowTracking) -> dict:
-    from resources import ManifestIOManager
-
-    return {
-        "dataset": CompetitionDataset(root=str(tiny_dataset)),
-        "image_store": ImageStoreResource(root=str(tmp_path / "images")),
-        "manifest_io_manager": ManifestIOManager(base_path=str(tmp_path / "manifests")),
-        "record_io_manager": RecordIOManager(base_path=str(tmp_path / "records")),
-        "mlflow": mlflow_store,
-        "compute": Compute(checkpoints_dir=str(tmp_path / "checkpoints"), device="cpu"),
-    }
+def _versions(tracking, name: str) -> list:
+    return tracking.service().client.search_model_versions(f"name = '{name}'")
 
 
-def test_model_asset_tracks_registers_and_is_checked(tiny_dataset: Path, tmp_path: Path, mlflow_store: MlflowTracking):
-    import mlflow
-    from mlflow import MlflowClient
-
+def test_model_asset_tracks_and_registers_once_its_check_passes(tiny_dataset: Path, models_dir: Path, tmp_path: Path, tracking_store):
     model, check = build_model_asset("relabeled"), build_model_check("relabeled")
+    before = len(_versions(tracking_store, "maskops-relabeled"))
     result = dg.materialize(
-        [*_upstream(tiny_dataset), model, check],
-        resources=_resources(tiny_dataset, tmp_path, mlflow_store),
+        [*_upstream(tiny_dataset, models_dir), model, check],
+        resources=pipeline_resources(tmp_path, tiny_dataset, models_dir, tracking_store),
         run_config={
             "ops": {"model__relabeled": {"config": TRAINING}, "model__relabeled_model_quality": {"config": {"min_val_macro_f1": 0.0}}}
         },
     )
     assert result.success
     record = result.output_for_node("model__relabeled")
-    assert set(record) >= {"run_id", "model_uri", "val_metrics", "version"} and record["model_uri"].startswith("models:/maskops-relabeled/")
+    assert (
+        record["model_uri"] == f"models:/{record['model_id']}"
+        and json.loads(record["crop_recipe"])["config"]["background_model"] == "u2net_custom"
+    )
     assert (tmp_path / "records/model/relabeled.json").exists() and not list((tmp_path / "checkpoints").rglob("last.pt"))
 
-    mlflow_store.activate()
-    client = MlflowClient()
+    client = tracking_store.service().client
     run = client.get_run(record["run_id"])
     assert run.data.params["backbone"] == "resnet10t" and run.data.params["variant"] == "relabeled" and run.data.params["epochs"] == "2"
     assert run.data.tags["dagster.run_id"] == result.run_id and run.data.tags["dagster.asset_key"] == "model/relabeled"
@@ -80,28 +54,35 @@ def test_model_asset_tracks_registers_and_is_checked(tiny_dataset: Path, tmp_pat
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val_macro_f1")] == [0, 1]
     assert run.data.metrics["best_val_macro_f1"] == pytest.approx(record["val_metrics"]["macro_f1"])
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
-    assert artifacts == {
-        f"evaluation/{n}" for n in ("confusion_matrix.png", "gradcam.png", "per_class_report.csv", "config.json", "history.json")
-    }
+    names = ("confusion_matrix.png", "gradcam.png", "per_class_report.csv", "config.json", "history.json", "crop_recipe.json")
+    assert artifacts == {f"evaluation/{n}" for n in names}
     assert {d.dataset.name for d in run.inputs.dataset_inputs} == {"cropped/relabeled (training)", "cropped/relabeled (validation)"}
-    version = client.get_model_version("maskops-relabeled", record["version"])
-    assert version.run_id == record["run_id"]
-    served = mlflow.pytorch.load_model(record["model_uri"])
-    import torch
 
-    probs = served(torch.randn(3, 3, 32, 32))
-    assert probs.shape == (3, 18) and torch.allclose(probs.sum(1), torch.ones(3), atol=1e-4)
     (evaluation,) = result.get_asset_check_evaluations()
     assert evaluation.passed and evaluation.metadata["non_finite_tensors"].value == []
+    versions = _versions(tracking_store, "maskops-relabeled")
+    assert len(versions) == before + 1  # registered by the passing check, exactly once
+    (version,) = [v for v in versions if v.run_id == record["run_id"]]
+    assert evaluation.metadata["registered"].value == f"models:/maskops-relabeled/{version.version}"
+    assert json.loads(version.tags["maskops.quality"])["floor"] == 0.0
+    served = tracking_store.service().load_pytorch(f"models:/maskops-relabeled/{version.version}")
+    probs = served(torch.randn(3, 3, 32, 32))
+    assert probs.shape == (3, 18) and torch.allclose(probs.sum(1), torch.ones(3), atol=1e-4)
+    requirements = tracking_store.service().download(record["model_uri"], tmp_path / "dl") / "requirements.txt"
+    assert "maskops" not in requirements.read_text().split()  # only pinned, published packages
+    assert all("==" in line for line in requirements.read_text().split())
+
     meta = result.asset_materializations_for_node("model__relabeled")[0].metadata
-    assert meta["confusion_matrix"].value.startswith("![confusion matrix](data:image/png") and meta["trainable_parameters"].value > 0
+    for figure in ("confusion_matrix", "gradcam"):  # pictures are files the metadata links to, not inlined
+        assert isinstance(meta[figure], dg.PathMetadataValue) and Path(meta[figure].value).read_bytes()[:4] == b"\x89PNG"
+    assert meta["trainable_parameters"].value > 0 and "resumed_from_epoch" not in meta
 
 
-def test_model_below_the_floor_fails_its_blocking_check(tiny_dataset: Path, tmp_path: Path, mlflow_store: MlflowTracking):
+def test_a_model_below_the_floor_is_never_registered(tiny_dataset: Path, models_dir: Path, tmp_path: Path, tracking_store):
     model, check = build_model_asset("raw"), build_model_check("raw")
     result = dg.materialize(
-        [*_upstream(tiny_dataset), model, check],
-        resources=_resources(tiny_dataset, tmp_path, mlflow_store),
+        [*_upstream(tiny_dataset, models_dir), model, check],
+        resources=pipeline_resources(tmp_path, tiny_dataset, models_dir, tracking_store),
         run_config={
             "ops": {"model__raw": {"config": {**TRAINING, "epochs": 1}}, "model__raw_model_quality": {"config": {"min_val_macro_f1": 0.99}}}
         },
@@ -109,4 +90,20 @@ def test_model_below_the_floor_fails_its_blocking_check(tiny_dataset: Path, tmp_
     )
     (evaluation,) = result.get_asset_check_evaluations()
     assert not evaluation.passed and evaluation.metadata["floor"].value == 0.99
-    assert evaluation.metadata["val_macro_f1"].value < 0.99
+    assert evaluation.metadata["val_macro_f1"].value < 0.99 and evaluation.metadata["registered"].value.startswith("no")
+    record = result.output_for_node("model__raw")
+    assert not [v for v in _versions(tracking_store, "maskops-raw") if v.run_id == record["run_id"]]  # logged, but not in the registry
+    assert tracking_store.service().client.get_run(record["run_id"]).info.status == "FINISHED"
+
+
+def test_training_and_validation_crops_made_differently_are_refused(tiny_dataset: Path, models_dir: Path, tmp_path: Path, tracking_store):
+    manifest = scan_competition(tiny_dataset).train
+    upstream = [
+        stub_asset(["cropped", "raw"], photos_as_crops(manifest, tiny_recipe(models_dir, margin=10))),
+        stub_asset(["cropped", "relabeled"], photos_as_crops(manifest, tiny_recipe(models_dir))),
+        stub_asset("profile_split", split_profiles(manifest, n_folds=3, seed=0)),
+    ]
+    result = dg.materialize([*upstream, build_model_asset("raw")], resources=pipeline_resources(tmp_path, tiny_dataset, models_dir, tracking_store),
+                            run_config={"ops": {"model__raw": {"config": TRAINING}}}, raise_on_error=False)  # fmt: skip
+    failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
+    assert "different crop settings" in failure.step_failure_data.error.to_string()

@@ -9,8 +9,8 @@ import pandas as pd
 from maskops.cleaning import read_exclusions
 from maskops.corrections import read_corrections
 from maskops.layout import scan_competition
-from maskops.review import demo_review
 from maskops.synth.people import SynthConfig, synthesize
+from maskops.synth.reviewer import demo_review
 
 
 def test_reviewer_catches_most_errors(tmp_path: Path):

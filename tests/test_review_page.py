@@ -77,10 +77,11 @@ def test_review_page_in_a_browser(state, tmp_path: Path, tiny_dataset: Path):
     base = f"http://127.0.0.1:{port}"
     env = {**os.environ, "MASKOPS_HOME": str(home), "MASKOPS_DATASET": str(tiny_dataset)}
     with running(
-        [sys.executable, "-m", "maskops.cli", "review", "--port", str(port), "--reviewer", "ana"], f"{base}/", tmp_path / "review.log", env
+        [sys.executable, "-m", "apps.cli", "review", "--port", str(port), "--reviewer", "ana"], f"{base}/", tmp_path / "review.log", env
     ):
-        with pytest.raises(urllib.error.HTTPError):  # only photos of the manifest are served
+        with pytest.raises(urllib.error.HTTPError) as refused:  # only photos of the manifest are served
             urllib.request.urlopen(f"{base}/photo/..%2F..%2F..%2Fetc/passwd", timeout=10)
+        assert refused.value.code == 404
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium(), args=BROWSER_ARGS)
             page = browser.new_page(viewport={"width": 1200, "height": 900})

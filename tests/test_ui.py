@@ -33,7 +33,7 @@ def dagster_ui(tiny_dataset: Path, tmp_path: Path):
     port = free_port()
     env = {**os.environ, "MASKOPS_HOME": str(tmp_path / "state"), "MASKOPS_DATASET": str(tiny_dataset)}
     base = f"http://127.0.0.1:{port}"
-    cmd = [sys.executable, "-m", "maskops.cli", "ui", "--port", str(port)]
+    cmd = [sys.executable, "-m", "apps.cli", "ui", "--port", str(port)]
     with running(cmd, f"{base}/server_info", tmp_path / "ui.log", env, cwd=REPO, timeout=120):
         yield base, tmp_path / "state"
 
@@ -46,11 +46,19 @@ def test_ui_shows_and_materializes_the_raw_dataset(dagster_ui, tmp_path: Path):
     assert (state / "dagster/dagster.yaml").read_text().count("enabled: false") == 1  # telemetry off before first start
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium(), args=BROWSER_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page = browser.new_page(viewport={"width": 1400, "height": 2400})  # tall enough for the whole (virtualized) catalog
         page.goto(f"{base}/assets")  # the catalog lists every asset
         with contextlib.suppress(PlaywrightTimeout):  # the "Join the Dagster community" modal of a fresh instance
             page.get_by_role("button", name="Skip").click(timeout=8000)
-        for name in ("raw_dataset", "relabeled_dataset", "cleaned_dataset", "generated_dataset", "profile_split", "eval_dataset"):
+        for name in (
+            "dataset_folder",
+            "raw_dataset",
+            "relabeled_dataset",
+            "cleaned_dataset",
+            "generated_dataset",
+            "profile_split",
+            "eval_dataset",
+        ):
             page.get_by_text(name).first.wait_for(timeout=60000)
 
         page.goto(f"{base}/assets/raw_dataset")
@@ -67,10 +75,11 @@ def test_ui_shows_and_materializes_the_raw_dataset(dagster_ui, tmp_path: Path):
         assert status == "SUCCESS", f"run ended as {status}"
 
         page.goto(f"{base}/assets/raw_dataset?view=events")
-        page.get_by_text("[Show Markdown]").first.click(timeout=60000)  # class_distribution
-        chart = page.locator('img[src^="data:image/png;base64"]').first
-        chart.wait_for(timeout=60000)
-        assert chart.evaluate("img => img.naturalWidth") > 100  # the PNG decoded and rendered
+        page.get_by_text("class_distribution").first.wait_for(timeout=60000)
+        page.get_by_text("wear/male/<30").first.wait_for(timeout=60000)  # the class_counts table renders
+        charts = list((state / "reports/figures/raw_dataset").glob("class_distribution-*.png"))
+        assert len(charts) == 1 and charts[0].read_bytes()[:4] == b"\x89PNG"  # the chart is a file, linked by its path
+        page.get_by_text(charts[0].name, exact=False).first.wait_for(timeout=30000)
         page.screenshot(path=str(tmp_path / "raw_dataset.png"), full_page=True)
 
         page.goto(f"{base}/assets/raw_dataset?view=checks")  # the data contracts ran with it

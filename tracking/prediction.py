@@ -1,9 +1,13 @@
-"""Batch prediction with a registered model, for `maskops predict` (the MLflow side of the CLI)."""
+"""Batch prediction with a registered model, for `maskops predict`."""
 
+import contextlib
 from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
+from mlflow.exceptions import MlflowException
+
+from tracking.service import TrackingService
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
 
@@ -33,22 +37,16 @@ def expand_inputs(paths: Iterable[str | Path]) -> list[Path]:
     return files
 
 
-def load_model(model_uri: str):
+def load_model(service: TrackingService, model_uri: str):
     """The pyfunc model at `model_uri`, with a clear error for unknown names, versions or aliases."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
     try:
-        return mlflow.pyfunc.load_model(model_uri)
+        return service.load_pyfunc(model_uri)
     except MlflowException as exc:
         known = ""
-        try:
-            names = [m.name for m in mlflow.MlflowClient().search_registered_models()]
-            known = f"; registered models: {', '.join(names) or 'none'}"
-        except MlflowException:
-            pass
+        with contextlib.suppress(MlflowException):
+            known = f"; registered models: {', '.join(service.registered_model_names()) or 'none'}"
         raise PredictionError(
-            f"cannot load {model_uri} from {mlflow.get_tracking_uri()} ({str(exc).splitlines()[0][:200]}){known}. "
+            f"cannot load {model_uri} from {service.tracking_uri} ({str(exc).splitlines()[0][:200]}){known}. "
             "Use models:/NAME/VERSION or models:/NAME@ALIAS, and point MLFLOW_TRACKING_URI (or MASKOPS_HOME) at the right store"
         ) from None
 

@@ -7,8 +7,6 @@ so the relabeled and cleaned variants really differ from the raw one.
 
 from __future__ import annotations
 
-import os
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -16,16 +14,10 @@ import pandas as pd
 
 from maskops.cleaning import EXCLUSION_COLUMNS
 from maskops.corrections import CORRECTION_COLUMNS
+from maskops.files import write_csv_atomic
 from maskops.synth.people import TRUTH_DIR
 
 REVIEWER = "demo reviewer"
-
-
-def write_csv_atomic(frame: pd.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, path)
 
 
 def ground_truth_corrections(dataset_root: str | Path) -> pd.DataFrame:

@@ -16,7 +16,7 @@ import pandas as pd
 from PIL import Image
 
 from maskops.background import BackgroundRemover
-from maskops.crop import CropConfig, crop_batch
+from maskops.crop import CropRecipe, crop_batch
 from maskops.data import decode_all
 from maskops.ensemble import member_probabilities, soft_vote
 from maskops.faces import FaceDetector
@@ -46,14 +46,15 @@ class MaskopsEnsemble(mlflow.pyfunc.PythonModel):
         ]
         self.weights = config["weights"]
         self.tta = bool(config.get("tta", False))
-        self.crop = CropConfig(**{**config["crop"], "background_color": tuple(config["crop"]["background_color"])})
+        recipe = CropRecipe.from_json(config["crop_recipe"])  # exactly how the members' training crops were made
+        self.crop = recipe.config
         self.remover = None
         if self.crop.remove_background:
             model_file = Path(context.artifacts["background_model"])
             custom = config.get("background_model_name") == "u2net_custom"
             self.remover = BackgroundRemover(model_file.parent, model=config.get("background_model_name", "u2netp"),
                                              model_path=model_file if custom else None, color=self.crop.background_color)  # fmt: skip
-        self.detector = FaceDetector() if self.crop.crop_face else None
+        self.detector = FaceDetector(recipe.detector) if self.crop.crop_face else None
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         if "image" not in model_input.columns:

@@ -5,9 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import shutil
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -69,15 +66,6 @@ def cmd_scan(args: argparse.Namespace) -> int:
     return 0
 
 
-def _dagster(settings: Settings) -> tuple[str, dict[str, str]]:
-    exe = Path(sys.executable).with_name("dagster")
-    binary = str(exe) if exe.exists() else shutil.which("dagster")
-    if not binary:
-        raise SystemExit("the dagster command is not installed in this environment; run `make demo` or pip install -e .")
-    settings.ensure_dagster_home()
-    return binary, {**os.environ, **settings.environment()}
-
-
 def cmd_fetch_models(args: argparse.Namespace) -> int:
     from maskops.background import fetch_u2netp
 
@@ -88,70 +76,29 @@ def cmd_fetch_models(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from maskops.background import fetch_u2netp
-    from maskops.review import demo_review
-    from maskops.synth.people import SynthConfig, synthesize
+    from apps.demo import run_demo
 
-    settings = Settings.from_env()
-    if "MASKOPS_DATASET" not in os.environ:
-        config = SynthConfig(profiles=args.profiles, eval_profiles=args.eval_profiles, seed=args.seed)
-        synthesize(settings.dataset, config, force=args.force, progress=_progress("drawing demo people"))
-        review = demo_review(settings.dataset, settings.labels, seed=args.seed)
-        print(
-            f"demo reviewer: {review['corrections']} corrections ({review['caught_profiles']} of {review['noisy_profiles']} noisy profiles caught), "
-            f"{review['exclusions']} exclusions in {settings.labels}"
-        )
-    fetch_u2netp(settings.models)
-    binary, env = _dagster(settings)
-    print(f"materializing every asset of the maskops code location (dataset: {settings.dataset})", flush=True)
-    cmd = [binary, "job", "execute", "-m", "assets.definitions", "-a", "defs", "-j", "maskops_pipeline"]
-    result = subprocess.run(cmd, env=env, check=False)
-    if result.returncode != 0:
-        print("the demo pipeline failed; the run's log is above and in the Dagster UI (`make ui`)", file=sys.stderr)
-        return result.returncode
-    print(
-        "\ndemo finished. Look at:\n"
-        f"  dataset      {settings.dataset}\n"
-        f"  manifests    {settings.manifests}\n"
-        f"  images       {settings.image_store} (content-addressed crops and generated images)\n"
-        f"  labels       {settings.labels} (corrections.csv, exclusions.csv)\n"
-        f"  dagster home {settings.dagster_home} (runs, asset history)\n"
-        f"  mlflow       {settings.mlflow_uri} (runs, registered models maskops-<variant>; make mlflow-ui)\n"
-        f"  quality      {settings.reports / 'quality'} (maskops report)\n"
-        f"  submission   {settings.submissions / 'submission.csv'}\n"
-        "  predict      .venv/bin/maskops predict --model models:/maskops-ensemble@champion PHOTOS...\n"
-        "  review       .venv/bin/maskops review (suspected label errors, from label_issues, on 127.0.0.1:8090)\n"
-        "  serve        .venv/bin/maskops serve (the champion over HTTP on 127.0.0.1:5001)\n"
-        "  the UI       make ui, then open http://127.0.0.1:3000/asset-groups"
-    )
-    return 0
+    return run_demo(args.profiles, args.eval_profiles, args.seed, args.force, _progress("drawing demo people"))
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
+    from apps.launch import dagster, replace_process
+
     settings = Settings.from_env()
-    binary, env = _dagster(settings)
+    command, env = dagster(settings)
     workspace = Path(args.workspace)
     if not workspace.is_file():
         raise SystemExit(f"{workspace} not found; run `maskops ui` from the repository root or pass --workspace")
     print(f"Dagster UI on http://{args.host}:{args.port} (state in {settings.home})", flush=True)
-    # Restore default signal handling, or `dagster dev` ignores SIGTERM/SIGINT when started from a script.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    os.execve(binary, [binary, "dev", "-w", str(workspace), "-h", args.host, "-p", str(args.port)], env)
+    replace_process(command, ["dev", "-w", str(workspace), "-h", args.host, "-p", str(args.port)], env)
     return 0  # not reached
 
 
 def _exec_mlflow(args: list[str], settings: Settings) -> None:
     """Replace this process with the environment's `mlflow` command, seeing maskops' state."""
-    bin_dir = Path(sys.executable).parent
-    binary = str(bin_dir / "mlflow") if (bin_dir / "mlflow").exists() else shutil.which("mlflow")
-    if not binary:
-        raise SystemExit("the mlflow command is not installed in this environment")
-    # MLflow starts servers (uvicorn, gunicorn) by name: the environment's bin folder goes first on PATH.
-    env = {**os.environ, **settings.environment(), "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    os.execve(binary, [binary, *args], env)
+    from apps.launch import binary, environment, replace_process
+
+    replace_process(binary("mlflow"), args, environment(settings))
 
 
 def cmd_mlflow_ui(args: argparse.Namespace) -> int:
@@ -171,7 +118,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_review(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from maskops.review_app import ReviewState, create_app
+    from apps.review import ReviewState, create_app
 
     settings = Settings.from_env()
     state = ReviewState(settings.manifests, settings.dataset, settings.labels, reviewer=args.reviewer)
@@ -181,19 +128,16 @@ def cmd_review(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    # The registry side lives with the other MLflow code (resources/); maskops itself never imports mlflow.
     from tqdm import tqdm
 
-    from maskops.review import write_csv_atomic
-    from resources.prediction import PredictionError, expand_inputs, load_model, predict_files
+    from maskops.files import write_csv_atomic
+    from tracking.prediction import PredictionError, expand_inputs, load_model, predict_files
+    from tracking.service import TrackingService
 
     settings = Settings.from_env()
-    os.environ.setdefault("MLFLOW_TRACKING_URI", settings.mlflow_uri)
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     try:
         files = expand_inputs(args.paths)
-        model = load_model(args.model)
+        model = load_model(TrackingService(settings.mlflow_uri, ui_url=settings.mlflow_ui), args.model)
     except PredictionError as exc:
         print(f"maskops predict: {exc}", file=sys.stderr)
         return 2

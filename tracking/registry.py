@@ -5,10 +5,27 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from tracking.service import is_not_found
+
 F1_TAG = "maskops.val_macro_f1"
 VALIDATION_TAG = "maskops.validation_set"
 MEMBERS_TAG = "maskops.members"
 TIE = 1e-6  # scores this close count as equal (tags keep 6 decimals)
+
+
+def champion_version(client: MlflowClient, name: str):
+    """The version holding the alias `champion`, or None when there is none (or no such model yet)."""
+    try:
+        aliases = client.get_registered_model(name).aliases
+    except MlflowException as exc:
+        if is_not_found(exc):
+            return None
+        raise
+    version = aliases.get("champion")
+    return None if version is None else client.get_model_version(name, str(version))
 
 
 @dataclass(frozen=True)
@@ -25,7 +42,7 @@ class Promotion:
 
 
 def promote(
-    client,
+    client: MlflowClient,
     name: str,
     version: str,
     score: float,
@@ -37,15 +54,11 @@ def promote(
 
     The champion's score comes from its tag when it was measured on the same validation set;
     otherwise `rescore(champion_tags)` measures it again on the current one (if given).
+    A registry that cannot be read raises: only a champion that does not exist counts as none.
     """
-    from mlflow.exceptions import MlflowException
-
     client.set_model_version_tag(name, version, F1_TAG, f"{score:.6f}")
     client.set_model_version_tag(name, version, VALIDATION_TAG, validation_set)
-    try:
-        champion = client.get_model_version_by_alias(name, "champion")
-    except MlflowException:
-        champion = None
+    champion = champion_version(client, name)
     if champion is None or champion.version == version:
         result = Promotion("champion", version, score, None, None, "first registered version")
     else:

@@ -1,0 +1,78 @@
+"""Files written so that a crash never leaves half of one, and names for their content.
+
+Every writer in maskops goes through `write_atomic`: on a local disk the bytes go to a
+temporary file in the same folder, which is then renamed over the target (a rename within a
+folder is atomic); object stores (s3://, gs://, memory://) replace whole objects on each put.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+import pandas as pd
+from upath import UPath
+
+Writer = Callable[[IO[bytes]], None]
+
+
+def _is_local(path: UPath | Path) -> bool:
+    return not isinstance(path, UPath) or getattr(path, "protocol", "") in ("", "file", "local")
+
+
+def write_atomic(path: str | os.PathLike | UPath, data: bytes | str | Writer) -> None:
+    """Write `data` (bytes, text, or a function that writes to a binary file) to `path`, all or nothing."""
+    write: Writer
+    if isinstance(data, str):
+        data = data.encode()
+    if isinstance(data, bytes):
+        payload = data
+
+        def write(f: IO[bytes]) -> None:
+            f.write(payload)
+
+    else:
+        write = data
+    target = path if isinstance(path, UPath) else Path(path)
+    if not _is_local(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with target.open("wb") as f:
+            write(f)
+        return
+    local = Path(target.path if isinstance(target, UPath) else target)
+    local.parent.mkdir(parents=True, exist_ok=True)
+    tmp = local.with_name(f".{local.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+        os.replace(tmp, local)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_csv_atomic(frame: pd.DataFrame, path: str | os.PathLike) -> None:
+    write_atomic(path, frame.to_csv(index=False))
+
+
+def file_digest(path: str | os.PathLike, length: int = 64) -> str:
+    """SHA-256 of a file's bytes (the first `length` hex digits)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:length]
+
+
+def file_version(path: str | os.PathLike) -> str:
+    """A human-edited file's version: 16 hex digits of its hash, or "missing"."""
+    return file_digest(path, 16) if Path(path).exists() else "missing"
+
+
+def slug(text: str) -> str:
+    """`text` as a safe file or object name."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "__", text)

@@ -1,0 +1,106 @@
+"""The MLflow side of the ensemble: its members from the registry, the registered pyfunc that takes raw
+photos, and the probabilities of a registered member set (for the submission and for re-scoring a champion)."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+import maskops
+from maskops.crop import CropRecipe, CropRecipeError
+from maskops.data import decode_all
+from maskops.ensemble import EnsembleConfig, EnsembleEvaluation, member_probabilities, soft_vote
+from maskops.files import file_digest
+from maskops.metrics import evaluate
+from tracking.models import logged_model, registered_name
+from tracking.registry import MEMBERS_TAG
+from tracking.service import TrackedRun, TrackingService, pinned
+
+ENSEMBLE_NAME = "maskops-ensemble"
+MODEL_CODE = Path(__file__).with_name("ensemble_model.py")
+MASKOPS_CODE = Path(maskops.__file__).resolve().parent  # bundled with the model: it loads where maskops is not installed
+# what the bundled maskops code and the model file import, at the versions they were tested with
+REQUIREMENTS = ("torch", "timm", "mlflow", "facenet-pytorch", "onnxruntime", "rembg", "pillow", "numpy", "pandas", "universal-pathlib")
+
+
+class MemberError(ValueError):
+    """A member cannot go into the ensemble; the message says which and what to do."""
+
+
+def registered_members(service: TrackingService, records: Sequence[dict]) -> list[dict]:
+    """Each member's registered version (only models that passed model_quality are registered)."""
+    members = []
+    for r in records:
+        version = service.version_of(registered_name(r["variant"]), logged_model(r))
+        if version is None:
+            raise MemberError(
+                f"model/{r['variant']} (run {r['run_id']}) is not in the registry: only a model that passed its model_quality check "
+                f"is registered. Run the check (materialize model/{r['variant']} with its checks) or retrain it"
+            )
+        members.append({"variant": r["variant"], "artifact": f"member_{r['variant']}", "image_size": int(r["image_size"]),
+                        "model_uri": f"models:/{registered_name(r['variant'])}/{version}"})  # fmt: skip
+    return members
+
+
+def probabilities(service: TrackingService, members: Sequence[dict], paths: list[str], open_image: Callable[[str], Image.Image],
+                  tta: bool) -> list[np.ndarray]:  # fmt: skip
+    """Every member's (N, 18) probabilities on crops at its own input size."""
+    return [
+        member_probabilities(service.load_pytorch(m["model_uri"]), decode_all(paths, open_image, int(m["image_size"])), tta)
+        for m in members
+    ]
+
+
+def voted(service: TrackingService, spec: dict, paths: list[str], open_image: Callable[[str], Image.Image]) -> np.ndarray:
+    """The soft vote of a registered member set (`spec`: members, weights, tta)."""
+    return soft_vote(probabilities(service, spec["members"], paths, open_image, spec["tta"]), spec["weights"])
+
+
+def rescore(service: TrackingService, champion_tags: dict, paths: list[str], y_true: np.ndarray,
+            open_image: Callable[[str], Image.Image]) -> float:  # fmt: skip
+    """The champion's validation macro F1 measured again, on the current validation people."""
+    return evaluate(y_true, voted(service, json.loads(champion_tags[MEMBERS_TAG]), paths, open_image))["macro_f1"]
+
+
+def signature():
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, DataType, Schema
+
+    outputs = [ColSpec(DataType.string, "status"), ColSpec(DataType.long, "class_id", required=False), ColSpec(DataType.string, "mask", required=False),
+               ColSpec(DataType.string, "gender", required=False), ColSpec(DataType.string, "age_group", required=False)]  # fmt: skip
+    outputs += [ColSpec(DataType.double, f"p_{i}", required=False) for i in range(18)]
+    return ModelSignature(inputs=Schema([ColSpec(DataType.string, "image")]), outputs=Schema(outputs))
+
+
+def log_ensemble(run: TrackedRun, evaluation: EnsembleEvaluation, members: list[dict], recipe: CropRecipe,
+                 background_file: Path | None, config: EnsembleConfig) -> tuple[str, dict]:  # fmt: skip
+    """Evaluation artifacts, then the pyfunc (members, background model, maskops code) registered as maskops-ensemble.
+    Returns the new version and the member spec recorded with it."""
+    if recipe.config.remove_background and (background_file is None or file_digest(background_file) != recipe.background_sha256):
+        raise CropRecipeError(
+            f"{background_file} is not the background model the members' crops were made with (sha256 {recipe.background_sha256[:12]}...); "
+            "configure the background remover with that file, or re-crop and retrain"
+        )
+    spec = {"members": members, "weights": evaluation.weights, "tta": config.tta}
+    run.log_params({"weights": json.dumps([round(w, 4) for w in evaluation.weights]), "tta": config.tta,
+                    "member_models": json.dumps([m["model_uri"] for m in members])})  # fmt: skip
+    run.log_metrics({f"val_{k}": v for k, v in evaluation.ensemble_metrics.items()})
+    run.log_metrics({f"{m['model'].replace('/', '_')}_val_macro_f1": m["macro_f1"] for m in evaluation.member_metrics})
+    run.log_files({**evaluation.figures(), **evaluation.tables()}, "evaluation")
+    model_config = {**spec, "crop_recipe": recipe.to_json(), "background_model_name": recipe.config.background_model}
+    with tempfile.TemporaryDirectory() as tmp:
+        artifacts = {m["artifact"]: str(run.service.download(m["model_uri"], Path(tmp) / m["artifact"])) for m in members}
+        if background_file is not None:
+            artifacts["background_model"] = str(background_file)
+        logged = run.log_pyfunc_model(
+            "ensemble", MODEL_CODE, artifacts, model_config, signature(), [str(MASKOPS_CODE)], pinned(*REQUIREMENTS)
+        )
+    score = evaluation.ensemble_metrics["macro_f1"]
+    version = run.service.register(ENSEMBLE_NAME, logged, tags={MEMBERS_TAG: json.dumps(spec)},
+                                   description=f"soft vote of {', '.join(m['model_uri'] for m in members)}; validation macro F1 {score:.4f}")  # fmt: skip
+    return version, spec

@@ -1,0 +1,250 @@
+"""The one place that talks to MLflow: a tracking service that owns its client.
+
+Tracking and registry URIs are explicit and held by the client; nothing here calls
+`mlflow.set_tracking_uri` or relies on an active run, so two services on two stores can live
+in one process (the pipeline, a test and a CLI command alike). Models are written with the
+flavours' `save_model` into a temporary folder and uploaded as MLflow 3 logged models; they
+are read back by downloading them through this client first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from importlib.metadata import version as installed_version
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.entities import DatasetInput, InputTag, LoggedModelOutput, Metric, Param, RunStatus
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, RESOURCE_DOES_NOT_EXIST, ErrorCode
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+MAX_PARAM_LENGTH = 6000
+
+
+def pinned(*packages: str) -> list[str]:
+    """pip requirements at the versions installed here (what the code was tested with)."""
+    return [f"{p}=={installed_version(p)}" for p in packages]
+
+
+def is_not_found(exc: MlflowException) -> bool:
+    """True only for 'this name, version or alias does not exist' — never for timeouts or locked databases."""
+    return exc.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST)
+
+
+@dataclass(frozen=True)
+class LoggedModel:
+    model_id: str
+    run_id: str
+    artifact_location: str
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.model_id}"
+
+
+@dataclass(frozen=True)
+class InputTable:
+    """A table a run read (its training or validation set), logged as an MLflow dataset input."""
+
+    frame: pd.DataFrame
+    name: str
+    source: str
+    context: str
+    targets: str | None = None
+
+
+class TrackedRun:
+    """One MLflow run, written through the service's client."""
+
+    def __init__(self, service: TrackingService, run_id: str, experiment_id: str):
+        self.service, self.run_id, self.experiment_id = service, run_id, experiment_id
+        self.client = service.client
+
+    @property
+    def link(self) -> str:
+        return self.service.run_link(self.experiment_id, self.run_id)
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        items = [Param(k, str(v)[:MAX_PARAM_LENGTH]) for k, v in params.items()]
+        for start in range(0, len(items), 100):
+            self.client.log_batch(self.run_id, params=items[start : start + 100])
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
+        now = int(pd.Timestamp.now().timestamp() * 1000)
+        items = [Metric(k, float(v), now, step) for k, v in metrics.items()]
+        for start in range(0, len(items), 500):
+            self.client.log_batch(self.run_id, metrics=items[start : start + 500])
+
+    def log_inputs(self, tables: Sequence[InputTable]) -> None:
+        import mlflow.data
+
+        inputs = []
+        for t in tables:
+            dataset = mlflow.data.from_pandas(t.frame, source=t.source, name=t.name, targets=t.targets)
+            inputs.append(DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", t.context)]))
+        self.client.log_inputs(self.run_id, datasets=inputs)
+
+    def log_files(self, files: Mapping[str, bytes | str | pd.DataFrame], artifact_path: str | None = None) -> None:
+        """Small files (name -> bytes, text or a DataFrame written as CSV) as artifacts of the run."""
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, content in files.items():
+                path = Path(tmp) / name
+                if isinstance(content, pd.DataFrame):
+                    content.to_csv(path, index=isinstance(content.index, pd.Index) and content.index.name is not None)
+                elif isinstance(content, str):
+                    path.write_text(content)
+                else:
+                    path.write_bytes(content)
+            self.client.log_artifacts(self.run_id, tmp, artifact_path)
+
+    def log_json(self, name: str, value: Any, artifact_path: str | None = None) -> None:
+        self.log_files({name: json.dumps(value, indent=2, default=str)}, artifact_path)
+
+    def _log_model(self, name: str, save: Callable[[str, Any], None]) -> LoggedModel:
+        from mlflow.models import Model
+
+        model = self.client.create_logged_model(self.experiment_id, name=name, source_run_id=self.run_id)
+        self.client.log_outputs(self.run_id, [LoggedModelOutput(model.model_id, step=0)])
+        with tempfile.TemporaryDirectory() as tmp:
+            local = str(Path(tmp) / "model")
+            description = Model(
+                artifact_path=model.artifact_location, model_uuid=model.model_id, run_id=self.run_id, model_id=model.model_id
+            )
+            save(local, description)
+            self.client.log_model_artifacts(model.model_id, local)
+        self.client.finalize_logged_model(model.model_id, "READY")
+        return LoggedModel(model.model_id, self.run_id, model.artifact_location)
+
+    def log_pytorch_model(self, module, example, metadata: Mapping[str, Any], requirements: list[str]) -> LoggedModel:
+        """A `torch.export` (pt2) graph: loads without the code that defined it and without unpickling."""
+        import mlflow.pytorch
+
+        def save(path: str, description) -> None:
+            mlflow.pytorch.save_model(module, path, mlflow_model=description, input_example=example, serialization_format="pt2",
+                                      pip_requirements=requirements, metadata=dict(metadata))  # fmt: skip
+
+        return self._log_model("model", save)
+
+    def log_pyfunc_model(self, name: str, code: Path, artifacts: Mapping[str, str], model_config: Mapping[str, Any], signature,
+                         code_paths: Sequence[str], requirements: list[str]) -> LoggedModel:  # fmt: skip
+        """A pyfunc model defined from code (a file path, not a pickled object); artifacts are local paths."""
+        import mlflow.pyfunc
+
+        def save(path: str, description) -> None:
+            mlflow.pyfunc.save_model(path, python_model=str(code), artifacts=dict(artifacts), model_config=dict(model_config),
+                                     signature=signature, code_paths=list(code_paths), pip_requirements=requirements,
+                                     mlflow_model=description)  # fmt: skip
+
+        return self._log_model(name, save)
+
+
+class TrackingService:
+    """MLflow tracking and registry behind one client; an experiment that is created on first use."""
+
+    def __init__(self, tracking_uri: str, registry_uri: str = "", artifact_root: str = "", experiment: str = "maskops", ui_url: str = ""):
+        self.tracking_uri = tracking_uri
+        self.registry_uri = registry_uri or tracking_uri
+        self.artifact_root, self.experiment, self.ui_url = artifact_root, experiment, ui_url
+        self.client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri)
+        self._experiment_id: str | None = None
+
+    def experiment_id(self) -> str:
+        if self._experiment_id is None:
+            found = self.client.get_experiment_by_name(self.experiment)
+            if found is not None:
+                self._experiment_id = found.experiment_id
+            else:
+                location = self.artifact_root or None
+                if location and "://" not in location:
+                    Path(location).mkdir(parents=True, exist_ok=True)
+                    location = Path(location).absolute().as_uri()
+                self._experiment_id = self.client.create_experiment(self.experiment, artifact_location=location)
+        return self._experiment_id
+
+    @contextlib.contextmanager
+    def run(self, name: str, tags: Mapping[str, str]) -> Iterator[TrackedRun]:
+        """A run in the experiment, ended FINISHED, or FAILED when the block raises."""
+        experiment_id = self.experiment_id()
+        created = self.client.create_run(experiment_id, run_name=name, tags=dict(tags))
+        run = TrackedRun(self, created.info.run_id, experiment_id)
+        try:
+            yield run
+        except BaseException:
+            self.client.set_terminated(run.run_id, RunStatus.to_string(RunStatus.FAILED))
+            raise
+        self.client.set_terminated(run.run_id, RunStatus.to_string(RunStatus.FINISHED))
+
+    def run_link(self, experiment_id: str, run_id: str) -> str:
+        if self.ui_url:
+            return f"{self.ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+        return f"runs:/{run_id} in {self.tracking_uri} (start an MLflow UI with `maskops mlflow-ui`)"
+
+    # -- the registry -------------------------------------------------------------------------
+
+    def register(self, name: str, model: LoggedModel, tags: Mapping[str, str] | None = None, description: str = "") -> str:
+        """A new version of registered model `name` (created when missing); returns the version."""
+        try:
+            self.client.create_registered_model(name)
+        except MlflowException as exc:
+            if exc.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
+                raise
+        # The source is the model's storage location, not models:/<model id>: MLflow's SQL registry resolves
+        # the latter through the process-wide tracking URI, which this service never sets.
+        created = self.client.create_model_version(name, source=model.artifact_location, run_id=model.run_id, model_id=model.model_id,
+                                                   tags=dict(tags or {}), description=description or None)  # fmt: skip
+        return str(created.version)
+
+    def version_of(self, name: str, model: LoggedModel) -> str | None:
+        """The registered version of `name` made from `model`, if there is one."""
+        found = self.client.search_model_versions(f"name = '{name}' and run_id = '{model.run_id}'")
+        versions = [v for v in found if v.source == model.artifact_location]
+        return str(max(int(v.version) for v in versions)) if versions else None
+
+    def registered_model_names(self) -> list[str]:
+        return sorted(m.name for m in self.client.search_registered_models())
+
+    # -- reading models back ------------------------------------------------------------------
+
+    def download(self, model_uri: str, dst: str | os.PathLike | None = None) -> Path:
+        """The model's files on this machine (models:/NAME/VERSION, models:/NAME@ALIAS, models:/<model id>, runs:/...)."""
+        import mlflow.artifacts
+
+        target = str(dst) if dst is not None else tempfile.mkdtemp(prefix="maskops-model-")
+        Path(target).mkdir(parents=True, exist_ok=True)
+        local = mlflow.artifacts.download_artifacts(artifact_uri=self.storage_location(model_uri), dst_path=target,
+                                                    tracking_uri=self.tracking_uri, registry_uri=self.registry_uri)  # fmt: skip
+        return Path(local)
+
+    def storage_location(self, model_uri: str) -> str:
+        """Where a models:/ URI's files are, resolved with this client (MLflow's own resolution reads the
+        process-wide registry URI); other URIs are returned as they are."""
+        from mlflow.store.artifact.utils.models import get_model_name_and_version
+
+        if not model_uri.startswith("models:"):
+            return model_uri
+        found = get_model_name_and_version(self.client, model_uri)
+        if len(found) == 1:
+            return self.client.get_logged_model(found[0]).artifact_location
+        return self.client.get_model_version_download_uri(*found)
+
+    def load_pytorch(self, model_uri: str):
+        import mlflow.pytorch
+
+        with tempfile.TemporaryDirectory() as tmp:
+            return mlflow.pytorch.load_model(str(self.download(model_uri, tmp)), map_location="cpu")
+
+    def load_pyfunc(self, model_uri: str):
+        """The pyfunc model; its files stay in a temporary folder for as long as the process runs."""
+        import mlflow.pyfunc
+
+        return mlflow.pyfunc.load_model(str(self.download(model_uri)))
