@@ -1,7 +1,7 @@
 """Retraining without a person at the keyboard: one declarative system, plus a weekly challenger.
 
 - `retraining_automation` evaluates the assets' automation conditions. The sources (dataset
-  folder, label files) are observed once a minute; when one has a new data version (new photos,
+  folder, label files) are observed every 5 minutes (MASKOPS_OBSERVE_CRON); when one has a new data version (new photos,
   an edited corrections.csv), everything downstream of it is requested, in one run where Dagster
   can — but never past a failed blocking check, never while it is already running, and a failed
   run is not retried until its inputs change again. Crops are reused from the image store, so only
@@ -17,17 +17,19 @@ Both start stopped: switch them on in the UI (Automation) or with `dagster senso
 import dagster as dg
 
 from assets.models import VARIANTS
+from assets.sources import EVERYTHING
 
 TRIGGER_TAG = "maskops/trigger"
 
 automation_sensor = dg.AutomationConditionSensorDefinition(
     "retraining_automation",
-    target=dg.AssetSelection.all(include_sources=True),
+    target=EVERYTHING,
     default_status=dg.DefaultSensorStatus.STOPPED,
     minimum_interval_seconds=60,
     emit_backfills=False,
     run_tags={TRIGGER_TAG: "declarative automation"},
-    description="Observes the dataset folder and the label files once a minute; when one changed, re-materializes it and "
+    description="Observes the dataset folder and the label files every 5 minutes (MASKOPS_OBSERVE_CRON); when one changed, "
+    "re-materializes it and "
     "everything downstream (crops of new images only, models, ensemble, submission), never past a failed blocking check.",
 )
 

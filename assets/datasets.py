@@ -133,7 +133,7 @@ def generated_dataset(
     age_model = AgeModel(settings.age_model_path) if settings.age_model_path else None
     generated, stats = generate(plan_generation(train.drop_duplicates("profile_id"), settings), generation_sources(train), source.open_rgb,
                                 image_store.store(), Lazy(face_detector.detector), settings, age_model, face_detector.config())  # fmt: skip
-    context.log.info(f"generated {stats.generated_profiles} profiles ({stats.images} images, {stats.reused_images} reused); "
+    context.log.info(f"generated {stats.generated_profiles} profiles ({stats.images} images, {stats.reused} reused); "
                      f"{stats.skipped_no_face} sources without a face skipped")  # fmt: skip
     out = add_generated(cleaned_dataset, generated)
     per_class = generated["class_id"].value_counts().sort_index()
@@ -141,7 +141,7 @@ def generated_dataset(
         **dataset_metadata("generated_dataset", out, reports, cleaned_dataset, "cleaned"),
         "generated_profiles": dg.MetadataValue.int(stats.generated_profiles),
         "generated_images": dg.MetadataValue.int(stats.images),
-        "reused_images": dg.MetadataValue.int(stats.reused_images),
+        "reused_images": dg.MetadataValue.int(stats.reused),
         "skipped_no_face": dg.MetadataValue.int(stats.skipped_no_face),
         "generated_per_class": dg.MetadataValue.json({CLASS_NAMES[int(c)]: int(n) for c, n in per_class.items()}),
         "samples": sheet(reports, "generated_dataset", "samples", generated, source.open_rgb, lambda r: f"{r['stem']} {r['age']}"),

@@ -11,7 +11,7 @@ from assets.label_issues import label_issues
 from assets.labels import label_corrections, label_exclusions
 from assets.models import model_assets, model_checks
 from assets.raw import competition_dataset
-from assets.sources import sources
+from assets.sources import EVERYTHING, sources
 from maskops.settings import Settings
 from resources import build_resources
 
@@ -20,7 +20,7 @@ settings = Settings.from_env()
 pipeline_job = dg.define_asset_job(
     "maskops_pipeline",
     # the sources are observed in the same run, so the automation sees the versions this run read
-    selection=dg.AssetSelection.all(include_sources=True),
+    selection=EVERYTHING,
     description="Observe the sources and materialize every asset, from the raw dataset to the submission, in one process "
     "(on a small machine the image models use every core anyway; the UI's 'Materialize all' runs steps in parallel).",
     config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
@@ -40,7 +40,7 @@ data_assets = [
 ]
 
 defs = dg.Definitions(
-    assets=[*sources, *data_assets, *model_assets, ensemble, submission, label_issues],
+    assets=[sources, *data_assets, *model_assets, ensemble, submission, label_issues],
     asset_checks=[*checks, *model_checks],
     jobs=[pipeline_job, challenger_job],
     sensors=[automation_sensor],

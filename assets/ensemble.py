@@ -11,14 +11,11 @@ from assets.metadata import mlflow_tags, table
 from assets.models import VARIANTS
 from assets.policies import stage
 from maskops.crop import CropRecipe, CropRecipeError, recipe_of
-from maskops.data import validation_rows
 from maskops.ensemble import EnsembleConfig, evaluate_ensemble, fill_answers, shared_recipe, validation_set_id
 from maskops.figures import class_distribution_png
 from maskops.files import write_csv_atomic
 from maskops.reports import class_counts
 from resources import BackgroundRemoverResource, CompetitionDataset, ImageStoreResource, MlflowTracking, ReportFiles, SubmissionStore
-from tracking.ensemble import ENSEMBLE_NAME, log_ensemble, probabilities, registered_members, rescore, voted
-from tracking.registry import promote
 
 CODE_VERSION = "2"
 MEMBER_INS = {f"model_{v}": dg.AssetIn(["model", v]) for v in VARIANTS}
@@ -37,6 +34,10 @@ def ensemble(
 ) -> dg.MaterializeResult:  # fmt: skip
     """Soft voting over the variant models' probabilities, validated beside each member on the shared validation
     people; registered as maskops-ensemble (a pyfunc taking raw photos) with champion/challenger promotion."""
+    from maskops.data import validation_rows  # torch and MLflow load when the step runs, not with the code location
+    from tracking.ensemble import ENSEMBLE_NAME, log_ensemble, probabilities, registered_members, rescore
+    from tracking.registry import promote
+
     settings, service = to_settings(EnsembleConfig, config), tracking.service()
     records = [model_raw, model_relabeled, model_cleaned, model_generated]
     recipe = shared_recipe({f"model/{r['variant']}": r["crop_recipe"] for r in records})
@@ -75,6 +76,8 @@ def submission(
     image_store: ImageStoreResource, tracking: MlflowTracking, submissions: SubmissionStore, reports: ReportFiles,
 ) -> dg.MaterializeResult:  # fmt: skip
     """eval/info.csv with `ans` filled by the ensemble, in the original order; written to the state folder and logged to MLflow."""
+    from tracking.ensemble import voted
+
     if recipe_of(eval_crops, "cropped/eval") != CropRecipe.from_json(ensemble["crop_recipe"]):
         raise CropRecipeError("cropped/eval was made with other crop settings than the ensemble's members: re-materialize cropped/eval")
     info = pd.read_csv(Path(dataset.root) / "eval" / "info.csv", dtype={"ImageID": str})

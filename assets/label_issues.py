@@ -7,7 +7,6 @@ import pandas as pd
 from assets.config import settings_config, to_settings
 from assets.metadata import table
 from assets.policies import stage
-from maskops.data import decode_all, with_crops
 from maskops.figures import contact_sheet
 from maskops.label_issues import ISSUE_COLUMNS, LabelIssuesConfig, find_label_issues, out_of_fold_probabilities, suspect_photos
 from maskops.splits import assign_split
@@ -26,6 +25,8 @@ def label_issues(
 ) -> dg.MaterializeResult:  # fmt: skip
     """Suspected wrong labels (mask per photo, gender and age group per person) of the current labels, from
     out-of-fold probabilities: every person is judged by a model that never saw them. Most suspicious first."""
+    from maskops.data import decode_all, with_crops  # torch loads when the step runs, not with the code location
+
     settings = to_settings(LabelIssuesConfig, config)
     cfg = settings.train_config(compute.device)
     compute.apply_threads()

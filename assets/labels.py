@@ -4,7 +4,7 @@ contracts (expectations/label_files.py) run before anything uses them."""
 import dagster as dg
 
 from assets.policies import DOWNSTREAM
-from assets.sources import corrections_file, exclusions_file
+from assets.sources import CORRECTIONS, EXCLUSIONS
 from maskops.cleaning import EXCLUSION_COLUMNS
 from maskops.corrections import CORRECTION_COLUMNS, read_label_table
 from maskops.files import file_version
@@ -13,8 +13,8 @@ from resources import LabelFiles
 GROUP = "labels"
 
 
-def label_table_asset(name: str, source: dg.SourceAsset, attribute: str, columns: tuple[str, ...], what: str) -> dg.AssetsDefinition:
-    @dg.asset(name=name, deps=[source], group_name=GROUP, code_version="1", kinds={"csv", "parquet"},
+def label_table_asset(name: str, source: dg.AssetSpec, attribute: str, columns: tuple[str, ...], what: str) -> dg.AssetsDefinition:
+    @dg.asset(name=name, deps=[source.key], group_name=GROUP, code_version="1", kinds={"csv", "parquet"},
               io_manager_key="manifest_io_manager", automation_condition=DOWNSTREAM, description=what)  # fmt: skip
     def label_table(labels: LabelFiles) -> dg.MaterializeResult:
         path = getattr(labels, attribute)
@@ -29,7 +29,7 @@ def label_table_asset(name: str, source: dg.SourceAsset, attribute: str, columns
     return label_table
 
 
-label_corrections = label_table_asset("label_corrections", corrections_file, "corrections", CORRECTION_COLUMNS,
+label_corrections = label_table_asset("label_corrections", CORRECTIONS, "corrections", CORRECTION_COLUMNS,
                                       "labels/corrections.csv as written by people (profile_id, stem, field, value, reason), with line numbers.")  # fmt: skip
-label_exclusions = label_table_asset("label_exclusions", exclusions_file, "exclusions", EXCLUSION_COLUMNS,
+label_exclusions = label_table_asset("label_exclusions", EXCLUSIONS, "exclusions", EXCLUSION_COLUMNS,
                                      "labels/exclusions.csv as written by people (profile_id, stem, reason), with line numbers.")  # fmt: skip

@@ -14,12 +14,9 @@ from pydantic import Field
 from assets.config import overrides, settings_config
 from assets.metadata import mlflow_tags
 from assets.policies import stage
-from maskops.data import training_data
-from maskops.evaluation import evaluate_model
 from maskops.layout import fingerprint
-from maskops.train import CHECKPOINT, PRESETS, TrainConfig, config_from, train_model
+from maskops.train_config import PRESETS, TrainConfig, config_from
 from resources import CompetitionDataset, Compute, ImageStoreResource, MlflowTracking, ReportFiles
-from tracking.models import epoch_logger, log_trained_model, log_training_start, logged_model, model_faults, model_record, register_passing
 
 VARIANTS = ("raw", "relabeled", "cleaned", "generated")
 TRAIN_CODE_VERSION = "2"
@@ -72,6 +69,12 @@ def train_variant(
     compute: Compute, reports: ReportFiles,
 ) -> dg.MaterializeResult:  # fmt: skip
     """Train one variant's model and track it in MLflow; returns the small record."""
+    # torch and MLflow are imported when a model trains, so the code location loads without them
+    from maskops.data import training_data
+    from maskops.evaluation import evaluate_model
+    from maskops.train import CHECKPOINT, train_model
+    from tracking.models import epoch_logger, log_trained_model, log_training_start, model_record
+
     cfg = config.train_config(compute.device)
     compute.apply_threads()
     data = training_data(crops, validation_crops, profile_split, image_store.source(dataset.root).open_rgb, cfg.image_size)
@@ -112,6 +115,8 @@ def build_model_check(variant: str) -> dg.AssetChecksDefinition:
                     description=f"Validation macro F1 at least the floor and every weight finite (read back from MLflow); "
                     f"a model that passes becomes a version of maskops-{variant}, one that fails is never registered.")  # fmt: skip
     def check(config: ModelCheckConfig, record: dict, tracking: MlflowTracking) -> dg.AssetCheckResult:
+        from tracking.models import logged_model, model_faults, register_passing
+
         service = tracking.service()
         faults = model_faults(service.load_pytorch(record["model_uri"]))
         f1 = float(record["val_metrics"]["macro_f1"])

@@ -5,6 +5,8 @@ from collections.abc import Iterable
 
 import dagster as dg
 
+from maskops.settings import Settings
+
 # Steps running image models use every core; the instance runs one of them at a time
 # (the pool limit lives in dagster.yaml, written by resources.instance).
 IMAGE_MODELS_POOL = "image-models"
@@ -13,9 +15,9 @@ IMAGE_MODELS_POOL = "image-models"
 # eager() alone does not wait for checks.
 DOWNSTREAM = dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
 
-# The sources (dataset folder, label files) are looked at once a minute while automation is on;
-# a new data version sets everything downstream of them going.
-OBSERVE = dg.AutomationCondition.cron_tick_passed("* * * * *", cron_timezone="UTC")
+# The sources (dataset folder, label files) are looked at on this cron while automation is on (every 5 minutes
+# by default: each look is a run that loads the code location); a new data version sets everything downstream going.
+OBSERVE = dg.AutomationCondition.cron_tick_passed(Settings.from_env().observe_cron, cron_timezone="UTC")
 
 
 def stage(

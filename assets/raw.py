@@ -4,7 +4,7 @@ import dagster as dg
 
 from assets.metadata import dataset_metadata, sheet, table
 from assets.policies import DOWNSTREAM
-from assets.sources import dataset_folder
+from assets.sources import DATASET
 from maskops.labels import CLASS_NAMES, NUM_CLASSES
 from maskops.layout import fingerprint
 from maskops.store import ImageSource
@@ -26,7 +26,7 @@ def _out(description: str) -> dg.AssetOut:
         ),
         "eval_dataset": _out("One row per evaluation image, in the order of eval/info.csv."),
     },
-    deps=[dataset_folder],
+    deps=[DATASET.key],
     can_subset=False,
 )
 def competition_dataset(context: dg.AssetExecutionContext, dataset: CompetitionDataset, reports: ReportFiles):

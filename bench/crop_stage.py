@@ -25,8 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import emit
 
 from maskops.background import BackgroundRemover, fetch_u2netp
-from maskops.crop import CropConfig, Cropper, crop_box
+from maskops.crop import CropConfig, Cropper, CropRecipe, crop_box
 from maskops.faces import FaceDetector
+from maskops.files import file_digest
 from maskops.layout import scan_competition
 from maskops.settings import Settings
 from maskops.store import ImageSource, ImageStore
@@ -80,7 +81,8 @@ def main() -> None:
         manifest = scan_competition(root).train.head(args.images)
         paths = [root / p for p in manifest["path"]]
         store = ImageStore(Path(tmp) / "store")
-        cropper = Cropper(CropConfig(), store, BackgroundRemover(models_dir), FaceDetector(), batch_size=8)
+        remover = BackgroundRemover(models_dir)
+        cropper = Cropper(CropRecipe(background_sha256=file_digest(remover.model_file)), store, remover, FaceDetector())
         start = time.perf_counter()
         _, stats = cropper.run(manifest, ImageSource(root, store).open_rgb)
         ours = stats.processed / (time.perf_counter() - start)

@@ -41,30 +41,30 @@ def main() -> None:
     if not record_path.exists():
         raise SystemExit(f"{record_path} not found: run `make demo` first")
     record = json.loads(record_path.read_text())
-    import mlflow
     from PIL import Image
 
     from maskops.background import BackgroundRemover
-    from maskops.crop import CropConfig, crop_batch
+    from maskops.crop import CropRecipe, crop_batch
     from maskops.data import decode_all
     from maskops.ensemble import member_probabilities, soft_vote
     from maskops.faces import FaceDetector
     from maskops.store import encode_jpeg
+    from tracking.service import TrackingService
 
-    mlflow.set_tracking_uri(settings.mlflow_uri)
+    service = TrackingService(settings.mlflow_uri)
     files = sorted((settings.dataset / "eval" / "images").glob("*"))[: args.images]
-    model = mlflow.pyfunc.load_model("models:/maskops-ensemble@champion")
+    model = service.load_pyfunc("models:/maskops-ensemble@champion")
     model.predict(pd.DataFrame({"image": [str(files[0])]}))  # warm up
     start = time.perf_counter()
     for k in range(0, len(files), args.batch_size):
         model.predict(pd.DataFrame({"image": [str(f) for f in files[k : k + args.batch_size]]}))
     served = len(files) / (time.perf_counter() - start)
 
-    config = mlflow.pyfunc.load_model(record["model_uri"]).model_config
-    crop = CropConfig(**{**config["crop"], "background_color": tuple(config["crop"]["background_color"])})
+    recipe = CropRecipe.from_json(record["crop_recipe"])
+    crop = recipe.config
     remover = BackgroundRemover(settings.models, color=crop.background_color) if crop.remove_background else None
-    detector = FaceDetector() if crop.crop_face else None
-    members = [(m["image_size"], mlflow.pytorch.load_model(m["model_uri"], map_location="cpu")) for m in record["members"]]
+    detector = FaceDetector(recipe.detector) if crop.crop_face else None
+    members = [(m["image_size"], service.load_pytorch(m["model_uri"])) for m in record["members"]]
     start = time.perf_counter()
     for k in range(0, len(files), args.batch_size):
         pictures = [Image.open(f).convert("RGB") for f in files[k : k + args.batch_size]]
@@ -74,7 +74,7 @@ def main() -> None:
     direct = len(files) / (time.perf_counter() - start)
     emit("pyfunc_vs_direct", served, "images/s", baseline=direct, n=len(files), target=">= 0.9", model="models:/maskops-ensemble@champion")
     submitted = pd.read_csv(settings.submissions / "submission.csv", dtype={"ImageID": str}).set_index("ImageID")["ans"]
-    record_model = mlflow.pyfunc.load_model(record["model_uri"])
+    record_model = service.load_pyfunc(record["model_uri"])
     served = record_model.predict(pd.DataFrame({"image": [str(settings.dataset / "eval" / "images" / i) for i in submitted.index]}))
     agree = float((served["class_id"].to_numpy() == submitted.to_numpy()).mean())
     emit(

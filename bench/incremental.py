@@ -25,13 +25,14 @@ from common import emit
 
 from assets.cropped import VARIANTS
 from assets.definitions import data_assets
+from assets.sources import sources
 from maskops.background import fetch_u2netp
 from maskops.settings import Settings
 from maskops.synth.people import SynthConfig, synthesize
 from maskops.synth.reviewer import demo_review
 from resources import BackgroundRemoverResource, build_resources
 
-ASSETS = data_assets
+ASSETS = [sources, *data_assets]
 
 
 def processed(result: dg.ExecuteInProcessResult) -> dict[str, int]:

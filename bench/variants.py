@@ -33,7 +33,7 @@ VARIANTS = ("raw", "relabeled", "cleaned", "generated")
 
 
 def main() -> None:
-    import mlflow
+    from tracking.service import TrackingService
 
     settings = Settings.from_env()
     records = {v: settings.records / "model" / f"{v}.json" for v in VARIANTS}
@@ -49,11 +49,11 @@ def main() -> None:
     clean = val["image_id"].map(truth.set_index("image_id")["class_id"]).to_numpy()
     relabeled = val["class_id"].to_numpy()
     source = ImageSource(settings.dataset, ImageStore(settings.image_store))
-    mlflow.set_tracking_uri(settings.mlflow_uri)
+    service = TrackingService(settings.mlflow_uri)
     scores = {}
     for variant, path in records.items():
         record = json.loads(path.read_text())
-        model = mlflow.pytorch.load_model(record["model_uri"], map_location="cpu")
+        model = service.load_pytorch(record["model_uri"])
         probs = predict(model, decode_all(list(val["crop_path"]), source.open_rgb, int(record["image_size"])))
         scores[variant] = (evaluate(clean, probs), evaluate(relabeled, probs), record["model_uri"])
     for variant, (on_clean, on_relabeled, uri) in scores.items():

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from maskops.corrections import LabelFileError, missing_columns, read_label_table, target_problem
+from maskops.corrections import LabelFileError, label_file_problems, read_label_table
 from maskops.options import option
 from maskops.problems import Problem
 
@@ -42,20 +42,11 @@ class CleaningRules:
 
 def exclusion_problems(table: pd.DataFrame, manifest: pd.DataFrame, source: str) -> list[tuple[int | None, Problem]]:
     """Every problem of an exclusions table, with the line it is on (None for the whole file)."""
-    header = missing_columns(table, EXCLUSION_COLUMNS, source)
-    if header:
-        return [(None, p) for p in header]
-    profiles, images = set(manifest["profile_id"]), set(manifest["image_id"])
-    found: list[tuple[int | None, Problem]] = []
-    for rec in table.to_dict("records"):
-        line = int(rec["line"])
-        where = f"{source} line {line}"
-        target = target_problem(rec["profile_id"], rec["stem"], profiles, images)
-        if target:
-            found.append((line, Problem(where, *target)))
-        elif not rec["reason"]:
-            found.append((line, Problem(where, "no reason given", "say why it is excluded, for the next reviewer")))
-    return found
+
+    def check(rec: dict) -> tuple[str, str] | None:
+        return None if rec["reason"] else ("no reason given", "say why it is excluded, for the next reviewer")
+
+    return label_file_problems(table, manifest, source, EXCLUSION_COLUMNS, check)
 
 
 def parse_exclusions(table: pd.DataFrame, manifest: pd.DataFrame, source: str | Path) -> pd.DataFrame:

@@ -14,6 +14,7 @@ keeps the original labels in raw_* columns and says where each label came from.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -79,51 +80,53 @@ def target_problem(profile: str, stem: str, profiles: set[str], images: set[str]
     return None
 
 
-def correction_problems(table: pd.DataFrame, manifest: pd.DataFrame, source: str) -> list[tuple[int | None, Problem]]:
-    """Every problem of a corrections table, with the line it is on (None for the whole file)."""
-    header = missing_columns(table, CORRECTION_COLUMNS, source)
+def label_file_problems(
+    table: pd.DataFrame, manifest: pd.DataFrame, source: str, columns: tuple[str, ...], check_row: Callable[[dict], tuple[str, str] | None]
+) -> list[tuple[int | None, Problem]]:
+    """Every problem of a label file, with its line (None for the whole file): the header, the profile or image each
+    row names, then `check_row(row)` -> (message, fix) or None for what a row of this file must say."""
+    header = missing_columns(table, columns, source)
     if header:
         return [(None, p) for p in header]
     profiles, images = set(manifest["profile_id"]), set(manifest["image_id"])
     found: list[tuple[int | None, Problem]] = []
-    parsed = []
     for rec in table.to_dict("records"):
-        line, field, stem = int(rec["line"]), rec["field"].lower(), rec["stem"]
-        where = f"{source} line {line}"
+        issue = target_problem(rec["profile_id"], rec["stem"], profiles, images) or check_row(rec)
+        if issue:
+            found.append((int(rec["line"]), Problem(f"{source} line {int(rec['line'])}", *issue)))
+    return found
 
-        def problem(message: str, fix: str, line=line, where=where) -> None:
-            found.append((line, Problem(where, message, fix)))
 
-        target = target_problem(rec["profile_id"], stem, profiles, images)
-        if target:
-            problem(*target)
-        elif field not in FIELDS:
-            problem(f"unknown field {rec['field']!r}", f"field must be one of {', '.join(FIELDS)}")
-        elif field in ("gender", "age") and stem:
-            problem(f"{field} belongs to the person, not to image {stem!r}", "leave stem empty; the correction applies to all 7 images")
-        elif field == "mask" and not stem:
-            problem("a mask correction needs the image", "put the image stem (e.g. incorrect_mask) in the stem column")
-        elif not rec["reason"]:
-            problem("no reason given", "say why the label is wrong, for the next reviewer")
-        else:
-            try:
-                value = {"gender": parse_gender, "age": parse_age, "mask": parse_mask}[field](rec["value"])
-                parsed.append((rec["profile_id"], stem, field, int(value), line))
-            except LabelError as exc:
-                problem(str(exc), "write a valid value for the field")
+def correction_problems(table: pd.DataFrame, manifest: pd.DataFrame, source: str) -> list[tuple[int | None, Problem]]:
+    """Every problem of a corrections table, with the line it is on (None for the whole file)."""
+    parsed = []
+
+    def check(rec: dict) -> tuple[str, str] | None:
+        field, stem = rec["field"].lower(), rec["stem"]
+        if field not in FIELDS:
+            return f"unknown field {rec['field']!r}", f"field must be one of {', '.join(FIELDS)}"
+        if field in ("gender", "age") and stem:
+            return f"{field} belongs to the person, not to image {stem!r}", "leave stem empty; the correction applies to all 7 images"
+        if field == "mask" and not stem:
+            return "a mask correction needs the image", "put the image stem (e.g. incorrect_mask) in the stem column"
+        if not rec["reason"]:
+            return "no reason given", "say why the label is wrong, for the next reviewer"
+        try:
+            value = {"gender": parse_gender, "age": parse_age, "mask": parse_mask}[field](rec["value"])
+        except LabelError as exc:
+            return str(exc), "write a valid value for the field"
+        parsed.append((rec["profile_id"], stem, field, int(value), int(rec["line"])))
+        return None
+
+    found = label_file_problems(table, manifest, source, CORRECTION_COLUMNS, check)
     frame = pd.DataFrame(parsed, columns=["profile_id", "stem", "field", "value", "line"])
     for _, group in frame.groupby(["profile_id", "stem", "field"]):
         if group["value"].nunique() > 1:
             first = group.iloc[0]
             target = first["profile_id"] + (f"/{first['stem']}" if first["stem"] else "")
             lines = ", ".join(map(str, group["line"]))
-            for line in group["line"]:
-                found.append(
-                    (
-                        int(line),
-                        Problem(f"{source} lines {lines}", f"conflicting {first['field']} values for {target}", "keep one row per label"),
-                    )
-                )
+            conflict = Problem(f"{source} lines {lines}", f"conflicting {first['field']} values for {target}", "keep one row per label")
+            found.extend((int(line), conflict) for line in group["line"])
     return found
 
 

@@ -22,7 +22,7 @@ from PIL import Image
 
 from maskops.faces import DetectorConfig, Face, FaceDetector
 from maskops.options import as_dict, from_plain, key_params, option
-from maskops.store import ImageStore, derive_key, encode_jpeg
+from maskops.store import ImageStore, StoreWork, derive_key, encode_jpeg
 
 CROP_CODE_VERSION = "2"
 ORDERS = ("background_first", "crop_first")
@@ -101,10 +101,10 @@ def recipe_of(crops: pd.DataFrame, name: str = "crops") -> CropRecipe:
 
 
 @dataclass
-class CropStats:
+class CropStats(StoreWork):
+    """Distinct images seen; faces found and fallbacks among them."""
+
     images: int = 0
-    processed: int = 0
-    reused: int = 0
     faces: int = 0
     fallbacks: int = 0
 

@@ -8,16 +8,19 @@ import hashlib
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import torch
 
 from maskops.crop import CropRecipe, CropRecipeError
 from maskops.figures import comparison_png, confusion_grid_png, confusion_png
 from maskops.labels import CLASS_NAMES
 from maskops.metrics import confusion, evaluate
 from maskops.options import option
+
+if TYPE_CHECKING:
+    import torch
 
 WEIGHTINGS = ("equal", "fitted")
 
@@ -61,7 +64,6 @@ def fit_weights(probabilities: Sequence[np.ndarray], y_true: np.ndarray, step: f
     return best, best_score
 
 
-@torch.no_grad()
 def member_probabilities(model, images: torch.Tensor, tta: bool = False, batch_size: int = 64) -> np.ndarray:
     """(N, 18) probabilities of one member on uint8 crops already at its input size; `tta` averages
     the horizontally flipped image in."""

@@ -28,7 +28,7 @@ from maskops.faces import DetectorConfig, FaceDetector
 from maskops.files import file_digest
 from maskops.labels import PROFILE_STEMS, STEM_MASK, AgeGroup, MaskState, encode
 from maskops.options import key_params, option
-from maskops.store import ImageStore, derive_key, encode_jpeg
+from maskops.store import ImageStore, StoreWork, derive_key, encode_jpeg
 from maskops.synth.masks import INCORRECT_PLACEMENTS, Placement, paint_mask, random_style
 
 GENERATE_CODE_VERSION = "2"
@@ -117,12 +117,13 @@ def plan_generation(profiles: pd.DataFrame, config: GenerateConfig) -> pd.DataFr
 
 
 @dataclass
-class GenerateStats:
+class GenerateStats(StoreWork):
+    """Profiles planned and made, sources skipped for want of a face, and the generated people's images."""
+
     planned_profiles: int = 0
     generated_profiles: int = 0
     skipped_no_face: int = 0
     images: int = 0
-    reused_images: int = 0
 
 
 def generate(
@@ -176,7 +177,8 @@ def generate(
                 if stem in missing:
                     data = encode_jpeg(picture, config.jpeg_quality)
                     store.put(keys[stem], data, record | {"content_hash": hashlib.sha256(data).hexdigest()})
-        stats.reused_images += 7 - len(missing)
+        stats.reused += 7 - len(missing)
+        stats.processed += len(missing)
         stats.generated_profiles += 1
         for stem in PROFILE_STEMS:
             mask = STEM_MASK[stem]

@@ -14,13 +14,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import torch
 
 from maskops.labels import AgeGroup, Gender, MaskState
 from maskops.options import option
+
+if TYPE_CHECKING:
+    import torch
 
 FIELDS = {"mask": MaskState, "gender": Gender, "age_group": AgeGroup}
 
@@ -35,7 +38,7 @@ class LabelIssuesConfig:
 
     def train_config(self, device: str = "auto"):
         """The out-of-fold models' training settings: the demo preset at this size, every epoch kept."""
-        from maskops.train import config_from
+        from maskops.train_config import config_from
 
         return config_from("demo", backbone=self.backbone, image_size=self.image_size, epochs=self.epochs, seed=self.seed,
                            patience=self.epochs, device=device)  # fmt: skip

@@ -165,14 +165,22 @@ def _parse_profile(folder: str, where: str, problems: list[Problem]) -> tuple[st
     return (pid, int(gender), race, age) if ok else None
 
 
+def _table_and_folder(
+    root: Path, csv: str, columns: tuple[str, ...], folder: str, fix: str, problems: list[Problem]
+) -> pd.DataFrame | None:
+    """The CSV's table when both it and the image folder are usable (problems are recorded otherwise)."""
+    table = _read_csv(root, csv, columns, problems)
+    if not (root / folder).is_dir():
+        problems.append(Problem(folder, "folder is missing", fix))
+        return None
+    return table
+
+
 def _scan_train(root: Path, problems: list[Problem]) -> tuple[list[dict], list[Path]]:
-    table = _read_csv(root, TRAIN_CSV, TRAIN_COLUMNS, problems)
-    images_dir = root / TRAIN_IMAGES
-    if not images_dir.is_dir():
-        problems.append(Problem(TRAIN_IMAGES, "folder is missing", "put one folder per person under train/images/"))
-        return [], []
+    table = _table_and_folder(root, TRAIN_CSV, TRAIN_COLUMNS, TRAIN_IMAGES, "put one folder per person under train/images/", problems)
     if table is None:
         return [], []
+    images_dir = root / TRAIN_IMAGES
 
     rows: list[dict] = []
     paths: list[Path] = []
@@ -224,13 +232,8 @@ def _scan_train(root: Path, problems: list[Problem]) -> tuple[list[dict], list[P
             )
         profile_dir = images_dir / folder
         if not profile_dir.is_dir():
-            problems.append(
-                Problem(
-                    f"{TRAIN_IMAGES}/{folder}",
-                    "profile folder listed in train.csv does not exist",
-                    "restore the folder or delete its row from train.csv",
-                )
-            )
+            missing = Problem(f"{TRAIN_IMAGES}/{folder}", "profile folder listed in train.csv does not exist", "restore the folder or delete its row from train.csv")  # fmt: skip
+            problems.append(missing)
             continue
         if not _inside(root, profile_dir):
             problems.append(
@@ -292,24 +295,14 @@ def _scan_train(root: Path, problems: list[Problem]) -> tuple[list[dict], list[P
             })  # fmt: skip
             paths.append(f)
 
-    for key, lines in id_lines.items():
-        if len(lines) > 1:
-            problems.append(
-                Problem(
-                    f"{TRAIN_CSV} lines {', '.join(map(str, lines))}",
-                    f"id {key!r} is used {len(lines)} times",
-                    "give every person a unique id (or merge the rows if they are the same person)",
-                )
-            )
-    for key, lines in path_lines.items():
-        if len(lines) > 1:
-            problems.append(
-                Problem(
-                    f"{TRAIN_CSV} lines {', '.join(map(str, lines))}",
-                    f"path {key!r} is listed {len(lines)} times",
-                    "list each profile folder once",
-                )
-            )
+    repeated = (
+        (id_lines, "id {!r} is used {} times", "give every person a unique id (or merge the rows if they are the same person)"),
+        (path_lines, "path {!r} is listed {} times", "list each profile folder once"),
+    )
+    for lines_by_key, message, fix in repeated:
+        for key, lines in lines_by_key.items():
+            if len(lines) > 1:
+                problems.append(Problem(f"{TRAIN_CSV} lines {', '.join(map(str, lines))}", message.format(key, len(lines)), fix))
     for entry in _visible(images_dir.iterdir()):
         if entry.name in listed:
             continue
@@ -333,13 +326,10 @@ def _scan_train(root: Path, problems: list[Problem]) -> tuple[list[dict], list[P
 def _scan_eval(root: Path, problems: list[Problem], quarantine: list[dict]) -> tuple[list[dict], list[Path]]:
     if not (root / "eval").exists():
         return [], []
-    table = _read_csv(root, EVAL_CSV, EVAL_COLUMNS, problems)
-    images_dir = root / EVAL_IMAGES
-    if not images_dir.is_dir():
-        problems.append(Problem(EVAL_IMAGES, "folder is missing", "put the evaluation images under eval/images/"))
-        return [], []
+    table = _table_and_folder(root, EVAL_CSV, EVAL_COLUMNS, EVAL_IMAGES, "put the evaluation images under eval/images/", problems)
     if table is None:
         return [], []
+    images_dir = root / EVAL_IMAGES
     rows, paths, listed = [], [], set()
     counts = Counter(table["ImageID"].str.strip())
     for i, name in enumerate(table["ImageID"].str.strip()):
@@ -359,13 +349,8 @@ def _scan_eval(root: Path, problems: list[Problem], quarantine: list[dict]) -> t
         listed.add(name)
         f = images_dir / name
         if not f.is_file():
-            problems.append(
-                Problem(
-                    f"{EVAL_IMAGES}/{name}",
-                    "evaluation image listed in info.csv is missing",
-                    "restore the image; the submission needs a prediction for every row of info.csv",
-                )
-            )
+            fix = "restore the image; the submission needs a prediction for every row of info.csv"
+            problems.append(Problem(f"{EVAL_IMAGES}/{name}", "evaluation image listed in info.csv is missing", fix))
             continue
         if not _inside(root, f):
             problems.append(

@@ -9,6 +9,7 @@ the image store, models, reports and the demo data; deleting it resets everythin
     MASKOPS_IMAGE_STORE  image store root, a folder or fsspec URL (default: <home>/images)
     MLFLOW_TRACKING_URI  MLflow tracking store (default: sqlite:///<home>/mlflow.db, artifacts in <home>/mlartifacts)
     MASKOPS_MLFLOW_UI    base URL of an MLflow UI, for links from Dagster to runs (e.g. http://127.0.0.1:5000)
+    MASKOPS_OBSERVE_CRON how often the automation looks at the dataset and label files (default every 5 minutes)
 """
 
 from __future__ import annotations
@@ -16,6 +17,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+
+class StateFolder:
+    """A folder under the state home, read as an attribute of Settings."""
+
+    def __init__(self, relative: str, doc: str):
+        self.relative, self.__doc__ = relative, doc
+
+    def __get__(self, settings: Settings | None, owner: type) -> Path | StateFolder:
+        return settings.home / self.relative if settings is not None else self
 
 
 @dataclass(frozen=True)
@@ -26,6 +37,7 @@ class Settings:
     image_store: str
     mlflow_uri: str
     mlflow_ui: str = ""
+    observe_cron: str = "*/5 * * * *"
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -36,45 +48,18 @@ class Settings:
         return cls(
             home=home, dataset=dataset, labels=labels, image_store=env.get("MASKOPS_IMAGE_STORE") or str(home / "images"),
             mlflow_uri=env.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home / 'mlflow.db'}", mlflow_ui=env.get("MASKOPS_MLFLOW_UI", ""),
+            observe_cron=env.get("MASKOPS_OBSERVE_CRON") or cls.observe_cron,
         )  # fmt: skip
 
-    @property
-    def dagster_home(self) -> Path:
-        return self.home / "dagster"
-
-    @property
-    def manifests(self) -> Path:
-        return self.home / "manifests"
-
-    @property
-    def reports(self) -> Path:
-        return self.home / "reports"
-
-    @property
-    def mlflow_artifacts(self) -> Path:
-        return self.home / "mlartifacts"
-
-    @property
-    def figures(self) -> Path:
-        """Charts, confusion matrices and contact sheets that asset metadata links to."""
-        return self.reports / "figures"
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.home / "checkpoints"
-
-    @property
-    def records(self) -> Path:
-        return self.home / "records"
-
-    @property
-    def submissions(self) -> Path:
-        return self.home / "submissions"
-
-    @property
-    def models(self) -> Path:
-        """Model files provisioned offline (rembg's U2NET_HOME)."""
-        return self.home / "models"
+    dagster_home = StateFolder("dagster", "Dagster's home: dagster.yaml, runs, asset history.")
+    manifests = StateFolder("manifests", "Parquet manifests of the dataset assets.")
+    reports = StateFolder("reports", "Data-quality reports.")
+    figures = StateFolder("reports/figures", "Charts, confusion matrices and contact sheets that asset metadata links to.")
+    mlflow_artifacts = StateFolder("mlartifacts", "Artifacts of the local MLflow store.")
+    checkpoints = StateFolder("checkpoints", "Training checkpoints, so an interrupted run resumes.")
+    records = StateFolder("records", "Small JSON records of the model assets.")
+    submissions = StateFolder("submissions", "submission.csv.")
+    models = StateFolder("models", "Model files provisioned offline (rembg's U2NET_HOME).")
 
     def environment(self) -> dict[str, str]:
         """Variables for child processes (dagster CLI, webserver) so they see the same state."""
@@ -85,6 +70,7 @@ class Settings:
             "MASKOPS_IMAGE_STORE": self.image_store,
             "MLFLOW_TRACKING_URI": self.mlflow_uri,
             "MASKOPS_MLFLOW_UI": self.mlflow_ui,
+            "MASKOPS_OBSERVE_CRON": self.observe_cron,
             "DAGSTER_HOME": str(self.dagster_home),
             "MLFLOW_DISABLE_TELEMETRY": "true",
             "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",

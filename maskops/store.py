@@ -14,6 +14,7 @@ import io
 import json
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,14 @@ from upath import UPath
 from maskops.files import write_atomic
 
 STORE_PREFIX = "store:"
+
+
+@dataclass
+class StoreWork:
+    """Derived images a stage computed now (`processed`) and found already in the image store (`reused`)."""
+
+    processed: int = 0
+    reused: int = 0
 
 
 def derive_key(source: str, stage: str, params: Mapping[str, Any], code_version: str) -> str:

@@ -11,12 +11,11 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
-import json
 import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,71 +26,12 @@ from maskops.data import Augment, CropDataset, balanced_sampler, class_counts, n
 from maskops.files import write_atomic
 from maskops.losses import Criterion
 from maskops.metrics import evaluate
-from maskops.models import FreezeSpec, MaskNet, ProbabilityModel, freeze, total_parameters, trainable_parameters
-from maskops.options import option
+from maskops.models import MaskNet, ProbabilityModel, freeze, total_parameters, trainable_parameters
+from maskops.train_config import PRESETS, TrainConfig, config_from
+
+__all__ = ["CHECKPOINT", "PRESETS", "TrainConfig", "TrainResult", "config_from", "predict", "serving_model", "train_model"]
 
 CHECKPOINT = "last.pt"
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    backbone: str = option("resnet10t", "Any timm model name.")
-    pretrained: bool = option(False, "Start from pretrained weights (from pretrained_file, or the hub when online).")
-    pretrained_file: str = option("", "Local .pth/.safetensors weights for the backbone.")
-    image_size: int = option(96, "Input side in pixels.")
-    epochs: int = option(6, "Most epochs to train.")
-    batch_size: int = option(32, "Images per step.")
-    lr: float = option(3e-3, "Peak learning rate.")
-    weight_decay: float = option(0.05, "Weight decay.")
-    optimizer: str = option("adamw", "adamw or sgd (Nesterov momentum 0.9).")
-    warmup_epochs: float = option(1.0, "Linear warmup before the cosine schedule, in epochs.")
-    loss: str = option("focal", "ce, label_smoothing, focal or f1.")
-    focal_gamma: float = option(2.0, "Focal loss gamma.")
-    focal_alpha: str = option("none", "Focal loss alpha: none, inverse_frequency or a number.")
-    label_smoothing: float = option(0.1, "Smoothing of the label_smoothing loss.")
-    class_weights: bool = option(False, "Weight the loss by inverse class frequency.")
-    head: str = option("hard", "multiclass, hard (one backbone, three heads) or soft (cross-stitch).")
-    task_weights: tuple[float, float, float] = option(
-        (1 / 3, 1 / 3, 1 / 3), "Mask, gender, age loss weights (the original: 0.05, 0.05, 0.9)."
-    )
-    freeze_stem: bool = option(False, "Freeze the stem (patch embedding).")
-    freeze_stages: int = option(0, "Freeze stages 0..n-1 (the original's best: stem + 2).")
-    freeze_patterns: tuple[str, ...] = option((), "Regexes of parameter names to freeze.")
-    sampler: str = option("weighted", "weighted (1 / class frequency) or shuffle.")
-    augment: bool = option(True, "Augment training batches.")
-    augment_flip: bool = option(True, "Random horizontal flips.")
-    augment_scale: float = option(0.1, "Random zoom-in up to this fraction, with a shift.")
-    augment_jitter: float = option(0.2, "Brightness and contrast jitter.")
-    drop: float = option(0.0, "Dropout before the heads.")
-    seed: int = option(0, "Seed of weights, sampling and augmentation.")
-    patience: int = option(7, "Early stopping: epochs without a better validation macro F1.")
-    device: str = option("auto", "auto (CUDA when present), cpu or cuda:N.")
-
-    def __post_init__(self) -> None:
-        if self.optimizer not in ("adamw", "sgd"):
-            raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {self.optimizer!r}")
-        if self.sampler not in ("weighted", "shuffle"):
-            raise ValueError(f"sampler must be 'weighted' or 'shuffle', got {self.sampler!r}")
-        if self.epochs < 1 or self.batch_size < 1 or self.image_size < 16:
-            raise ValueError(f"epochs, batch_size must be >= 1 and image_size >= 16: {self.epochs}, {self.batch_size}, {self.image_size}")
-
-    @property
-    def freeze_spec(self) -> FreezeSpec:
-        return FreezeSpec(self.freeze_stem, self.freeze_stages, tuple(self.freeze_patterns))
-
-    def as_params(self) -> dict[str, str]:
-        return {k: json.dumps(v) if isinstance(v, list | tuple) else str(v) for k, v in asdict(self).items()}
-
-
-PRESETS: dict[str, TrainConfig] = {
-    # fits the CPU demo: a small CNN from random init on 96 px crops
-    "demo": TrainConfig(),
-    # the original's best single model (pretrained weights via pretrained_file or the hub)
-    "seed-best": TrainConfig(
-        backbone="tiny_vit_21m_224", pretrained=True, image_size=224, epochs=30, batch_size=32, lr=5e-4, weight_decay=0.05,
-        loss="focal", focal_gamma=3.0, focal_alpha="0.25", head="multiclass", freeze_stem=True, freeze_stages=2, patience=7,
-    ),
-}  # fmt: skip
 
 
 def resolve_device(name: str) -> torch.device:
@@ -291,11 +231,3 @@ def train_model(
 def serving_model(net: MaskNet) -> ProbabilityModel:
     """The module that is logged and served: normalised float images in, 18 probabilities out."""
     return ProbabilityModel(copy.deepcopy(net).cpu().eval())
-
-
-def config_from(preset: str, **overrides) -> TrainConfig:
-    """A preset with some fields overridden (None means: keep the preset's value)."""
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
-    changes = {k: (tuple(v) if isinstance(v, list) else v) for k, v in overrides.items() if v is not None}
-    return replace(PRESETS[preset], **changes)

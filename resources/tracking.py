@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import dagster as dg
 from pydantic import Field
 
-from tracking.service import TrackingService
+if TYPE_CHECKING:
+    from tracking.service import TrackingService
 
 
 class MlflowTracking(dg.ConfigurableResource):
@@ -18,6 +21,8 @@ class MlflowTracking(dg.ConfigurableResource):
     ui_url: str = Field(default="", description="Base URL of an MLflow UI, for links in asset metadata (e.g. http://127.0.0.1:5000).")
 
     def service(self) -> TrackingService:
+        from tracking.service import TrackingService  # imported when used: the code location loads without MLflow
+
         return TrackingService(self.tracking_uri, self.registry_uri, self.artifact_root, self.experiment, self.ui_url)
 
     def run_link(self, run) -> dg.MetadataValue:

@@ -69,11 +69,12 @@ def astronaut():
 
 
 def stub_asset(key, value, io_manager_key: str = "manifest_io_manager", metadata: dict | None = None):
-    """An asset that returns `value`: it stands in for an upstream stage, so a test runs one stage for real."""
+    """An asset that returns `value` (or, when it is a function, what it returns at each run): it stands in for an
+    upstream stage, so a test runs one stage for real."""
 
     @dg.asset(key=key, io_manager_key=io_manager_key)
     def stub() -> dg.MaterializeResult:
-        return dg.MaterializeResult(value=value, metadata=metadata or {})
+        return dg.MaterializeResult(value=value() if callable(value) else value, metadata=metadata or {})
 
     return stub
 

@@ -13,7 +13,7 @@ import pytest
 
 from assets.automation import weekly_challenger
 from assets.definitions import defs as code_location
-from assets.sources import sources
+from assets.sources import SOURCE_KEYS
 from maskops.layout import source_fingerprint
 from tests.conftest import pipeline_resources
 
@@ -27,7 +27,7 @@ class Automation:
     def __init__(self, state: Path, dataset: Path):
         self.labels = state / "labels"
         self.dataset = dataset
-        observe = dg.define_asset_job("observe_sources", selection=dg.AssetSelection.assets(*(s.key for s in sources)))
+        observe = dg.define_asset_job("observe_sources", selection=dg.AssetSelection.assets(*SOURCE_KEYS))
         self.defs = dg.Definitions(assets=code_location.assets, asset_checks=code_location.asset_checks, jobs=[observe],
                                    resources=pipeline_resources(state, dataset))  # fmt: skip
         self.graph = self.defs.resolve_asset_graph()
@@ -75,7 +75,7 @@ def automation(dataset_copy: Path, tmp_path: Path) -> Automation:
     assert auto.tick(0) == set()  # the first tick only starts the clock
     auto.observe()  # what `make demo` does: the pipeline job observes the sources and materializes everything
     auto.done({k.to_user_string() for k in auto.graph.get_all_asset_keys()})
-    assert auto.tick(60) == OBSERVED  # once a minute the sources are looked at
+    assert auto.tick(300) == OBSERVED  # every five minutes the sources are looked at
     auto.observe()
     assert auto.tick() == set()  # the same files: nothing to do
     return auto
@@ -119,7 +119,7 @@ def test_a_failed_blocking_check_stops_the_run_and_is_not_retried_until_the_file
     key = dg.AssetKey("label_exclusions")
     automation.instance.report_runless_asset_event(dg.AssetMaterialization(key))
     automation.instance.report_runless_asset_event(dg.AssetCheckEvaluation(asset_key=key, check_name="exclusions_contract", passed=False))
-    assert automation.tick() - OBSERVED == set() and automation.tick(60) - OBSERVED == set()  # not retried on its own
+    assert automation.tick() - OBSERVED == set() and automation.tick(300) - OBSERVED == set()  # not retried on its own
     profile = sorted((automation.dataset / "train/images").iterdir())[0].name
     exclusions.write_text(f"profile_id,stem,reason\n{profile},,blurry\n")  # fixed
     automation.observe()

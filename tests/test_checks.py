@@ -12,7 +12,7 @@ import pytest
 from assets.checks import checks, corrections_check
 from assets.datasets import relabeled_dataset
 from assets.labels import label_corrections
-from assets.sources import corrections_file
+from assets.sources import sources
 from maskops.layout import scan_competition
 from tests.conftest import pipeline_resources, stub_asset
 
@@ -45,7 +45,7 @@ def test_blocking_labels_failure_stops_downstream(manifest, tiny_dataset: Path, 
     victim = manifest["profile_id"].iloc[2]
     broken = manifest[manifest["image_id"] != f"{victim}/normal"].reset_index(drop=True)
     result = dg.materialize(
-        [_raw_asset(broken), corrections_file, label_corrections, relabeled_dataset, RAW_LABELS],
+        [_raw_asset(broken), sources, label_corrections, relabeled_dataset, RAW_LABELS],
         resources=_resources(tiny_dataset, tmp_path),
         raise_on_error=False,
     )
@@ -61,7 +61,7 @@ def test_blocking_labels_failure_stops_downstream(manifest, tiny_dataset: Path, 
 
 def test_passing_check_lets_downstream_run(manifest, tiny_dataset: Path, tmp_path: Path):
     result = dg.materialize(
-        [_raw_asset(manifest), corrections_file, label_corrections, relabeled_dataset, RAW_LABELS],
+        [_raw_asset(manifest), sources, label_corrections, relabeled_dataset, RAW_LABELS],
         resources=_resources(tiny_dataset, tmp_path),
     )
     assert _evaluation(result, "raw_dataset", "labels_contract").passed
@@ -72,7 +72,7 @@ def test_unknown_id_in_corrections_blocks_relabeling(manifest, tiny_dataset: Pat
     (tmp_path / "labels").mkdir()
     (tmp_path / "labels/corrections.csv").write_text("profile_id,stem,field,value,reason\nghost_female_Asian_30,,age,31,typo\n")
     result = dg.materialize(
-        [_raw_asset(manifest), corrections_file, label_corrections, relabeled_dataset, corrections_check],
+        [_raw_asset(manifest), sources, label_corrections, relabeled_dataset, corrections_check],
         resources=_resources(tiny_dataset, tmp_path),
         raise_on_error=False,
     )
@@ -88,22 +88,15 @@ def test_automation_waits_for_blocking_checks(manifest, tiny_dataset: Path, tmp_
     broken = manifest[manifest["image_id"] != f"{victim}/normal"].reset_index(drop=True)
     state = {"manifest": manifest}
 
-    @dg.asset(name="raw_dataset", io_manager_key="manifest_io_manager")
-    def raw() -> pd.DataFrame:
-        return state["manifest"]
-
+    raw = stub_asset("raw_dataset", lambda: state["manifest"])
     resources = _resources(tiny_dataset, tmp_path)
-    ours = dg.Definitions(
-        assets=[raw, corrections_file, label_corrections, relabeled_dataset], asset_checks=[RAW_LABELS], resources=resources
-    )
+    ours = dg.Definitions(assets=[raw, sources, label_corrections, relabeled_dataset], asset_checks=[RAW_LABELS], resources=resources)
     eager_only = dg.map_asset_specs(
         lambda spec: spec.replace_attributes(automation_condition=dg.AutomationCondition.eager()), [relabeled_dataset]
     )
-    control = dg.Definitions(assets=[raw, corrections_file, label_corrections, *eager_only], asset_checks=[RAW_LABELS], resources=resources)
+    control = dg.Definitions(assets=[raw, sources, label_corrections, *eager_only], asset_checks=[RAW_LABELS], resources=resources)
     instance = dg.DagsterInstance.ephemeral()
-    assert dg.materialize(
-        [raw, corrections_file, label_corrections, relabeled_dataset, RAW_LABELS], resources=resources, instance=instance
-    ).success
+    assert dg.materialize([raw, sources, label_corrections, relabeled_dataset, RAW_LABELS], resources=resources, instance=instance).success
     cursors = {
         name: dg.evaluate_automation_conditions(defs=d, instance=instance).cursor for name, d in (("ours", ours), ("control", control))
     }

@@ -17,7 +17,7 @@ from resources import FaceDetectorResource
 from tests.conftest import TINY, pipeline_resources
 from tests.onnx_models import brightness_segmenter
 
-ASSETS = [*sources, *data_assets]
+ASSETS = [sources, *data_assets]
 CROP_OPS = {f"cropped__{v}": {"config": {"background_model": "u2net_custom"}} for v in VARIANTS}
 RUN_CONFIG = {"ops": {**CROP_OPS, "profile_split": {"config": {"n_folds": 3}}, "generated_dataset": {"config": {"stage": 2}}}}
 
@@ -76,6 +76,9 @@ def test_whole_graph_materializes_with_lineage_and_metadata(labelled_state, mode
               ("relabeled_dataset", "relabeled_samples"), ("cleaned_dataset", "removed_samples")]  # fmt: skip
     for key, sheet in sheets:  # contact sheets are files the metadata links to
         assert Path(_meta(result, key)[sheet]).read_bytes()[:4] == b"\x89PNG", key
+    inlined = [e.asset_key.to_user_string() for e in result.get_asset_materialization_events()
+               if "base64" in str(e.materialization.metadata)]  # fmt: skip
+    assert not inlined  # no picture travels inside the event log
 
 
 def test_adding_profiles_processes_only_the_new_images(labelled_state, models_dir: Path, tmp_path: Path):
@@ -105,7 +108,7 @@ def test_adding_profiles_processes_only_the_new_images(labelled_state, models_di
 def test_bad_corrections_stop_the_run_naming_the_row(labelled_state, models_dir: Path):
     root, state = labelled_state
     (state / "labels/corrections.csv").write_text("profile_id,stem,field,value,reason\nnobody,,age,30,x\n")
-    result = dg.materialize(ASSETS[:7], resources=_resources(root, state, models_dir), raise_on_error=False)
+    result = dg.materialize(ASSETS[:5], resources=_resources(root, state, models_dir), raise_on_error=False)
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
     assert "corrections.csv line 2: unknown profile 'nobody'" in failure.step_failure_data.error.to_string()
@@ -118,7 +121,7 @@ def test_crops_are_keyed_on_every_setting_and_on_the_model_files_content(dataset
     own_models = tmp_path / "models"
     brightness_segmenter(own_models / "tiny_segmenter.onnx")
     resources = _resources(dataset_copy, tmp_path / "state", own_models)
-    assets = [sources[0], competition_dataset, build_cropped("eval", "eval_dataset")]
+    assets = [sources, competition_dataset, build_cropped("eval", "eval_dataset")]
     config = {"ops": {"cropped__eval": {"config": {"background_model": "u2net_custom"}}}}
     instance = dg.DagsterInstance.ephemeral()
 

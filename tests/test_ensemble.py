@@ -41,6 +41,27 @@ def test_fitted_weights_prefer_the_better_member():
     assert weights[1] > weights[0] and score == pytest.approx(1.0)
 
 
+def test_ensemble_evaluation_scores_every_member_on_the_same_people():
+    from maskops.ensemble import evaluate_ensemble, fill_answers, validation_set_id
+
+    y = np.arange(18).repeat(2)
+    good = np.eye(18)[y] * 0.9 + 0.1 / 18
+    noisy = np.roll(good, 1, axis=1)
+    equal = evaluate_ensemble(["model/a", "model/b"], [good, noisy], y, "equal")
+    assert list(equal.table["model"]) == ["model/a", "model/b", "ensemble"] and equal.weights == [1.0, 1.0]
+    assert equal.member_metrics[0]["macro_f1"] == pytest.approx(1.0) and equal.member_metrics[1]["macro_f1"] == 0.0
+    assert {m.sum() for m in equal.matrices.values()} == {len(y)}
+    fitted = evaluate_ensemble(["model/a", "model/b"], [good, noisy], y, "fitted")
+    assert fitted.weights[0] > fitted.weights[1] and fitted.ensemble_metrics["macro_f1"] == pytest.approx(1.0)
+    assert set(fitted.figures()) == {"comparison_chart.png", "confusion_matrix.png", "confusion_matrices.png"}
+    assert all(png[:4] == b"\x89PNG" for png in fitted.figures().values())
+    with pytest.raises(ValueError, match="weights must be one of"):
+        evaluate_ensemble(["model/a"], [good], y, "best")
+    table, missing, fallback = fill_answers(["c", "a", "b"], ["a", "b"], np.eye(18)[[4, 4]])
+    assert list(table["ImageID"]) == ["c", "a", "b"] and list(table["ans"]) == [4, 4, 4] and missing == ["c"] and fallback == 4
+    assert validation_set_id(["x", "y"], [1, 2]) == validation_set_id(["x", "y"], [1, 2]) != validation_set_id(["x", "y"], [1, 3])
+
+
 def test_promotion_keeps_or_moves_the_champion(tracking_store):
     from tracking.registry import promote
 

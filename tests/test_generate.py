@@ -77,7 +77,7 @@ def test_generate_writes_seven_labelled_images_per_person(tiny_dataset: Path, so
     assert np.abs(np.asarray(source.open_rgb(normal["path"]), float) - src).mean() < 3  # the unmasked photo is the source
     assert np.abs(np.asarray(source.open_rgb(masked["path"]), float) - src).mean() > 3  # a mask was painted
     again, stats2 = generate(plan, normals, source.open_rgb, store, face_detector, GenerateConfig())
-    assert stats2.reused_images == 14
+    assert stats2.reused == 14
     pd.testing.assert_frame_equal(again, rows)
 
 
@@ -118,7 +118,7 @@ def test_generated_images_are_keyed_on_the_age_models_content_and_the_detector(t
 
     def reused(detector_config: DetectorConfig | None = None) -> int:
         _, stats = generate(person, normals, source.open_rgb, store, face_detector, config, AgeModel(str(model)), detector_config)
-        return stats.reused_images
+        return stats.reused
 
     assert reused() == 0 and reused() == 7
     darkening_age_model(model, factor=0.6)  # the same path, another model

@@ -9,7 +9,7 @@ import dagster as dg
 import pandas as pd
 
 from assets.raw import competition_dataset
-from assets.sources import dataset_folder
+from assets.sources import sources
 from maskops.layout import fingerprint, scan_competition
 from tests.conftest import pipeline_resources
 
@@ -20,7 +20,7 @@ def _resources(dataset: Path, state: Path) -> dict:
 
 def test_materialize_writes_manifests_with_metadata(tiny_dataset: Path, tmp_path: Path):
     instance = dg.DagsterInstance.ephemeral()
-    result = dg.materialize([dataset_folder, competition_dataset], resources=_resources(tiny_dataset, tmp_path), instance=instance)
+    result = dg.materialize([sources, competition_dataset], resources=_resources(tiny_dataset, tmp_path), instance=instance)
     assert result.success
     stored = pd.read_parquet(tmp_path / "manifests/raw_dataset.parquet")
     expected = scan_competition(tiny_dataset).train
@@ -48,7 +48,7 @@ def test_layout_problem_fails_the_run_with_the_file_named(tiny_dataset: Path, tm
     shutil.copytree(tiny_dataset, broken)
     victim = next((broken / "train/images").iterdir())
     (victim / "normal.jpg").unlink()
-    result = dg.materialize([dataset_folder, competition_dataset], resources=_resources(broken, tmp_path / "m"), raise_on_error=False)
+    result = dg.materialize([sources, competition_dataset], resources=_resources(broken, tmp_path / "m"), raise_on_error=False)
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
     message = failure.step_failure_data.error.to_string()

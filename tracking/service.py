@@ -9,9 +9,11 @@ are read back by downloading them through this client first.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -215,13 +217,12 @@ class TrackingService:
 
     # -- reading models back ------------------------------------------------------------------
 
-    def download(self, model_uri: str, dst: str | os.PathLike | None = None) -> Path:
+    def download(self, model_uri: str, dst: str | os.PathLike) -> Path:
         """The model's files on this machine (models:/NAME/VERSION, models:/NAME@ALIAS, models:/<model id>, runs:/...)."""
         import mlflow.artifacts
 
-        target = str(dst) if dst is not None else tempfile.mkdtemp(prefix="maskops-model-")
-        Path(target).mkdir(parents=True, exist_ok=True)
-        local = mlflow.artifacts.download_artifacts(artifact_uri=self.storage_location(model_uri), dst_path=target,
+        Path(dst).mkdir(parents=True, exist_ok=True)
+        local = mlflow.artifacts.download_artifacts(artifact_uri=self.storage_location(model_uri), dst_path=str(dst),
                                                     tracking_uri=self.tracking_uri, registry_uri=self.registry_uri)  # fmt: skip
         return Path(local)
 
@@ -247,4 +248,6 @@ class TrackingService:
         """The pyfunc model; its files stay in a temporary folder for as long as the process runs."""
         import mlflow.pyfunc
 
-        return mlflow.pyfunc.load_model(str(self.download(model_uri)))
+        folder = tempfile.mkdtemp(prefix="maskops-model-")
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        return mlflow.pyfunc.load_model(str(self.download(model_uri, folder)))
