@@ -174,7 +174,20 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_where(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
-    for name in ("home", "dataset", "labels", "image_store", "dagster_home", "manifests", "mlflow_uri", "records", "models", "reports"):
+    shown = (
+        "home",
+        "dataset",
+        "labels",
+        "image_store",
+        "dagster_home",
+        "manifests",
+        "mlflow_uri",
+        "records",
+        "models",
+        "reports",
+        "figures",
+    )
+    for name in shown:
         print(f"{name:13s}{getattr(settings, name)}")
     return 0
 
