@@ -256,20 +256,57 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="list the data-quality reports of the last checks")
     p.set_defaults(func=cmd_report)
 
+    _add_services(sub)
+
     p = sub.add_parser("where", help="print where maskops keeps its state")
     p.set_defaults(func=cmd_where)
     return parser
+
+
+def cmd_service(args: argparse.Namespace) -> int:
+    from apps.services import run_service
+
+    return run_service(args)
+
+
+def _add_services(sub) -> None:
+    """The production profile's processes (apps/services.py; the compose file runs the same commands)."""
+    p = sub.add_parser("init-instance", help="production: write dagster.yaml, create Dagster's tables, set the pools' limits")
+    p.set_defaults(func=cmd_service, service="init-instance")
+    p = sub.add_parser("tracking-server", help="production: the MLflow tracking server (PostgreSQL store, proxied artifacts)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--allowed-hosts", default="", help="Host headers the server accepts besides localhost (e.g. mlflow:5000)")
+    p.set_defaults(func=cmd_service, service="tracking-server")
+    p = sub.add_parser("code-server", help="production: Dagster's gRPC server for the code location")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=4000)
+    p.set_defaults(func=cmd_service, service="code-server")
+    for name, what in (("webserver", "the Dagster UI"), ("daemon", "the Dagster daemon (schedules, sensors, run queue)")):
+        p = sub.add_parser(name, help=f"production: {what} on the code server")
+        p.add_argument("--code-server", default="127.0.0.1:4000", help="host:port of `maskops code-server`")
+        if name == "webserver":
+            p.add_argument("--host", default="127.0.0.1")
+            p.add_argument("--port", type=int, default=3000)
+        p.set_defaults(func=cmd_service, service=name)
+    p = sub.add_parser("worker", help="production: a Celery worker running steps from some queues")
+    p.add_argument("--queues", default="gpu,images,dagster", help="comma-separated: gpu (training), images (image models), dagster")
+    p.add_argument("--name", default="worker@%h", help="the worker's name (%%h: the host name)")
+    p.add_argument("--concurrency", type=int, default=1, help="steps at a time")
+    p.set_defaults(func=cmd_service, service="worker")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from maskops.layout import LayoutError
+    from maskops.settings import SettingsError
     from maskops.synth.people import SynthError
 
     try:
         return args.func(args)
-    except (SynthError, LayoutError) as exc:
+    except (SynthError, LayoutError, SettingsError) as exc:
         print(f"maskops {args.command}: {exc}", file=sys.stderr)
         return 2
 

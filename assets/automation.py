@@ -18,8 +18,9 @@ import dagster as dg
 
 from assets.models import VARIANTS
 from assets.sources import EVERYTHING
-
-TRIGGER_TAG = "maskops/trigger"
+from maskops.settings import Settings
+from resources.execution import job_executor
+from resources.instance import TRIGGER_TAG
 
 automation_sensor = dg.AutomationConditionSensorDefinition(
     "retraining_automation",
@@ -33,12 +34,14 @@ automation_sensor = dg.AutomationConditionSensorDefinition(
     "everything downstream (crops of new images only, models, ensemble, submission), never past a failed blocking check.",
 )
 
+executor, execution_config = job_executor(Settings.from_env())
 challenger_job = dg.define_asset_job(
     "train_challenger",
     selection=dg.AssetSelection.assets(*(["model", v] for v in VARIANTS), "ensemble", "submission"),
     description="Retrain the four variant models and the ensemble on the current data (a new seed from the schedule); "
     "promotion decides champion or challenger.",
-    executor_def=dg.in_process_executor,
+    config=execution_config or None,
+    executor_def=executor,
 )
 
 
@@ -55,6 +58,6 @@ def weekly_challenger(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
     seed = int(when.strftime("%G%V"))  # e.g. 202648: a new seed each week, the same one if the tick is retried
     return dg.RunRequest(
         run_key=f"challenger-{seed}",
-        run_config={"ops": {f"model__{v}": {"config": {"seed": seed}} for v in VARIANTS}},
+        run_config={**execution_config, "ops": {f"model__{v}": {"config": {"seed": seed}} for v in VARIANTS}},
         tags={TRIGGER_TAG: f"weekly challenger, seed {seed}"},
     )

@@ -11,7 +11,7 @@ import pandas as pd
 
 from assets.config import settings_config, to_settings
 from assets.metadata import dataset_metadata, sheet
-from assets.policies import stage
+from assets.policies import IMAGE_MODELS_POOL, stage
 from maskops.crop import CROP_CODE_VERSION, CropConfig, Cropper, CropRecipe, crop_summary
 from maskops.faces import Lazy
 from maskops.files import file_digest
@@ -40,7 +40,7 @@ def crop_recipe(config: CropSettings, face_detector: FaceDetectorResource, backg
 
 def build_cropped(variant: str, upstream: str) -> dg.AssetsDefinition:
     @stage(key=["cropped", variant], ins={"manifest": dg.AssetIn(upstream)}, group="cropped", code_version=CROP_CODE_VERSION,
-           kinds=("pytorch", "parquet"), image_models=True,
+           kinds=("pytorch", "parquet"), pool=IMAGE_MODELS_POOL,
            description=f"{upstream} with a face crop per image (crop_path, face_prob, box, fallback, crop_recipe) from the image store.")  # fmt: skip
     def cropped(
         context: dg.AssetExecutionContext, config: CropSettings, manifest: pd.DataFrame, dataset: CompetitionDataset,

@@ -7,7 +7,7 @@ import pandas as pd
 
 from assets.config import settings_config, to_settings
 from assets.metadata import dataset_metadata, sheet, table
-from assets.policies import stage
+from assets.policies import IMAGE_MODELS_POOL, stage
 from maskops.cleaning import CleaningRules, clean, parse_exclusions, removal_summary
 from maskops.corrections import apply_corrections, parse_corrections
 from maskops.faces import Lazy
@@ -121,7 +121,7 @@ def cleaned_dataset(
     })  # fmt: skip
 
 
-@stage(group=GROUP, code_version=GENERATE_CODE_VERSION, kinds=KINDS, image_models=True)
+@stage(group=GROUP, code_version=GENERATE_CODE_VERSION, kinds=KINDS, pool=IMAGE_MODELS_POOL)
 def generated_dataset(
     context: dg.AssetExecutionContext, config: GenerationSettings, cleaned_dataset: pd.DataFrame, profile_split: pd.DataFrame,
     dataset: CompetitionDataset, image_store: ImageStoreResource, face_detector: FaceDetectorResource, reports: ReportFiles,

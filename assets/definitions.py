@@ -14,17 +14,19 @@ from assets.raw import competition_dataset
 from assets.sources import EVERYTHING, sources
 from maskops.settings import Settings
 from resources import build_resources
+from resources.execution import default_executor, job_executor
 
 settings = Settings.from_env()
 
+executor, execution_config = job_executor(settings)
 pipeline_job = dg.define_asset_job(
     "maskops_pipeline",
     # the sources are observed in the same run, so the automation sees the versions this run read
     selection=EVERYTHING,
-    description="Observe the sources and materialize every asset, from the raw dataset to the submission, in one process "
-    "(on a small machine the image models use every core anyway; the UI's 'Materialize all' runs steps in parallel).",
-    config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
-    executor_def=dg.in_process_executor,
+    description="Observe the sources and materialize every asset, from the raw dataset to the submission: in one process "
+    "locally (the image models use every core anyway), on the Celery workers in production.",
+    config={"loggers": {"console": {"config": {"log_level": "INFO"}}}, **execution_config},
+    executor_def=executor,
 )
 
 # The data stages, raw files to crops (tests and benchmarks materialize exactly these).
@@ -46,4 +48,5 @@ defs = dg.Definitions(
     sensors=[automation_sensor],
     schedules=[weekly_challenger],
     resources=build_resources(settings),
+    executor=default_executor(settings),
 )

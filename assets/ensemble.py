@@ -9,7 +9,7 @@ import pandas as pd
 from assets.config import settings_config, to_settings
 from assets.metadata import mlflow_tags, table
 from assets.models import VARIANTS
-from assets.policies import stage
+from assets.policies import IMAGE_MODELS_POOL, stage
 from maskops.crop import CropRecipe, CropRecipeError, recipe_of
 from maskops.ensemble import EnsembleConfig, evaluate_ensemble, fill_answers, shared_recipe, validation_set_id
 from maskops.figures import class_distribution_png
@@ -26,7 +26,7 @@ class EnsembleSettings(settings_config(EnsembleConfig)):
 
 
 @stage(ins={**MEMBER_INS, "validation_crops": dg.AssetIn(["cropped", "relabeled"]), "profile_split": dg.AssetIn("profile_split")},
-       group="ensemble", kinds=("mlflow", "pytorch"), code_version=CODE_VERSION, io_manager_key="record_io_manager", image_models=True)  # fmt: skip
+       group="ensemble", kinds=("mlflow", "pytorch"), code_version=CODE_VERSION, io_manager_key="record_io_manager", pool=IMAGE_MODELS_POOL)  # fmt: skip
 def ensemble(
     context: dg.AssetExecutionContext, config: EnsembleSettings, validation_crops: pd.DataFrame, profile_split: pd.DataFrame,
     dataset: CompetitionDataset, image_store: ImageStoreResource, background_remover: BackgroundRemoverResource, tracking: MlflowTracking,
@@ -70,7 +70,7 @@ def ensemble(
 
 
 @stage(ins={"ensemble": dg.AssetIn("ensemble"), "eval_crops": dg.AssetIn(["cropped", "eval"]), "eval_dataset": dg.AssetIn("eval_dataset")},
-       group="ensemble", kinds=("pandas", "csv"), code_version=CODE_VERSION, image_models=True)  # fmt: skip
+       group="ensemble", kinds=("pandas", "csv"), code_version=CODE_VERSION, pool=IMAGE_MODELS_POOL)  # fmt: skip
 def submission(
     context: dg.AssetExecutionContext, ensemble: dict, eval_crops: pd.DataFrame, eval_dataset: pd.DataFrame, dataset: CompetitionDataset,
     image_store: ImageStoreResource, tracking: MlflowTracking, submissions: SubmissionStore, reports: ReportFiles,

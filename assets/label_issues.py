@@ -6,7 +6,7 @@ import pandas as pd
 
 from assets.config import settings_config, to_settings
 from assets.metadata import table
-from assets.policies import stage
+from assets.policies import GPU_POOL, stage
 from maskops.figures import contact_sheet
 from maskops.label_issues import ISSUE_COLUMNS, LabelIssuesConfig, find_label_issues, out_of_fold_probabilities, suspect_photos
 from maskops.splits import assign_split
@@ -18,7 +18,7 @@ class LabelIssuesSettings(settings_config(LabelIssuesConfig)):
 
 
 @stage(ins={"crops": dg.AssetIn(["cropped", "relabeled"]), "profile_split": dg.AssetIn("profile_split")}, group="labels",
-       kinds=("pytorch", "parquet"), code_version="1", image_models=True)  # fmt: skip
+       kinds=("pytorch", "parquet"), code_version="1", pool=GPU_POOL)  # fmt: skip
 def label_issues(
     context: dg.AssetExecutionContext, config: LabelIssuesSettings, crops: pd.DataFrame, profile_split: pd.DataFrame,
     dataset: CompetitionDataset, image_store: ImageStoreResource, compute: Compute, reports: ReportFiles,

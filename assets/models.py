@@ -13,7 +13,7 @@ from pydantic import Field
 
 from assets.config import overrides, settings_config
 from assets.metadata import mlflow_tags
-from assets.policies import stage
+from assets.policies import GPU_POOL, stage
 from maskops.layout import fingerprint
 from maskops.train_config import PRESETS, TrainConfig, config_from
 from resources import CompetitionDataset, Compute, ImageStoreResource, MlflowTracking, ReportFiles
@@ -39,7 +39,7 @@ def build_model_asset(variant: str) -> dg.AssetsDefinition:
         ins["validation_crops"] = dg.AssetIn(["cropped", "relabeled"])
     spec = dict(
         key=["model", variant], ins=ins, group="models", kinds=("pytorch", "mlflow"), code_version=TRAIN_CODE_VERSION,
-        io_manager_key="record_io_manager", image_models=True,
+        io_manager_key="record_io_manager", pool=GPU_POOL,
         description=f"A model trained on the {variant} variant's training profiles, validated on the shared validation fold "
         f"(relabeled labels); an MLflow run, registered as a version of maskops-{variant} when model_quality passes.",
     )  # fmt: skip

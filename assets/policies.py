@@ -1,15 +1,22 @@
 """How assets are scheduled and stored: the image-models pool, declarative automation, and the
 one decorator every derived stage uses."""
 
+import json
 from collections.abc import Iterable
 
 import dagster as dg
 
 from maskops.settings import Settings
+from resources.instance import GPU_POOL, IMAGE_MODELS_POOL
 
-# Steps running image models use every core; the instance runs one of them at a time
-# (the pool limit lives in dagster.yaml, written by resources.instance).
-IMAGE_MODELS_POOL = "image-models"
+# Training steps go to the `gpu` pool and Celery queue, image-model steps (background removal, face detection,
+# generation, ensemble inference) to `image_models` / `images`; everything else to Celery's default `dagster` queue.
+# Pool limits: dagster.yaml and `maskops init-instance` (resources.instance).
+QUEUES = {GPU_POOL: "gpu", IMAGE_MODELS_POOL: "images"}
+CELERY_QUEUE_TAG = "dagster-celery/queue"
+K8S_CONFIG_TAG = "dagster-k8s/config"
+# On Kubernetes (k8s_job_executor) a training step's pod asks for one GPU.
+GPU_POD = {"container_config": {"resources": {"limits": {"nvidia.com/gpu": "1"}, "requests": {"nvidia.com/gpu": "1"}}}}
 
 # Re-materialize when an upstream asset changed, but never past a failed blocking check:
 # eager() alone does not wait for checks.
@@ -26,17 +33,26 @@ def stage(
     code_version: str,
     kinds: Iterable[str],
     io_manager_key: str = "manifest_io_manager",
-    image_models: bool = False,
+    pool: str | None = None,
     **spec,
 ):
     """`dg.asset` with maskops' defaults: stored by `io_manager_key`, automated downstream of passed blocking
-    checks, and in the image-models pool when it runs image models."""
+    checks, and — for `pool` gpu or image_models — limited by that pool and sent to its Celery queue."""
     return dg.asset(
         group_name=group,
         code_version=code_version,
         kinds=set(kinds),
         io_manager_key=io_manager_key,
         automation_condition=DOWNSTREAM,
-        pool=IMAGE_MODELS_POOL if image_models else None,
+        pool=pool,
+        op_tags=step_tags(pool),
         **spec,
     )
+
+
+def step_tags(pool: str | None) -> dict[str, str]:
+    """The op tags that route a step: its Celery queue and, for training, a GPU on Kubernetes."""
+    tags = {CELERY_QUEUE_TAG: QUEUES[pool]} if pool else {}
+    if pool == GPU_POOL:
+        tags[K8S_CONFIG_TAG] = json.dumps(GPU_POD)
+    return tags

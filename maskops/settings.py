@@ -10,6 +10,20 @@ the image store, models, reports and the demo data; deleting it resets everythin
     MLFLOW_TRACKING_URI  MLflow tracking store (default: sqlite:///<home>/mlflow.db, artifacts in <home>/mlartifacts)
     MASKOPS_MLFLOW_UI    base URL of an MLflow UI, for links from Dagster to runs (e.g. http://127.0.0.1:5000)
     MASKOPS_OBSERVE_CRON how often the automation looks at the dataset and label files (default every 5 minutes)
+    MASKOPS_BACKGROUND_MODEL  a U2-Net-family ONNX file under <home>/models for crop setting background_model=u2net_custom
+
+The production profile (MASKOPS_PROFILE=production; README "Production") adds:
+
+    MASKOPS_DAGSTER_POSTGRES_URL  Dagster's run, event-log and schedule storage (postgresql://...)
+    MASKOPS_OBJECT_STORE          s3://bucket/prefix for the image store, manifests and model records
+    MASKOPS_CELERY_BROKER         amqp://... or redis://... (steps run on Celery workers)
+    MASKOPS_CELERY_BACKEND        Celery result backend (default rpc://)
+    MLFLOW_TRACKING_URI           the MLflow tracking server, http://host:port
+    MASKOPS_MLFLOW_BACKEND_STORE  the tracking server's own store (postgresql://...), for `maskops tracking-server`
+    MASKOPS_MLFLOW_ARTIFACTS      where the tracking server keeps artifacts (s3://bucket/mlartifacts or a folder)
+    DAGSTER_HOME                  an explicit Dagster home with its own dagster.yaml wins over <home>/dagster
+Credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL, database passwords in the URLs) come
+from the environment only.
 """
 
 from __future__ import annotations
@@ -29,6 +43,13 @@ class StateFolder:
         return settings.home / self.relative if settings is not None else self
 
 
+PROFILES = ("local", "production")
+
+
+class SettingsError(ValueError):
+    """The environment does not describe a usable profile; the message lists what to set."""
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
@@ -38,6 +59,15 @@ class Settings:
     mlflow_uri: str
     mlflow_ui: str = ""
     observe_cron: str = "*/5 * * * *"
+    profile: str = "local"
+    object_store: str = ""
+    dagster_postgres_url: str = ""
+    celery_broker: str = ""
+    celery_backend: str = "rpc://"
+    explicit_dagster_home: str = ""
+    mlflow_backend_store: str = ""
+    mlflow_artifacts_destination: str = ""
+    background_model: str = ""
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -45,13 +75,49 @@ class Settings:
         home = Path(env.get("MASKOPS_HOME", ".maskops")).expanduser().absolute()
         dataset = Path(env["MASKOPS_DATASET"]).expanduser().absolute() if env.get("MASKOPS_DATASET") else home / "demo-data"
         labels = Path(env["MASKOPS_LABELS"]).expanduser().absolute() if env.get("MASKOPS_LABELS") else home / "labels"
+        profile = env.get("MASKOPS_PROFILE") or "local"
+        if profile not in PROFILES:
+            raise SettingsError(f"MASKOPS_PROFILE={profile!r}: use one of {', '.join(PROFILES)}")
+        store = env.get("MASKOPS_OBJECT_STORE", "").rstrip("/")
         return cls(
-            home=home, dataset=dataset, labels=labels, image_store=env.get("MASKOPS_IMAGE_STORE") or str(home / "images"),
+            home=home, dataset=dataset, labels=labels,
+            image_store=env.get("MASKOPS_IMAGE_STORE") or (f"{store}/images" if store else str(home / "images")),
             mlflow_uri=env.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home / 'mlflow.db'}", mlflow_ui=env.get("MASKOPS_MLFLOW_UI", ""),
-            observe_cron=env.get("MASKOPS_OBSERVE_CRON") or cls.observe_cron,
+            observe_cron=env.get("MASKOPS_OBSERVE_CRON") or cls.observe_cron, profile=profile, object_store=store,
+            dagster_postgres_url=env.get("MASKOPS_DAGSTER_POSTGRES_URL", ""), celery_broker=env.get("MASKOPS_CELERY_BROKER", ""),
+            celery_backend=env.get("MASKOPS_CELERY_BACKEND") or cls.celery_backend, explicit_dagster_home=env.get("DAGSTER_HOME", ""),
+            mlflow_backend_store=env.get("MASKOPS_MLFLOW_BACKEND_STORE", ""), mlflow_artifacts_destination=env.get("MASKOPS_MLFLOW_ARTIFACTS", ""),
+            background_model=env.get("MASKOPS_BACKGROUND_MODEL", ""),
         )  # fmt: skip
 
-    dagster_home = StateFolder("dagster", "Dagster's home: dagster.yaml, runs, asset history.")
+    @property
+    def production(self) -> bool:
+        return self.profile == "production"
+
+    def production_problems(self) -> list[str]:
+        """What the production profile still lacks (empty when it is complete)."""
+        missing = [
+            ("MASKOPS_DAGSTER_POSTGRES_URL", self.dagster_postgres_url.startswith(("postgresql", "postgres://")), "postgresql+psycopg2://user:password@host:5432/dagster"),
+            ("MLFLOW_TRACKING_URI", self.mlflow_uri.startswith(("http://", "https://")), "http://mlflow:5000 (the tracking server)"),
+            ("MASKOPS_OBJECT_STORE", "://" in self.object_store, "s3://bucket/maskops"),
+            ("MASKOPS_CELERY_BROKER", self.celery_broker.startswith(("amqp://", "pyamqp://", "redis://")), "amqp://user:password@rabbitmq:5672// or redis://redis:6379/0"),
+        ]  # fmt: skip
+        return [f"set {name}, e.g. {example}" for name, ok, example in missing if not ok]
+
+    @property
+    def manifests_location(self) -> str:
+        """Where the Parquet manifests live: the object store in production, else <home>/manifests."""
+        return f"{self.object_store}/manifests" if self.object_store else str(self.manifests)
+
+    @property
+    def records_location(self) -> str:
+        return f"{self.object_store}/records" if self.object_store else str(self.records)
+
+    @property
+    def dagster_home(self) -> Path:
+        """Dagster's home: dagster.yaml, and runs and asset history on the local profile (an explicit DAGSTER_HOME wins)."""
+        return Path(self.explicit_dagster_home).absolute() if self.explicit_dagster_home else self.home / "dagster"
+
     manifests = StateFolder("manifests", "Parquet manifests of the dataset assets.")
     reports = StateFolder("reports", "Data-quality reports.")
     figures = StateFolder("reports/figures", "Charts, confusion matrices and contact sheets that asset metadata links to.")
@@ -71,6 +137,8 @@ class Settings:
             "MLFLOW_TRACKING_URI": self.mlflow_uri,
             "MASKOPS_MLFLOW_UI": self.mlflow_ui,
             "MASKOPS_OBSERVE_CRON": self.observe_cron,
+            "MASKOPS_PROFILE": self.profile,
+            "MASKOPS_BACKGROUND_MODEL": self.background_model,
             "DAGSTER_HOME": str(self.dagster_home),
             "MLFLOW_DISABLE_TELEMETRY": "true",
             "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",

@@ -11,18 +11,21 @@ from resources.tracking import Compute, MlflowTracking, SubmissionStore
 
 
 def build_resources(settings: Settings) -> dict[str, object]:
-    """The resources of the local (SQLite, local folders) profile."""
+    """The resources of the profile: local folders and SQLite, or (production) the object store and the tracking server."""
     return {
         "dataset": CompetitionDataset(root=str(settings.dataset)),
-        "manifest_io_manager": ManifestIOManager(base_path=str(settings.manifests)),
+        "manifest_io_manager": ManifestIOManager(base_path=settings.manifests_location),
         "labels": LabelFiles(folder=str(settings.labels)),
         "image_store": ImageStoreResource(root=settings.image_store),
         "face_detector": FaceDetectorResource(),
-        "background_remover": BackgroundRemoverResource(models_dir=str(settings.models)),
+        "background_remover": BackgroundRemoverResource(models_dir=str(settings.models), model_path=settings.background_model),
         "data_quality": DataQuality(gx_project_dir=str(settings.home / "gx"), reports_dir=str(settings.reports / "quality")),
-        "record_io_manager": RecordIOManager(base_path=str(settings.records)),
+        "record_io_manager": RecordIOManager(base_path=settings.records_location),
+        # a tracking server decides where artifacts go (proxied); a local store keeps them under <home>/mlartifacts
         "tracking": MlflowTracking(
-            tracking_uri=settings.mlflow_uri, artifact_root=str(settings.mlflow_artifacts), ui_url=settings.mlflow_ui
+            tracking_uri=settings.mlflow_uri,
+            artifact_root="" if settings.production else str(settings.mlflow_artifacts),
+            ui_url=settings.mlflow_ui,
         ),
         "compute": Compute(checkpoints_dir=str(settings.checkpoints)),
         "submissions": SubmissionStore(folder=str(settings.submissions)),

@@ -1,4 +1,10 @@
-"""The Dagster instance the pipeline runs on: dagster.yaml in the state folder, written before Dagster first starts."""
+"""The Dagster instance the pipeline runs on: dagster.yaml, written before Dagster first starts.
+
+local       SQLite under <home>/dagster, every pool one step at a time (a small machine's cores are shared).
+production  run, event-log and schedule storage on PostgreSQL, a queued run coordinator with tag concurrency
+            limits, run monitoring, and pools whose limits `maskops init-instance` sets: `gpu` (training; 1 by
+            default) and `image_models` (background removal, face detection, generation, ensemble inference).
+"""
 
 from __future__ import annotations
 
@@ -8,21 +14,62 @@ from maskops.files import write_atomic
 from maskops.settings import Settings
 
 HEADER = "# Written by maskops. Delete this line to keep your own edits; otherwise maskops keeps it up to date."
-DAGSTER_YAML = f"""\
+GPU_POOL, IMAGE_MODELS_POOL = "gpu", "image_models"
+POOL_LIMITS_ENV = {GPU_POOL: ("MASKOPS_GPU_SLOTS", 1), IMAGE_MODELS_POOL: ("MASKOPS_IMAGE_MODEL_SLOTS", 2)}
+TRIGGER_TAG = "maskops/trigger"
+
+LOCAL_YAML = f"""\
 {HEADER}
 telemetry:
   enabled: false
 concurrency:
   pools:
-    # Steps that run image models (crops, generation, training) take both cores: one at a time.
+    # Steps that run image models or train take both cores of a small machine: one at a time per pool.
     default_limit: 1
 """
 
+PRODUCTION_YAML = f"""\
+{HEADER}
+telemetry:
+  enabled: false
+storage:
+  postgres:
+    postgres_url:
+      env: MASKOPS_DAGSTER_POSTGRES_URL
+run_coordinator:
+  module: dagster.core.run_coordinator
+  class: QueuedRunCoordinator
+run_monitoring:
+  enabled: true
+  start_timeout_seconds: 300
+  max_resume_run_attempts: 0
+  poll_interval_seconds: 60
+concurrency:
+  runs:
+    max_concurrent_runs: 4
+    tag_concurrency_limits:
+      # one automation- or schedule-triggered retraining at a time; runs people launch are not held back by them
+      - key: "{TRIGGER_TAG}"
+        limit: 1
+  pools:
+    default_limit: 2
+"""
+
+
+def dagster_yaml(settings: Settings) -> str:
+    return PRODUCTION_YAML if settings.production else LOCAL_YAML
+
 
 def ensure_dagster_home(settings: Settings) -> Path:
-    """Create (or update our own) dagster.yaml, with telemetry off; a file without our header is the user's and stays."""
+    """Create (or update our own) dagster.yaml for the profile; a file without our header is the user's and stays."""
     config = settings.dagster_home / "dagster.yaml"
     current = config.read_text() if config.exists() else None
-    if current is None or (current.startswith(HEADER) and current != DAGSTER_YAML):
-        write_atomic(config, DAGSTER_YAML)
+    wanted = dagster_yaml(settings)
+    if current is None or (current.startswith(HEADER) and current != wanted):
+        write_atomic(config, wanted)
     return settings.dagster_home
+
+
+def pool_limits(environ: dict[str, str]) -> dict[str, int]:
+    """The production pools' limits: MASKOPS_GPU_SLOTS (default 1), MASKOPS_IMAGE_MODEL_SLOTS (default 2)."""
+    return {pool: int(environ.get(name) or default) for pool, (name, default) in POOL_LIMITS_ENV.items()}

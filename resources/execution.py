@@ -1,0 +1,45 @@
+"""Where steps run: in the run's own process on the local profile, on Celery workers in production.
+
+Production steps go to Celery queues by their op tags (assets.policies): `gpu` for training, `images` for image
+models, `dagster` for the rest. A task is acknowledged only when its step finished and is handed back to the
+broker when its worker dies (acks late, reject on worker lost), so a killed worker's step runs again on another
+worker (with RabbitMQ at once; Redis only after its visibility timeout).
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from maskops.settings import Settings
+
+CELERY_APP_CONFIG = {
+    "task_acks_late": True,
+    "task_reject_on_worker_lost": True,
+    "worker_prefetch_multiplier": 1,
+    "broker_connection_retry_on_startup": True,
+}
+
+
+def celery_config(settings: Settings) -> dict:
+    """The Celery executor's run config: broker and backend from the environment (credentials stay out of files)."""
+    backend = {"env": "MASKOPS_CELERY_BACKEND"} if settings.celery_backend != "rpc://" else "rpc://"
+    return {"broker": {"env": "MASKOPS_CELERY_BROKER"}, "backend": backend, "config_source": CELERY_APP_CONFIG}
+
+
+def default_executor(settings: Settings) -> dg.ExecutorDefinition | None:
+    """The code location's executor: Celery in production (for the UI's runs and the automation), Dagster's default otherwise."""
+    if not settings.production:
+        return None
+    from dagster_celery import celery_executor
+
+    return celery_executor.configured(celery_config(settings), name="celery")
+
+
+def job_executor(settings: Settings) -> tuple[dg.ExecutorDefinition, dict]:
+    """A named job's executor and its default run config: in-process locally; Celery in production, with broker and
+    backend in the job's config, so a run can pick another broker (Redis or RabbitMQ) in the Launchpad."""
+    if not settings.production:
+        return dg.in_process_executor, {}
+    from dagster_celery import celery_executor
+
+    return celery_executor, {"execution": {"config": celery_config(settings)}}

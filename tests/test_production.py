@@ -1,0 +1,201 @@
+"""The production profile, proven on this machine: Dagster on PostgreSQL with the queued run coordinator and the
+daemon, steps on two Celery workers (RabbitMQ broker, Redis results), an MLflow tracking server on PostgreSQL with
+its artifacts proxied to an S3-compatible store (moto), the image store and manifests on that store — all started
+with the commands of docker/compose.yaml. `make test-production` runs this file alone; `make test` runs it with
+the rest of the suite."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from maskops.settings import Settings
+from resources.execution import celery_config
+from tests.production import (
+    MASKOPS,
+    Stack,
+    answers,
+    database,
+    free_port,
+    listening,
+    logged,
+    moto_command,
+    rabbitmq_vhost,
+    require_services,
+    unique,
+)
+
+pytestmark = [pytest.mark.slow, pytest.mark.production]
+VARIANTS = ("raw", "relabeled", "cleaned", "generated")
+TINY_MODEL = {"epochs": 1, "image_size": 32, "batch_size": 16, "gradcam_images": 4}
+
+
+def run_config(settings: Settings, data_stages: bool = True, **model_overrides: dict) -> dict:
+    ops = (
+        {f"cropped__{v}": {"config": {"background_model": "u2net_custom", "size": 64}} for v in (*VARIANTS, "eval")} if data_stages else {}
+    )
+    ops |= {f"model__{v}": {"config": {**TINY_MODEL, **model_overrides.get(v, {})}} for v in VARIANTS}
+    ops |= {f"model__{v}_model_quality": {"config": {"min_val_macro_f1": 0.0}} for v in VARIANTS}
+    if data_stages:
+        ops |= {"profile_split": {"config": {"n_folds": 3}}, "label_issues": {"config": {"image_size": 32, "epochs": 1, "sheet": 4}}}
+    return {"ops": ops, "execution": {"config": celery_config(settings)}}
+
+
+def launch(stack: Stack, job: str, config: dict, workspace: Path) -> str:
+    path = stack.logs / f"{job}.run.json"
+    path.write_text(json.dumps(config))
+    done = subprocess.run([str(Path(sys.executable).with_name("dagster")), "job", "launch", "-w", str(workspace), "-j", job, "-c", str(path)],
+                          env=stack.env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    instance = dg.DagsterInstance.get()
+    (run,) = instance.get_runs(dg.RunsFilter(job_name=job), limit=1)
+    return run.run_id
+
+
+def wait_for(run_id: str, stack: Stack, timeout: float = 420) -> dg.DagsterRun:
+    instance = dg.DagsterInstance.get()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = instance.get_run_by_id(run_id)
+        if run.is_finished:
+            return run
+        time.sleep(2)
+    logs = "\n".join(f"--- {p.name}\n{p.tail(1500)}" for p in stack.processes)
+    pytest.fail(f"run {run_id} did not finish in {timeout} s:\n{logs}")
+
+
+def workers_by_step(run_id: str) -> dict[str, list[str]]:
+    """Step key -> the Celery workers that picked it up, in order (from the run's engine events)."""
+    found: dict[str, list[str]] = {}
+    for record in dg.DagsterInstance.get().all_logs(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT):
+        data = record.dagster_event.engine_event_data
+        worker = data.metadata.get("Celery worker") if data else None
+        if worker is not None:
+            found.setdefault(record.step_key, []).append(worker.value)
+    return found
+
+
+@pytest.fixture
+def production(tiny_dataset: Path, models_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    require_services()
+    import boto3
+
+    with contextlib.ExitStack() as cleanup:
+        dagster_db = cleanup.enter_context(database(unique("maskops_dagster")))
+        mlflow_db = cleanup.enter_context(database(unique("maskops_mlflow")))
+        broker = cleanup.enter_context(rabbitmq_vhost(unique("maskops")))
+        home, bucket = tmp_path / "home", unique("maskops").replace("_", "-")
+        (home / "models").mkdir(parents=True)
+        shutil.copy(models_dir / "tiny_segmenter.onnx", home / "models")
+        ports = {name: free_port() for name in ("s3", "mlflow", "code", "web")}
+        env = {
+            "MASKOPS_PROFILE": "production", "MASKOPS_HOME": str(home), "MASKOPS_DATASET": str(tiny_dataset),
+            "MASKOPS_BACKGROUND_MODEL": str(home / "models/tiny_segmenter.onnx"), "DAGSTER_HOME": str(home / "dagster"),
+            "MASKOPS_DAGSTER_POSTGRES_URL": dagster_db, "MASKOPS_CELERY_BROKER": broker, "MASKOPS_CELERY_BACKEND": "redis://127.0.0.1:6379/13",
+            "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{ports['mlflow']}", "MASKOPS_MLFLOW_BACKEND_STORE": mlflow_db,
+            "MASKOPS_MLFLOW_ARTIFACTS": f"s3://{bucket}/mlartifacts", "MASKOPS_OBJECT_STORE": f"s3://{bucket}/maskops",
+            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{ports['s3']}", "MLFLOW_S3_ENDPOINT_URL": f"http://127.0.0.1:{ports['s3']}",
+            "MASKOPS_GPU_SLOTS": "1", "MASKOPS_IMAGE_MODEL_SLOTS": "2",
+        }  # fmt: skip
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        stack = Stack(tmp_path, {**os.environ, **env})
+        cleanup.callback(stack.stop)
+        stack.start("s3", moto_command(ports["s3"]), listening(ports["s3"]))
+        boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"]).create_bucket(Bucket=bucket)
+        stack.start("tracking-server", [*MASKOPS, "tracking-server", "--port", str(ports["mlflow"]), "--workers", "1"],
+                    answers(f"{env['MLFLOW_TRACKING_URI']}/health"))  # fmt: skip
+        initialized = subprocess.run([*MASKOPS, "init-instance"], env=stack.env, capture_output=True, text=True, timeout=180)
+        assert initialized.returncode == 0, initialized.stderr[-3000:]
+        code = f"127.0.0.1:{ports['code']}"
+        stack.start("code-server", [*MASKOPS, "code-server", "--port", str(ports["code"])], listening(ports["code"]))
+        stack.start("webserver", [*MASKOPS, "webserver", "--port", str(ports["web"]), "--code-server", code],
+                    answers(f"http://127.0.0.1:{ports['web']}/server_info"))  # fmt: skip
+        stack.start("daemon", [*MASKOPS, "daemon", "--code-server", code], logged(tmp_path / "daemon.log", "QueuedRunCoordinatorDaemon"))
+        workers = [
+            stack.start(name, [*MASKOPS, "worker", "--name", f"{name}@%h"], logged(tmp_path / f"{name}.log", "ready."))
+            for name in ("worker-1", "worker-2")
+        ]
+        yield (
+            stack,
+            Settings.from_env(),
+            home / "dagster/workspace.yaml",
+            bucket,
+            workers,
+            boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"]),
+        )
+
+
+def test_the_production_profile_end_to_end(production, tiny_dataset: Path, tmp_path: Path):
+    import psycopg2
+
+    from tracking.service import TrackingService
+
+    stack, settings, workspace, bucket, workers, s3 = production
+    run_id = launch(stack, "maskops_pipeline", run_config(settings), workspace)
+    run = wait_for(run_id, stack)
+    assert run.status == dg.DagsterRunStatus.SUCCESS, [p.tail(2000) for p in stack.processes if p.name.startswith("worker")]
+
+    # steps ran on both workers, checks included; the events are in PostgreSQL
+    placed = workers_by_step(run_id)
+    assert {"model__relabeled", "model__relabeled_model_quality", "raw_dataset_labels_contract", "ensemble"} <= set(placed)
+    assert {w.split("@")[0] for ws in placed.values() for w in ws} == {"worker-1", "worker-2"}
+    with (
+        contextlib.closing(psycopg2.connect(settings.dagster_postgres_url.replace("+psycopg2", ""))) as connection,
+        connection.cursor() as cursor,
+    ):
+        cursor.execute("select count(*) from event_logs where run_id = %s", (run_id,))
+        assert cursor.fetchone()[0] > 100
+
+    # models and the ensemble on the tracking server; images, manifests and artifacts in the object store
+    service = TrackingService(settings.mlflow_uri)
+    assert all(service.client.search_model_versions(f"name = 'maskops-{v}'") for v in VARIANTS)
+    assert "champion" in service.client.get_registered_model("maskops-ensemble").aliases
+    stored = {o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket) for o in page.get("Contents", [])}
+    assert any(k.startswith("maskops/images/") and k.endswith(".jpg") for k in stored)
+    assert "maskops/manifests/raw_dataset.parquet" in stored and "maskops/records/ensemble.json" in stored
+    assert any(k.startswith("mlartifacts/") for k in stored)  # proxied by the server: clients never touch S3 for MLflow
+    assert not (settings.home / "images").exists() and not (settings.home / "mlartifacts").exists()
+
+    # a laptop's `maskops predict` needs only the server's URI
+    laptop = {k: v for k, v in stack.env.items() if not k.startswith(("AWS_", "MLFLOW_S3", "MASKOPS_"))}
+    photos = sorted((tiny_dataset / "train/images").iterdir())[0]
+    predicted = subprocess.run([*MASKOPS, "predict", str(photos), "--model", "models:/maskops-ensemble@champion", "--out", str(tmp_path / "p.csv")],
+                               env={**laptop, "MASKOPS_HOME": str(tmp_path / "laptop")}, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    table = pd.read_csv(tmp_path / "p.csv")
+    assert len(table) == 7 and (table["status"] == "ok").all() and table["class_id"].between(0, 17).all()
+
+    # a worker dies in the middle of a training step: the broker hands the step to the other worker, which resumes
+    # it from its checkpoint; the run succeeds and what the dead worker half did is not what gets registered
+    slow = {"raw": {"epochs": 40, "patience": 40}}
+    run_id = launch(stack, "train_challenger", run_config(settings, data_stages=False, **slow), workspace)
+    deadline = time.monotonic() + 240
+    while not (first := workers_by_step(run_id).get("model__raw")):
+        assert time.monotonic() < deadline, "model__raw never started"
+        time.sleep(1)
+    time.sleep(8)  # a few epochs in
+    victim = next(w for w in workers if first[0].startswith(w.name + "@"))
+    victim.kill()
+    run = wait_for(run_id, stack)
+    assert run.status == dg.DagsterRunStatus.SUCCESS
+    placed = workers_by_step(run_id)["model__raw"]
+    assert len(placed) == 2 and placed[0] != placed[1]  # retried on the other worker
+    materialized = dg.DagsterInstance.get().fetch_materializations(dg.AssetKey(["model", "raw"]), limit=1).records[0]
+    assert materialized.run_id == run_id
+    meta = materialized.asset_materialization.metadata
+    assert meta["epochs_run"].value <= 40 and meta.get("resumed_from_epoch") is not None  # picked up the dead worker's checkpoint
+    record = json.loads(s3.get_object(Bucket=bucket, Key="maskops/records/model/raw.json")["Body"].read())
+    (version,) = [v for v in service.client.search_model_versions("name = 'maskops-raw'") if v.run_id == record["run_id"]]
+    assert version.run_id == record["run_id"]  # the registered model is the finished attempt's
