@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.maskops-installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test ui mlflow-ui lint bench clean-state
+.PHONY: demo test test-production ui mlflow-ui lint bench clean-state
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,10 +21,16 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(BIN)/maskops demo
 
+# The whole suite, the production profile's end-to-end test (tests/test_production.py) included.
 test: $(STAMP)
-	@bash .ci/ensure-chromium
+	@bash .ci/ensure-tools
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+
+# Only the production profile: PostgreSQL, RabbitMQ and Redis on 127.0.0.1 (already running here), moto for S3.
+test-production: $(STAMP)
+	@bash .ci/ensure-tools
+	$(BIN)/python -m pytest -m production $(PYTEST_ARGS)
 
 ui: $(STAMP)
 	$(BIN)/maskops ui

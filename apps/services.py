@@ -19,6 +19,7 @@ from maskops.settings import Settings, SettingsError
 from resources.instance import ensure_dagster_home, pool_limits
 
 QUEUES = ("gpu", "images", "dagster")
+SERVICES = ("init-instance", "tracking-server", "code-server", "webserver", "daemon", "worker")
 
 
 def production_settings() -> Settings:

@@ -10,7 +10,8 @@ the image store, models, reports and the demo data; deleting it resets everythin
     MLFLOW_TRACKING_URI  MLflow tracking store (default: sqlite:///<home>/mlflow.db, artifacts in <home>/mlartifacts)
     MASKOPS_MLFLOW_UI    base URL of an MLflow UI, for links from Dagster to runs (e.g. http://127.0.0.1:5000)
     MASKOPS_OBSERVE_CRON how often the automation looks at the dataset and label files (default every 5 minutes)
-    MASKOPS_BACKGROUND_MODEL  a U2-Net-family ONNX file under <home>/models for crop setting background_model=u2net_custom
+    MASKOPS_MODELS       model files provisioned offline (default: <home>/models)
+    MASKOPS_BACKGROUND_MODEL  a U2-Net-family ONNX file in the models folder, for crop setting background_model=u2net_custom
 
 The production profile (MASKOPS_PROFILE=production; README "Production") adds:
 
@@ -18,6 +19,7 @@ The production profile (MASKOPS_PROFILE=production; README "Production") adds:
     MASKOPS_OBJECT_STORE          s3://bucket/prefix for the image store, manifests and model records
     MASKOPS_CELERY_BROKER         amqp://... or redis://... (steps run on Celery workers)
     MASKOPS_CELERY_BACKEND        Celery result backend (default rpc://)
+    MASKOPS_EXECUTOR              celery (default) or k8s: every step a Kubernetes Job (dagster-k8s; docker/k8s/)
     MLFLOW_TRACKING_URI           the MLflow tracking server, http://host:port
     MASKOPS_MLFLOW_BACKEND_STORE  the tracking server's own store (postgresql://...), for `maskops tracking-server`
     MASKOPS_MLFLOW_ARTIFACTS      where the tracking server keeps artifacts (s3://bucket/mlartifacts or a folder)
@@ -68,6 +70,8 @@ class Settings:
     mlflow_backend_store: str = ""
     mlflow_artifacts_destination: str = ""
     background_model: str = ""
+    models_dir: str = ""
+    executor: str = "celery"
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -87,7 +91,8 @@ class Settings:
             dagster_postgres_url=env.get("MASKOPS_DAGSTER_POSTGRES_URL", ""), celery_broker=env.get("MASKOPS_CELERY_BROKER", ""),
             celery_backend=env.get("MASKOPS_CELERY_BACKEND") or cls.celery_backend, explicit_dagster_home=env.get("DAGSTER_HOME", ""),
             mlflow_backend_store=env.get("MASKOPS_MLFLOW_BACKEND_STORE", ""), mlflow_artifacts_destination=env.get("MASKOPS_MLFLOW_ARTIFACTS", ""),
-            background_model=env.get("MASKOPS_BACKGROUND_MODEL", ""),
+            background_model=env.get("MASKOPS_BACKGROUND_MODEL", ""), models_dir=env.get("MASKOPS_MODELS", ""),
+            executor=env.get("MASKOPS_EXECUTOR") or cls.executor,
         )  # fmt: skip
 
     @property
@@ -100,9 +105,15 @@ class Settings:
             ("MASKOPS_DAGSTER_POSTGRES_URL", self.dagster_postgres_url.startswith(("postgresql", "postgres://")), "postgresql+psycopg2://user:password@host:5432/dagster"),
             ("MLFLOW_TRACKING_URI", self.mlflow_uri.startswith(("http://", "https://")), "http://mlflow:5000 (the tracking server)"),
             ("MASKOPS_OBJECT_STORE", "://" in self.object_store, "s3://bucket/maskops"),
-            ("MASKOPS_CELERY_BROKER", self.celery_broker.startswith(("amqp://", "pyamqp://", "redis://")), "amqp://user:password@rabbitmq:5672// or redis://redis:6379/0"),
+            ("MASKOPS_CELERY_BROKER", self.executor != "celery" or self.celery_broker.startswith(("amqp://", "pyamqp://", "redis://")), "amqp://user:password@rabbitmq:5672// or redis://redis:6379/0"),
+            ("MASKOPS_EXECUTOR", self.executor in ("celery", "k8s"), "celery or k8s"),
         ]  # fmt: skip
         return [f"set {name}, e.g. {example}" for name, ok, example in missing if not ok]
+
+    @property
+    def models(self) -> Path:
+        """Model files provisioned offline (rembg's U2NET_HOME): MASKOPS_MODELS (an image bakes them in), else <home>/models."""
+        return Path(self.models_dir).absolute() if self.models_dir else self.home / "models"
 
     @property
     def manifests_location(self) -> str:
@@ -125,7 +136,6 @@ class Settings:
     checkpoints = StateFolder("checkpoints", "Training checkpoints, so an interrupted run resumes.")
     records = StateFolder("records", "Small JSON records of the model assets.")
     submissions = StateFolder("submissions", "submission.csv.")
-    models = StateFolder("models", "Model files provisioned offline (rembg's U2NET_HOME).")
 
     def environment(self) -> dict[str, str]:
         """Variables for child processes (dagster CLI, webserver) so they see the same state."""
@@ -139,6 +149,8 @@ class Settings:
             "MASKOPS_OBSERVE_CRON": self.observe_cron,
             "MASKOPS_PROFILE": self.profile,
             "MASKOPS_BACKGROUND_MODEL": self.background_model,
+            "MASKOPS_MODELS": str(self.models),
+            "MASKOPS_EXECUTOR": self.executor,
             "DAGSTER_HOME": str(self.dagster_home),
             "MLFLOW_DISABLE_TELEMETRY": "true",
             "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",

@@ -12,6 +12,7 @@ import contextlib
 import copy
 import hashlib
 import math
+import os
 import random
 import time
 from collections.abc import Callable
@@ -34,10 +35,20 @@ __all__ = ["CHECKPOINT", "PRESETS", "TrainConfig", "TrainResult", "config_from",
 CHECKPOINT = "last.pt"
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, rank: int = 0) -> torch.device:
+    """The device of `name`; in a data-parallel run on CUDA each process takes the GPU of its local rank."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is None and torch.distributed.is_initialized():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
+    return device
+
+
+def _rank_and_world() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
 
 
 def build_model(cfg: TrainConfig) -> tuple[MaskNet, int]:
@@ -105,10 +116,18 @@ def train_model(
     checkpoint_dir: str | Path | None = None,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
 ) -> TrainResult:
-    """Train on cached uint8 crops; validate on the whole validation set after every epoch."""
+    """Train on cached uint8 crops; validate on the whole validation set after every epoch.
+
+    With `cfg.processes` > 1 the same loop runs data-parallel under torchrun (maskops.distributed): every process
+    draws the same global batch and trains on its share, DistributedDataParallel averages the gradients."""
     if len(train_images) == 0 or len(val_images) == 0:
         raise ValueError(f"need training and validation images, got {len(train_images)} and {len(val_images)}")
-    device = resolve_device(cfg.device)
+    rank, world = _rank_and_world()
+    if cfg.processes > 1 and world == 1:
+        from maskops.distributed import train_data_parallel
+
+        return train_data_parallel(train_images, train_labels, val_images, val_labels, cfg, checkpoint_dir, on_epoch)
+    device = resolve_device(cfg.device, rank)
     _seed_everything(cfg.seed)
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
@@ -116,6 +135,11 @@ def train_model(
     model.to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
+    engine = model
+    if world > 1:
+        if device.type == "cuda":  # batch statistics over every process's share (SyncBatchNorm is GPU-only)
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        engine = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     params = [p for p in model.parameters() if p.requires_grad]
     if cfg.optimizer == "adamw":
         optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -138,7 +162,9 @@ def train_model(
         if cfg.sampler == "weighted"
         else RandomSampler(dataset, generator=torch.Generator().manual_seed(cfg.seed + 2))
     )
-    loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=0)
+    # data-parallel: a last batch too small to give every process an image is dropped
+    loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=0,
+                        drop_last=world > 1 and 0 < len(dataset) % cfg.batch_size < world)  # fmt: skip
     alpha = None if cfg.focal_alpha == "none" else cfg.focal_alpha if cfg.focal_alpha == "inverse_frequency" else float(cfg.focal_alpha)
     criterion = Criterion(
         cfg.head, class_counts(train_labels), dict(zip(("mask", "gender", "age"), cfg.task_weights, strict=True)),
@@ -184,16 +210,22 @@ def train_model(
             if device.type == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
             y = labels.to(device)
+            if world > 1:  # every process drew the same global batch (same seeds): each trains on its share
+                x, y = x[rank::world], y[rank::world]
             with torch.autocast(device.type, enabled=device.type == "cuda"):
-                loss = criterion(model(x), y)
+                loss = criterion(engine(x), y)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()
             running += loss.detach().item() * len(y)
-            seen += len(y)
+            seen += len(y) * world
         train_seconds += time.perf_counter() - started
+        if world > 1:  # the epoch's loss over every process's share
+            total_loss = torch.tensor([running], dtype=torch.float64, device=device)
+            torch.distributed.all_reduce(total_loss)
+            running = float(total_loss.item())
         probs = predict(model, val_images, device=device)
         metrics = {
             "epoch": epoch,
@@ -207,7 +239,7 @@ def train_model(
             best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
         else:
             bad_epochs += 1
-        if checkpoint is not None:
+        if checkpoint is not None and rank == 0:
             state = {
                 "config": asdict(cfg), "data": fingerprint, "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "sampler_rng": sampler.generator.get_state(), "augment_rng": augment_rng.get_state(),

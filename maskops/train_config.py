@@ -42,12 +42,15 @@ class TrainConfig:
     seed: int = option(0, "Seed of weights, sampling and augmentation.")
     patience: int = option(7, "Early stopping: epochs without a better validation macro F1.")
     device: str = option("auto", "auto (CUDA when present), cpu or cuda:N.")
+    processes: int = option(1, "Data-parallel processes (torchrun: gloo on CPU, NCCL with one GPU each); the batch is split between them.")
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("adamw", "sgd"):
             raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {self.optimizer!r}")
         if self.sampler not in ("weighted", "shuffle"):
             raise ValueError(f"sampler must be 'weighted' or 'shuffle', got {self.sampler!r}")
+        if self.processes < 1 or self.batch_size < self.processes:
+            raise ValueError(f"processes must be >= 1 and at most batch_size, got {self.processes} for batch_size {self.batch_size}")
         if self.epochs < 1 or self.batch_size < 1 or self.image_size < 16:
             raise ValueError(f"epochs, batch_size must be >= 1 and image_size >= 16: {self.epochs}, {self.batch_size}, {self.image_size}")
 

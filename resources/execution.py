@@ -26,20 +26,32 @@ def celery_config(settings: Settings) -> dict:
     return {"broker": {"env": "MASKOPS_CELERY_BROKER"}, "backend": backend, "config_source": CELERY_APP_CONFIG}
 
 
+# On Kubernetes (MASKOPS_EXECUTOR=k8s, with the K8sRunLauncher of docker/k8s/values.yaml) every step is a Job of
+# the run's image; a training step's pod asks for a GPU through its dagster-k8s/config tag (assets.policies).
+K8S_CONFIG = {"max_concurrent": 8, "env_secrets": ["maskops-secrets"], "env_config_maps": ["maskops-env"]}
+
+
 def default_executor(settings: Settings) -> dg.ExecutorDefinition | None:
-    """The code location's executor: Celery in production (for the UI's runs and the automation), Dagster's default otherwise."""
+    """The code location's executor (the UI's runs, the automation): Dagster's default locally; in production Celery,
+    or one Kubernetes Job per step."""
     if not settings.production:
         return None
+    if settings.executor == "k8s":
+        from dagster_k8s import k8s_job_executor
+
+        return k8s_job_executor.configured(K8S_CONFIG, name="k8s")
     from dagster_celery import celery_executor
 
     return celery_executor.configured(celery_config(settings), name="celery")
 
 
 def job_executor(settings: Settings) -> tuple[dg.ExecutorDefinition, dict]:
-    """A named job's executor and its default run config: in-process locally; Celery in production, with broker and
-    backend in the job's config, so a run can pick another broker (Redis or RabbitMQ) in the Launchpad."""
+    """A named job's executor and its default run config: in-process locally; in production Celery, with broker and
+    backend in the job's config so a run can pick another broker (Redis or RabbitMQ) in the Launchpad, or Kubernetes."""
     if not settings.production:
         return dg.in_process_executor, {}
+    if settings.executor == "k8s":
+        return default_executor(settings), {}
     from dagster_celery import celery_executor
 
     return celery_executor, {"execution": {"config": celery_config(settings)}}

@@ -89,6 +89,7 @@ def rabbitmq_vhost(name: str) -> Iterator[str]:
 @dataclass
 class Process:
     name: str
+    command: list[str]
     popen: subprocess.Popen
     log: Path
 
@@ -112,7 +113,7 @@ class Stack:
         log = self.logs / f"{name}.log"
         with log.open("w") as out:
             popen = subprocess.Popen(cmd, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        process = Process(name, popen, log)
+        process = Process(name, cmd, popen, log)
         self.processes.append(process)
         deadline = time.monotonic() + timeout
         while not ready():

@@ -9,7 +9,7 @@ from upath import UPath
 
 from maskops.files import file_version, slug, write_atomic
 from maskops.settings import Settings
-from resources.instance import DAGSTER_YAML, ensure_dagster_home
+from resources.instance import LOCAL_YAML, ensure_dagster_home
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path):
@@ -41,7 +41,26 @@ def test_versions_and_names(tmp_path: Path):
 def test_dagster_yaml_is_ours_until_a_person_edits_it(tmp_path: Path):
     settings = Settings.from_env({"MASKOPS_HOME": str(tmp_path)})
     config = ensure_dagster_home(settings) / "dagster.yaml"
-    assert config.read_text() == DAGSTER_YAML and "enabled: false" in DAGSTER_YAML
+    assert config.read_text() == LOCAL_YAML and "enabled: false" in LOCAL_YAML
     config.write_text("telemetry:\n  enabled: false\n# mine\n")  # a person's own file (no maskops header)
     ensure_dagster_home(settings)
     assert config.read_text().endswith("# mine\n")
+
+
+def test_the_production_profile_says_what_it_lacks(tmp_path: Path):
+    from maskops.settings import SettingsError
+
+    lacking = Settings.from_env({"MASKOPS_HOME": str(tmp_path), "MASKOPS_PROFILE": "production"}).production_problems()
+    assert [p.split(",")[0] for p in lacking] == [
+        "set MASKOPS_DAGSTER_POSTGRES_URL", "set MLFLOW_TRACKING_URI", "set MASKOPS_OBJECT_STORE", "set MASKOPS_CELERY_BROKER",
+    ]  # fmt: skip
+    with pytest.raises(SettingsError, match="use one of local, production"):
+        Settings.from_env({"MASKOPS_PROFILE": "prod"})
+    complete = Settings.from_env({
+        "MASKOPS_HOME": str(tmp_path), "MASKOPS_PROFILE": "production", "MASKOPS_OBJECT_STORE": "s3://b/p/",
+        "MASKOPS_DAGSTER_POSTGRES_URL": "postgresql+psycopg2://u@h/d", "MLFLOW_TRACKING_URI": "http://h:5000", "MASKOPS_CELERY_BROKER": "amqp://h//",
+    })  # fmt: skip
+    assert complete.production_problems() == [] and complete.image_store == "s3://b/p/images"
+    assert complete.manifests_location == "s3://b/p/manifests" and complete.records_location == "s3://b/p/records"
+    config = ensure_dagster_home(complete) / "dagster.yaml"
+    assert "MASKOPS_DAGSTER_POSTGRES_URL" in config.read_text() and "QueuedRunCoordinator" in config.read_text()

@@ -1,0 +1,52 @@
+"""The Kubernetes path, rendered without a cluster: with MASKOPS_EXECUTOR=k8s every step is a Kubernetes Job, a
+training step's pod asks for a GPU, an image step's does not; the Helm values agree with the code location."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from maskops.settings import Settings
+from resources.execution import default_executor
+
+VALUES = Path(__file__).resolve().parents[1] / "docker/k8s/values.yaml"
+PRODUCTION = {
+    "MASKOPS_PROFILE": "production", "MASKOPS_EXECUTOR": "k8s", "MLFLOW_TRACKING_URI": "http://mlflow:5000",
+    "MASKOPS_OBJECT_STORE": "s3://maskops/data", "MASKOPS_DAGSTER_POSTGRES_URL": "postgresql+psycopg2://maskops@postgres/dagster",
+}  # fmt: skip
+
+
+def _pod(assets_def, image: str):
+    from dagster_k8s.job import DagsterK8sJobConfig, construct_dagster_k8s_job, get_user_defined_k8s_config
+
+    config = DagsterK8sJobConfig(job_image=image, dagster_home="/data/maskops/dagster", image_pull_policy="IfNotPresent")
+    job = construct_dagster_k8s_job(
+        config, ["dagster", "api", "execute_step"], "maskops-step", get_user_defined_k8s_config(assets_def.op.tags)
+    )
+    return job.spec.template.spec.containers[0]
+
+
+def test_training_steps_ask_kubernetes_for_a_gpu():
+    from assets.cropped import cropped_assets
+    from assets.models import model_assets
+
+    settings = Settings.from_env(PRODUCTION)
+    assert settings.production_problems() == [] and default_executor(settings).name == "k8s"
+    training = _pod(model_assets[0], "maskops:cuda")
+    assert training.resources.limits == {"nvidia.com/gpu": "1"} and training.resources.requests == {"nvidia.com/gpu": "1"}
+    assert training.image == "maskops:cuda" and training.args == ["dagster", "api", "execute_step"]
+    cropping = _pod(cropped_assets[0], "maskops:cpu")
+    assert not (cropping.resources and cropping.resources.limits)  # image steps stay on CPU nodes
+
+
+def test_helm_values_match_the_code_location():
+    values = yaml.safe_load(VALUES.read_text())
+    (deployment,) = values["dagster-user-deployments"]["deployments"]
+    assert deployment["dagsterApiGrpcArgs"] == ["-m", "assets.definitions"] and deployment["port"] == 4000
+    assert values["runLauncher"]["type"] == "K8sRunLauncher" and values["postgresql"]["enabled"] is False
+    env = values["maskopsEnv"]
+    assert (
+        Settings.from_env({**env, "MASKOPS_DAGSTER_POSTGRES_URL": PRODUCTION["MASKOPS_DAGSTER_POSTGRES_URL"]}).production_problems() == []
+    )
+    assert not any(k.startswith("AWS_SECRET") or "PASSWORD" in k for k in env)  # secrets live in the maskops-secrets Secret
