@@ -44,12 +44,12 @@ def init_instance(settings: Settings, environ: dict[str, str]) -> dict[str, int]
 
 
 def tracking_server(settings: Settings, host: str, port: int, workers: int, allowed_hosts: str) -> list[str]:
-    if not settings.mlflow_backend_store or not settings.mlflow_artifacts_destination:
+    if not settings.services.mlflow_backend_store or not settings.services.mlflow_artifacts_destination:
         raise SettingsError(
             "set MASKOPS_MLFLOW_BACKEND_STORE (postgresql://...) and MASKOPS_MLFLOW_ARTIFACTS (s3://bucket/prefix or a folder)"
         )
-    args = ["server", "--backend-store-uri", settings.mlflow_backend_store, "--serve-artifacts",
-            "--artifacts-destination", settings.mlflow_artifacts_destination, "--host", host, "--port", str(port), "--workers", str(workers)]  # fmt: skip
+    args = ["server", "--backend-store-uri", settings.services.mlflow_backend_store, "--serve-artifacts",
+            "--artifacts-destination", settings.services.mlflow_artifacts_destination, "--host", host, "--port", str(port), "--workers", str(workers)]  # fmt: skip
     return [*args, "--allowed-hosts", allowed_hosts] if allowed_hosts else args
 
 

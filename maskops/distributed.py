@@ -29,15 +29,11 @@ class DistributedTrainingError(RuntimeError):
 
 
 def train_data_parallel(
-    train_images: torch.Tensor,
-    train_labels: np.ndarray,
-    val_images: torch.Tensor,
-    val_labels: np.ndarray,
-    cfg: TrainConfig,
-    checkpoint_dir: str | Path | None = None,
+    train: tuple[torch.Tensor, np.ndarray], val: tuple[torch.Tensor, np.ndarray], cfg: TrainConfig, checkpoint_dir: str | Path | None = None,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
-) -> TrainResult:
-    """Train with `cfg.processes` processes; the threads of this machine are shared between them."""
+) -> TrainResult:  # fmt: skip
+    """Train on (images, labels) pairs with `cfg.processes` processes; the threads of this machine are shared between them."""
+    (train_images, train_labels), (val_images, val_labels) = train, val
     with tempfile.TemporaryDirectory(prefix="maskops-ddp-") as tmp:
         folder = Path(tmp)
         job = {"train_images": train_images, "train_labels": np.asarray(train_labels), "val_images": val_images,

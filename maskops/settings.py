@@ -31,8 +31,11 @@ from the environment only.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from maskops.options import option
 
 
 class StateFolder:
@@ -53,28 +56,46 @@ class SettingsError(ValueError):
 
 
 @dataclass(frozen=True)
+class Services:
+    """The production profile's shared services (MASKOPS_PROFILE=production), from the environment."""
+
+    object_store: str = option("", "MASKOPS_OBJECT_STORE: s3://bucket/prefix for images, manifests and model records.")
+    dagster_postgres_url: str = option("", "MASKOPS_DAGSTER_POSTGRES_URL: Dagster's storage on PostgreSQL.")
+    celery_broker: str = option("", "MASKOPS_CELERY_BROKER: amqp://... or redis://...")
+    celery_backend: str = option("rpc://", "MASKOPS_CELERY_BACKEND: Celery's result backend.")
+    executor: str = option("celery", "MASKOPS_EXECUTOR: celery, or k8s (a Kubernetes Job per step).")
+    mlflow_backend_store: str = option("", "MASKOPS_MLFLOW_BACKEND_STORE: the tracking server's store (postgresql://...).")
+    mlflow_artifacts_destination: str = option("", "MASKOPS_MLFLOW_ARTIFACTS: where the tracking server keeps artifacts.")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Services:
+        return cls(
+            object_store=env.get("MASKOPS_OBJECT_STORE", "").rstrip("/"), dagster_postgres_url=env.get("MASKOPS_DAGSTER_POSTGRES_URL", ""),
+            celery_broker=env.get("MASKOPS_CELERY_BROKER", ""), celery_backend=env.get("MASKOPS_CELERY_BACKEND") or "rpc://",
+            executor=env.get("MASKOPS_EXECUTOR") or "celery", mlflow_backend_store=env.get("MASKOPS_MLFLOW_BACKEND_STORE", ""),
+            mlflow_artifacts_destination=env.get("MASKOPS_MLFLOW_ARTIFACTS", ""),
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
 class Settings:
+    """Where maskops keeps its state and which services it talks to, read once from the environment (from_env)."""
+
     home: Path
     dataset: Path
     labels: Path
     image_store: str
     mlflow_uri: str
-    mlflow_ui: str = ""
-    observe_cron: str = "*/5 * * * *"
-    profile: str = "local"
-    object_store: str = ""
-    dagster_postgres_url: str = ""
-    celery_broker: str = ""
-    celery_backend: str = "rpc://"
-    explicit_dagster_home: str = ""
-    mlflow_backend_store: str = ""
-    mlflow_artifacts_destination: str = ""
-    background_model: str = ""
-    models_dir: str = ""
-    executor: str = "celery"
+    mlflow_ui: str = option("", "MASKOPS_MLFLOW_UI: base URL of an MLflow UI, for links from Dagster to runs.")
+    observe_cron: str = option("*/5 * * * *", "MASKOPS_OBSERVE_CRON: how often the automation looks at the sources.")
+    profile: str = option("local", "MASKOPS_PROFILE: local or production.")
+    services: Services = field(default_factory=Services)
+    explicit_dagster_home: str = option("", "DAGSTER_HOME, when set: a Dagster home with its own dagster.yaml.")
+    background_model: str = option("", "MASKOPS_BACKGROUND_MODEL: a U2-Net-family ONNX file in the models folder.")
+    models_dir: str = option("", "MASKOPS_MODELS: model files provisioned offline (default <home>/models).")
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
         home = Path(env.get("MASKOPS_HOME", ".maskops")).expanduser().absolute()
         dataset = Path(env["MASKOPS_DATASET"]).expanduser().absolute() if env.get("MASKOPS_DATASET") else home / "demo-data"
@@ -82,17 +103,14 @@ class Settings:
         profile = env.get("MASKOPS_PROFILE") or "local"
         if profile not in PROFILES:
             raise SettingsError(f"MASKOPS_PROFILE={profile!r}: use one of {', '.join(PROFILES)}")
-        store = env.get("MASKOPS_OBJECT_STORE", "").rstrip("/")
+        services = Services.from_env(env)
+        store = services.object_store
         return cls(
             home=home, dataset=dataset, labels=labels,
             image_store=env.get("MASKOPS_IMAGE_STORE") or (f"{store}/images" if store else str(home / "images")),
             mlflow_uri=env.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home / 'mlflow.db'}", mlflow_ui=env.get("MASKOPS_MLFLOW_UI", ""),
-            observe_cron=env.get("MASKOPS_OBSERVE_CRON") or cls.observe_cron, profile=profile, object_store=store,
-            dagster_postgres_url=env.get("MASKOPS_DAGSTER_POSTGRES_URL", ""), celery_broker=env.get("MASKOPS_CELERY_BROKER", ""),
-            celery_backend=env.get("MASKOPS_CELERY_BACKEND") or cls.celery_backend, explicit_dagster_home=env.get("DAGSTER_HOME", ""),
-            mlflow_backend_store=env.get("MASKOPS_MLFLOW_BACKEND_STORE", ""), mlflow_artifacts_destination=env.get("MASKOPS_MLFLOW_ARTIFACTS", ""),
-            background_model=env.get("MASKOPS_BACKGROUND_MODEL", ""), models_dir=env.get("MASKOPS_MODELS", ""),
-            executor=env.get("MASKOPS_EXECUTOR") or cls.executor,
+            observe_cron=env.get("MASKOPS_OBSERVE_CRON") or "*/5 * * * *", profile=profile, explicit_dagster_home=env.get("DAGSTER_HOME", ""),
+            background_model=env.get("MASKOPS_BACKGROUND_MODEL", ""), models_dir=env.get("MASKOPS_MODELS", ""), services=services,
         )  # fmt: skip
 
     @property
@@ -101,12 +119,13 @@ class Settings:
 
     def production_problems(self) -> list[str]:
         """What the production profile still lacks (empty when it is complete)."""
+        sv = self.services
         missing = [
-            ("MASKOPS_DAGSTER_POSTGRES_URL", self.dagster_postgres_url.startswith(("postgresql", "postgres://")), "postgresql+psycopg2://user:password@host:5432/dagster"),
+            ("MASKOPS_DAGSTER_POSTGRES_URL", sv.dagster_postgres_url.startswith(("postgresql", "postgres://")), "postgresql+psycopg2://user:password@host:5432/dagster"),
             ("MLFLOW_TRACKING_URI", self.mlflow_uri.startswith(("http://", "https://")), "http://mlflow:5000 (the tracking server)"),
-            ("MASKOPS_OBJECT_STORE", "://" in self.object_store, "s3://bucket/maskops"),
-            ("MASKOPS_CELERY_BROKER", self.executor != "celery" or self.celery_broker.startswith(("amqp://", "pyamqp://", "redis://")), "amqp://user:password@rabbitmq:5672// or redis://redis:6379/0"),
-            ("MASKOPS_EXECUTOR", self.executor in ("celery", "k8s"), "celery or k8s"),
+            ("MASKOPS_OBJECT_STORE", "://" in sv.object_store, "s3://bucket/maskops"),
+            ("MASKOPS_CELERY_BROKER", sv.executor != "celery" or sv.celery_broker.startswith(("amqp://", "pyamqp://", "redis://")), "amqp://user:password@rabbitmq:5672// or redis://redis:6379/0"),
+            ("MASKOPS_EXECUTOR", sv.executor in ("celery", "k8s"), "celery or k8s"),
         ]  # fmt: skip
         return [f"set {name}, e.g. {example}" for name, ok, example in missing if not ok]
 
@@ -118,11 +137,11 @@ class Settings:
     @property
     def manifests_location(self) -> str:
         """Where the Parquet manifests live: the object store in production, else <home>/manifests."""
-        return f"{self.object_store}/manifests" if self.object_store else str(self.manifests)
+        return f"{self.services.object_store}/manifests" if self.services.object_store else str(self.manifests)
 
     @property
     def records_location(self) -> str:
-        return f"{self.object_store}/records" if self.object_store else str(self.records)
+        return f"{self.services.object_store}/records" if self.services.object_store else str(self.records)
 
     @property
     def dagster_home(self) -> Path:
@@ -150,7 +169,7 @@ class Settings:
             "MASKOPS_PROFILE": self.profile,
             "MASKOPS_BACKGROUND_MODEL": self.background_model,
             "MASKOPS_MODELS": str(self.models),
-            "MASKOPS_EXECUTOR": self.executor,
+            "MASKOPS_EXECUTOR": self.services.executor,
             "DAGSTER_HOME": str(self.dagster_home),
             "MLFLOW_DISABLE_TELEMETRY": "true",
             "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",

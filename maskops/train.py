@@ -126,7 +126,7 @@ def train_model(
     if cfg.processes > 1 and world == 1:
         from maskops.distributed import train_data_parallel
 
-        return train_data_parallel(train_images, train_labels, val_images, val_labels, cfg, checkpoint_dir, on_epoch)
+        return train_data_parallel((train_images, train_labels), (val_images, val_labels), cfg, checkpoint_dir, on_epoch)
     device = resolve_device(cfg.device, rank)
     _seed_everything(cfg.seed)
     if device.type == "cpu":

@@ -10,6 +10,8 @@ from resources.execution import CELERY_APP_CONFIG
 
 settings = Settings.from_env()
 app = make_app(
-    CeleryExecutor.for_cli(broker=settings.celery_broker, backend=settings.celery_backend, config_source=CELERY_APP_CONFIG).app_args()
+    CeleryExecutor.for_cli(
+        broker=settings.services.celery_broker, backend=settings.services.celery_backend, config_source=CELERY_APP_CONFIG
+    ).app_args()
 )
 execute_plan = create_task(app)

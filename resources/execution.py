@@ -22,7 +22,7 @@ CELERY_APP_CONFIG = {
 
 def celery_config(settings: Settings) -> dict:
     """The Celery executor's run config: broker and backend from the environment (credentials stay out of files)."""
-    backend = {"env": "MASKOPS_CELERY_BACKEND"} if settings.celery_backend != "rpc://" else "rpc://"
+    backend = {"env": "MASKOPS_CELERY_BACKEND"} if settings.services.celery_backend != "rpc://" else "rpc://"
     return {"broker": {"env": "MASKOPS_CELERY_BROKER"}, "backend": backend, "config_source": CELERY_APP_CONFIG}
 
 
@@ -36,7 +36,7 @@ def default_executor(settings: Settings) -> dg.ExecutorDefinition | None:
     or one Kubernetes Job per step."""
     if not settings.production:
         return None
-    if settings.executor == "k8s":
+    if settings.services.executor == "k8s":
         from dagster_k8s import k8s_job_executor
 
         return k8s_job_executor.configured(K8S_CONFIG, name="k8s")
@@ -50,7 +50,7 @@ def job_executor(settings: Settings) -> tuple[dg.ExecutorDefinition, dict]:
     backend in the job's config so a run can pick another broker (Redis or RabbitMQ) in the Launchpad, or Kubernetes."""
     if not settings.production:
         return dg.in_process_executor, {}
-    if settings.executor == "k8s":
+    if settings.services.executor == "k8s":
         return default_executor(settings), {}
     from dagster_celery import celery_executor
 

@@ -144,7 +144,15 @@ def test_the_production_profile_end_to_end(production, tiny_dataset: Path, tmp_p
     from tracking.service import TrackingService
 
     stack, settings, workspace, bucket, workers, s3 = production
-    run_id = launch(stack, "maskops_pipeline", run_config(settings), workspace)
+    # model/raw trains long enough to lose its worker in the middle of the step
+    run_id = launch(stack, "maskops_pipeline", run_config(settings, raw={"epochs": 32, "patience": 32}), workspace)
+    deadline = time.monotonic() + 300
+    while not (first := workers_by_step(run_id).get("model__raw")):
+        assert time.monotonic() < deadline and not dg.DagsterInstance.get().get_run_by_id(run_id).is_finished, "model__raw never started"
+        time.sleep(1)
+    time.sleep(6)  # a few epochs in
+    victim = next(w for w in workers if first[0].startswith(w.name + "@"))
+    victim.kill()
     run = wait_for(run_id, stack)
     assert run.status == dg.DagsterRunStatus.SUCCESS, [p.tail(2000) for p in stack.processes if p.name.startswith("worker")]
 
@@ -153,14 +161,22 @@ def test_the_production_profile_end_to_end(production, tiny_dataset: Path, tmp_p
     assert {"model__relabeled", "model__relabeled_model_quality", "raw_dataset_labels_contract", "ensemble"} <= set(placed)
     assert {w.split("@")[0] for ws in placed.values() for w in ws} == {"worker-1", "worker-2"}
     with (
-        contextlib.closing(psycopg2.connect(settings.dagster_postgres_url.replace("+psycopg2", ""))) as connection,
+        contextlib.closing(psycopg2.connect(settings.services.dagster_postgres_url.replace("+psycopg2", ""))) as connection,
         connection.cursor() as cursor,
     ):
         cursor.execute("select count(*) from event_logs where run_id = %s", (run_id,))
         assert cursor.fetchone()[0] > 100
 
-    # models and the ensemble on the tracking server; images, manifests and artifacts in the object store
+    # the killed worker's step went back to the broker, ran on the other worker and resumed from its checkpoint;
+    # what the dead worker half did is not what got registered
+    assert len(placed["model__raw"]) == 2 and placed["model__raw"][0] != placed["model__raw"][1]
+    meta = dg.DagsterInstance.get().fetch_materializations(dg.AssetKey(["model", "raw"]), limit=1).records[0].asset_materialization.metadata
+    assert meta["epochs_run"].value <= 32 and meta.get("resumed_from_epoch") is not None
     service = TrackingService(settings.mlflow_uri)
+    record = json.loads(s3.get_object(Bucket=bucket, Key="maskops/records/model/raw.json")["Body"].read())
+    assert [v.run_id for v in service.client.search_model_versions("name = 'maskops-raw'")] == [record["run_id"]]
+
+    # models and the ensemble on the tracking server; images, manifests and artifacts in the object store
     assert all(service.client.search_model_versions(f"name = 'maskops-{v}'") for v in VARIANTS)
     assert "champion" in service.client.get_registered_model("maskops-ensemble").aliases
     stored = {o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket) for o in page.get("Contents", [])}
@@ -169,17 +185,17 @@ def test_the_production_profile_end_to_end(production, tiny_dataset: Path, tmp_p
     assert any(k.startswith("mlartifacts/") for k in stored)  # proxied by the server: clients never touch S3 for MLflow
     assert not (settings.home / "images").exists() and not (settings.home / "mlartifacts").exists()
 
-    # a laptop's `maskops predict` needs only the server's URI
+    # a laptop's `maskops predict` and `maskops serve` need only the server's URI
     laptop = {k: v for k, v in stack.env.items() if not k.startswith(("AWS_", "MLFLOW_S3", "MASKOPS_"))}
+    laptop["MASKOPS_HOME"] = str(tmp_path / "laptop")
     photos = sorted((tiny_dataset / "train/images").iterdir())[0]
     predicted = subprocess.run([*MASKOPS, "predict", str(photos), "--model", "models:/maskops-ensemble@champion", "--out", str(tmp_path / "p.csv")],
-                               env={**laptop, "MASKOPS_HOME": str(tmp_path / "laptop")}, capture_output=True, text=True, timeout=300)  # fmt: skip
+                               env=laptop, capture_output=True, text=True, timeout=300)  # fmt: skip
     assert predicted.returncode == 0, predicted.stderr[-3000:]
     table = pd.read_csv(tmp_path / "p.csv")
     assert len(table) == 7 and (table["status"] == "ok").all() and table["class_id"].between(0, 17).all()
-    port = free_port()  # and `maskops serve` the same way
-    laptop_stack = Stack(tmp_path / "laptop", {**laptop, "MASKOPS_HOME": str(tmp_path / "laptop")})
-    laptop_stack.logs.mkdir(exist_ok=True)
+    port = free_port()
+    laptop_stack = Stack(tmp_path, laptop)
     try:
         laptop_stack.start("serve", [*MASKOPS, "serve", "--port", str(port)], answers(f"http://127.0.0.1:{port}/ping"), timeout=240)
         body = json.dumps({"dataframe_split": {"columns": ["image"], "data": [[str(next(photos.iterdir()))]]}}).encode()
@@ -188,26 +204,3 @@ def test_the_production_profile_end_to_end(production, tiny_dataset: Path, tmp_p
             assert json.load(response)["predictions"][0]["status"] == "ok"
     finally:
         laptop_stack.stop()
-
-    # a worker dies in the middle of a training step: the broker hands the step to the other worker, which resumes
-    # it from its checkpoint; the run succeeds and what the dead worker half did is not what gets registered
-    slow = {"raw": {"epochs": 32, "patience": 32}}
-    run_id = launch(stack, "train_challenger", run_config(settings, data_stages=False, **slow), workspace)
-    deadline = time.monotonic() + 240
-    while not (first := workers_by_step(run_id).get("model__raw")):
-        assert time.monotonic() < deadline, "model__raw never started"
-        time.sleep(1)
-    time.sleep(6)  # a few epochs in
-    victim = next(w for w in workers if first[0].startswith(w.name + "@"))
-    victim.kill()
-    run = wait_for(run_id, stack)
-    assert run.status == dg.DagsterRunStatus.SUCCESS
-    placed = workers_by_step(run_id)["model__raw"]
-    assert len(placed) == 2 and placed[0] != placed[1]  # retried on the other worker
-    materialized = dg.DagsterInstance.get().fetch_materializations(dg.AssetKey(["model", "raw"]), limit=1).records[0]
-    assert materialized.run_id == run_id
-    meta = materialized.asset_materialization.metadata
-    assert meta["epochs_run"].value <= 32 and meta.get("resumed_from_epoch") is not None  # picked up the dead worker's checkpoint
-    record = json.loads(s3.get_object(Bucket=bucket, Key="maskops/records/model/raw.json")["Body"].read())
-    (version,) = [v for v in service.client.search_model_versions("name = 'maskops-raw'") if v.run_id == record["run_id"]]
-    assert version.run_id == record["run_id"]  # the registered model is the finished attempt's
