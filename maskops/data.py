@@ -1,5 +1,5 @@
-"""Training data: crops decoded and resized once into memory, light augmentation on tensors,
-a class-balancing sampler on training only. Validation and test are deterministic."""
+"""Training data: crops decoded and resized once into memory (onto the GPU when training there), augmentation and
+class-balanced sampling on whole batches on that device, training only. Validation and test are deterministic."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 import torch
 from PIL import Image
-from torch.utils.data import Dataset, WeightedRandomSampler
 
 from maskops.crop import CropRecipeError, recipe_of
 from maskops.splits import TRAIN, VALIDATION, assign_split
@@ -39,56 +38,59 @@ def normalize(batch: torch.Tensor) -> torch.Tensor:
 
 
 class Augment:
-    """Random horizontal flip, small zoom and shift, brightness and contrast jitter — on a whole
-    uint8 batch at once (one affine resampling call), so augmentation costs little next to the model."""
+    """Random horizontal flip, small zoom and shift, brightness and contrast jitter — on a whole uint8 batch at once
+    (one affine resampling call), with every random number drawn on the batch's device by a generator that lives
+    there: no host round trip, and a CPU generator with a CUDA batch is refused rather than mixed."""
 
     def __init__(self, flip: bool = True, scale: float = 0.1, jitter: float = 0.2):
         self.flip, self.scale, self.jitter = flip, scale, jitter
 
     def __call__(self, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """uint8 (N, 3, H, W) -> float (N, 3, H, W) in 0..255."""
+        device = batch.device
+        if generator.device.type != device.type:
+            raise ValueError(
+                f"the augmentation's generator is on {generator.device} but the batch on {device}: create it with torch.Generator(device=...)"
+            )
         x = batch.float()
         n = x.shape[0]
+
+        def uniform(*shape: int) -> torch.Tensor:
+            return torch.rand(*shape, generator=generator, device=device)
+
         if self.flip:
-            flip = torch.rand(n, generator=generator) < 0.5
-            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+            x = torch.where((uniform(n) < 0.5)[:, None, None, None], x.flip(-1), x)
         if self.scale:
-            s = 1 - self.scale * torch.rand(n, generator=generator)
-            shift = (1 - s)[:, None] * (2 * torch.rand(n, 2, generator=generator) - 1)
-            theta = torch.zeros(n, 2, 3)
+            s = 1 - self.scale * uniform(n)
+            theta = torch.zeros(n, 2, 3, device=device)
             theta[:, 0, 0], theta[:, 1, 1] = s, s
-            theta[:, :, 2] = shift
-            grid = torch.nn.functional.affine_grid(theta.to(x.device), list(x.shape), align_corners=False)
+            theta[:, :, 2] = (1 - s)[:, None] * (2 * uniform(n, 2) - 1)
+            grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
             x = torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
         if self.jitter:
-            brightness = 1 + self.jitter * (2 * torch.rand(n, 1, 1, 1, generator=generator) - 1)
-            contrast = 1 + self.jitter * (2 * torch.rand(n, 1, 1, 1, generator=generator) - 1)
+            brightness = 1 + self.jitter * (2 * uniform(n, 1, 1, 1) - 1)
+            contrast = 1 + self.jitter * (2 * uniform(n, 1, 1, 1) - 1)
             mean = x.mean(dim=(1, 2, 3), keepdim=True)
-            x = (x - mean) * contrast.to(x.device) + mean * brightness.to(x.device)
+            x = (x - mean) * contrast + mean * brightness
         return x.clamp(0, 255)
 
 
-class CropDataset(Dataset):
-    """Cached uint8 crops and their class ids (augmentation happens per batch, in the loop)."""
+class EpochSampler:
+    """Which training images an epoch visits, drawn on the images' device: weighted (1 / images of the class, with
+    replacement, so every class comes about equally often) or a shuffle. Seeded; its state goes into checkpoints."""
 
-    def __init__(self, images: torch.Tensor, labels: np.ndarray):
-        self.images = images
-        self.labels = torch.as_tensor(np.asarray(labels, dtype=np.int64))
+    def __init__(self, labels: torch.Tensor, kind: str, seed: int):
+        if kind not in ("weighted", "shuffle"):
+            raise ValueError(f"sampler must be 'weighted' or 'shuffle', got {kind!r}")
+        self.kind, self.n, self.device = kind, len(labels), labels.device
+        counts = torch.bincount(labels, minlength=18).double()
+        self.weights = (1.0 / counts)[labels] if kind == "weighted" else None
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
 
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.images[i], self.labels[i]
-
-
-def balanced_sampler(labels: np.ndarray, seed: int) -> WeightedRandomSampler:
-    """Each image weighted 1 / (images of its class): every class drawn about equally often."""
-    labels = np.asarray(labels, dtype=int)
-    counts = np.bincount(labels, minlength=18)
-    weights = 1.0 / counts[labels]
-    return WeightedRandomSampler(torch.as_tensor(weights, dtype=torch.double), num_samples=len(labels), replacement=True,
-                                 generator=torch.Generator().manual_seed(seed))  # fmt: skip
+    def epoch(self) -> torch.Tensor:
+        if self.weights is not None:
+            return torch.multinomial(self.weights, self.n, replacement=True, generator=self.generator)
+        return torch.randperm(self.n, generator=self.generator, device=self.device)
 
 
 def class_counts(labels: pd.Series | np.ndarray) -> list[int]:

@@ -21,9 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, RandomSampler
 
-from maskops.data import Augment, CropDataset, balanced_sampler, class_counts, normalize
+from maskops.data import Augment, EpochSampler, class_counts, normalize
 from maskops.files import write_atomic
 from maskops.losses import Criterion
 from maskops.metrics import evaluate
@@ -43,6 +42,13 @@ def resolve_device(name: str, rank: int = 0) -> torch.device:
     if device.type == "cuda" and device.index is None and torch.distributed.is_initialized():
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
     return device
+
+
+def _amp_dtype(device: torch.device) -> torch.dtype | None:
+    """Mixed precision on CUDA: bf16 where the GPU has it (no loss scaling needed), else fp16 with a GradScaler."""
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
 def _rank_and_world() -> tuple[int, int]:
@@ -100,7 +106,8 @@ def predict(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 64, 
         x = normalize(images[start : start + batch_size].to(device))
         if device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, enabled=device.type == "cuda"):
+        amp = _amp_dtype(device)
+        with torch.autocast(device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
             result = model(x)
         probs = result if isinstance(result, torch.Tensor) else class_probabilities(result)
         out.append(probs.float().cpu())
@@ -142,7 +149,7 @@ def train_model(
         engine = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     params = [p for p in model.parameters() if p.requires_grad]
     if cfg.optimizer == "adamw":
-        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=device.type == "cuda")
     else:
         optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
     steps = math.ceil(len(train_labels) / cfg.batch_size)
@@ -154,30 +161,29 @@ def train_model(
         return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(total - warmup, 1)))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-    dataset = CropDataset(train_images, train_labels)
+    # the whole training set lives on the training device (uint8: 18,900 photos at 224 px are 2.8 GB); batches are
+    # gathered, sampled and augmented there, with no per-step host round trip
+    fingerprint = _fingerprint(train_images, train_labels) + _fingerprint(val_images, val_labels)
+    images_on_device = train_images.to(device)
+    labels_on_device = torch.as_tensor(np.asarray(train_labels, dtype=np.int64), device=device)
+    val_images = val_images.to(device)
     augment = Augment(cfg.augment_flip, cfg.augment_scale, cfg.augment_jitter) if cfg.augment else None
-    augment_rng = torch.Generator().manual_seed(cfg.seed + 1)
-    sampler = (
-        balanced_sampler(train_labels, cfg.seed + 2)
-        if cfg.sampler == "weighted"
-        else RandomSampler(dataset, generator=torch.Generator().manual_seed(cfg.seed + 2))
-    )
-    # data-parallel: a last batch too small to give every process an image is dropped
-    loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=0,
-                        drop_last=world > 1 and 0 < len(dataset) % cfg.batch_size < world)  # fmt: skip
+    augment_rng = torch.Generator(device=device).manual_seed(cfg.seed + 1)
+    sampler = EpochSampler(labels_on_device, cfg.sampler, cfg.seed + 2)
     alpha = None if cfg.focal_alpha == "none" else cfg.focal_alpha if cfg.focal_alpha == "inverse_frequency" else float(cfg.focal_alpha)
     criterion = Criterion(
         cfg.head, class_counts(train_labels), dict(zip(("mask", "gender", "age"), cfg.task_weights, strict=True)),
         name=cfg.loss, gamma=cfg.focal_gamma, alpha=alpha, smoothing=cfg.label_smoothing, class_weights=cfg.class_weights,
     ).to(device)  # fmt: skip
-    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
+    amp = _amp_dtype(device)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
+    step_engine = torch.compile(engine) if cfg.compile else engine
 
-    fingerprint = _fingerprint(train_images, train_labels) + _fingerprint(val_images, val_labels)
     history: list[dict[str, float]] = []
     best_f1, best_state, best_epoch, bad_epochs, start_epoch, resumed = -1.0, None, -1, 0, 0, None
     checkpoint = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir else None
     if checkpoint is not None and checkpoint.exists():
-        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)  # generator states must stay on the host
         if state["config"] == asdict(cfg) and state["data"] == fingerprint:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
@@ -203,33 +209,35 @@ def train_model(
             break
         model.train()
         started = time.perf_counter()
-        running = 0.0
-        for images, labels in loader:
-            batch = images.to(device, non_blocking=True)
+        running = torch.zeros((), dtype=torch.float64, device=device)
+        order = sampler.epoch()
+        # data-parallel: a last batch too small to give every process an image is dropped
+        usable = len(order) - (len(order) % cfg.batch_size if world > 1 and 0 < len(order) % cfg.batch_size < world else 0)
+        for start in range(0, usable, cfg.batch_size):
+            index = order[start : start + cfg.batch_size]
+            batch, y = images_on_device[index], labels_on_device[index]
             x = normalize(augment(batch, augment_rng) if augment is not None else batch)
-            if device.type == "cuda":
-                x = x.contiguous(memory_format=torch.channels_last)
-            y = labels.to(device)
             if world > 1:  # every process drew the same global batch (same seeds): each trains on its share
                 x, y = x[rank::world], y[rank::world]
-            with torch.autocast(device.type, enabled=device.type == "cuda"):
-                loss = criterion(engine(x), y)
+            if device.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
+                loss = criterion(step_engine(x), y)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()
-            running += loss.detach().item() * len(y)
+            running += loss.detach() * len(y)
             seen += len(y) * world
-        train_seconds += time.perf_counter() - started
         if world > 1:  # the epoch's loss over every process's share
-            total_loss = torch.tensor([running], dtype=torch.float64, device=device)
-            torch.distributed.all_reduce(total_loss)
-            running = float(total_loss.item())
+            torch.distributed.all_reduce(running)
+        running = float(running.item())  # one host sync per epoch
+        train_seconds += time.perf_counter() - started
         probs = predict(model, val_images, device=device)
         metrics = {
             "epoch": epoch,
-            "train_loss": running / len(dataset),
+            "train_loss": running / max(usable, 1),
             "lr": scheduler.get_last_lr()[0],
             **{f"val_{k}": v for k, v in evaluate(val_labels, probs).items()},
         }

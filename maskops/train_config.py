@@ -42,6 +42,7 @@ class TrainConfig:
     seed: int = option(0, "Seed of weights, sampling and augmentation.")
     patience: int = option(7, "Early stopping: epochs without a better validation macro F1.")
     device: str = option("auto", "auto (CUDA when present), cpu or cuda:N.")
+    compile: bool = option(False, "torch.compile the training step (worth it on GPUs for long runs).")
     processes: int = option(1, "Data-parallel processes (torchrun: gloo on CPU, NCCL with one GPU each); the batch is split between them.")
 
     def __post_init__(self) -> None:

@@ -209,3 +209,20 @@ def test_two_processes_train_the_same_model_as_one():
     assert [h["train_loss"] for h in two.history] == pytest.approx([h["train_loss"] for h in one.history], abs=1e-3)
     with pytest.raises(ValueError, match="processes must be"):
         replace(cfg, processes=64)  # more processes than images per batch
+
+
+def test_the_batch_path_creates_every_tensor_on_the_batch_device():
+    """The loop's data side — sampling, gathering, augmenting, normalizing — with the default device set to `meta`:
+    any tensor made without naming the batch's device lands on meta and the step fails, on CPU, exactly as a CPU
+    tensor met a CUDA batch on the GPU (the crash of augmentation's flip mask)."""
+    from maskops.data import Augment, EpochSampler, normalize
+
+    images = torch.randint(0, 255, (10, 3, 16, 16), dtype=torch.uint8)
+    labels = torch.tensor([0, 1, 1, 2, 2, 2, 3, 3, 3, 3])
+    with torch.device("meta"):
+        for kind in ("weighted", "shuffle"):
+            index = EpochSampler(labels, kind, seed=0).epoch()[:4]
+            x = normalize(Augment(flip=True, scale=0.2, jitter=0.3)(images[index], torch.Generator().manual_seed(1)))
+            assert index.device.type == x.device.type == "cpu" and x.shape == (4, 3, 16, 16) and torch.isfinite(x).all()
+    with pytest.raises(ValueError, match="generator is on cpu but the batch on meta"):
+        Augment()(torch.zeros(2, 3, 8, 8, dtype=torch.uint8, device="meta"), torch.Generator())
