@@ -48,7 +48,11 @@ def build_cropped(variant: str, upstream: str) -> dg.AssetsDefinition:
         reports: ReportFiles,
     ) -> dg.MaterializeResult:  # fmt: skip
         recipe = crop_recipe(config, face_detector, background_remover)
-        remover = Lazy(lambda: background_remover.remover(recipe.config.background_model, recipe.config.background_color))
+        remover = Lazy(
+            lambda: background_remover.remover(
+                recipe.config.background_model, recipe.config.background_color, recipe.config.background_resolution
+            )
+        )
         cropper = Cropper(recipe, image_store.store(), remover if recipe.config.remove_background else None,
                           Lazy(face_detector.detector) if recipe.config.crop_face else None)  # fmt: skip
         readable = manifest[manifest["readable"]] if "readable" in manifest.columns else manifest

@@ -62,7 +62,11 @@ def main() -> None:
 
     recipe = CropRecipe.from_json(record["crop_recipe"])
     crop = recipe.config
-    remover = BackgroundRemover(settings.models, color=crop.background_color) if crop.remove_background else None
+    remover = (
+        BackgroundRemover(settings.models, color=crop.background_color, resolution=crop.background_resolution)
+        if crop.remove_background
+        else None
+    )
     detector = FaceDetector(recipe.detector) if crop.crop_face else None
     members = [(m["image_size"], service.load_pytorch(m["model_uri"])) for m in record["members"]]
     start = time.perf_counter()

@@ -13,6 +13,15 @@ from maskops.options import from_plain, help_of
 from maskops.store import ImageSource, ImageStore
 
 
+def resolve_device(device: str) -> str:
+    """'auto' -> 'cuda' when a GPU is there, else 'cpu'; anything else as given."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def _field(cls, name: str) -> dataclasses.Field:
     return next(f for f in dataclasses.fields(cls) if f.name == name)
 
@@ -43,12 +52,7 @@ class FaceDetectorResource(dg.ConfigurableResource):
         return from_plain(DetectorConfig, {"thresholds": self.thresholds, "min_face_size": self.min_face_size})
 
     def detector(self) -> FaceDetector:
-        device = self.device
-        if device == "auto":
-            import torch
-
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        return FaceDetector(self.config(), device=device, threads=self.threads)
+        return FaceDetector(self.config(), device=resolve_device(self.device), threads=self.threads)
 
 
 class BackgroundRemoverResource(dg.ConfigurableResource):
@@ -57,12 +61,12 @@ class BackgroundRemoverResource(dg.ConfigurableResource):
     models_dir: str = Field(description="rembg's model folder (U2NET_HOME).")
     model_path: str = Field(default="", description="For model 'u2net_custom': an ONNX file under models_dir.")
     threads: int = Field(default=0, description="ONNX Runtime intra-op threads (0: all cores).")
+    device: str = Field(default="auto", description="'auto' (CUDA when present: the graph runs in PyTorch, batched), 'cpu' or 'cuda:N'.")
 
     def model_file(self, model: str) -> Path:
         """The ONNX file `model` loads (raises, saying what to run, when it is missing)."""
         return model_file(self.models_dir, model, self.model_path or None)
 
-    def remover(self, model: str, color: tuple[int, int, int]) -> BackgroundRemover:
-        return BackgroundRemover(
-            self.models_dir, model=model, model_path=self.model_path or None, threads=self.threads or (os.cpu_count() or 1), color=color
-        )
+    def remover(self, model: str, color: tuple[int, int, int], resolution: int = 320) -> BackgroundRemover:
+        return BackgroundRemover(self.models_dir, model=model, model_path=self.model_path or None, threads=self.threads or (os.cpu_count() or 1),
+                                 color=color, resolution=resolution, device=resolve_device(self.device))  # fmt: skip

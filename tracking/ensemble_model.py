@@ -53,7 +53,8 @@ class MaskopsEnsemble(mlflow.pyfunc.PythonModel):
             model_file = Path(context.artifacts["background_model"])
             custom = config.get("background_model_name") == "u2net_custom"
             self.remover = BackgroundRemover(model_file.parent, model=config.get("background_model_name", "u2netp"),
-                                             model_path=model_file if custom else None, color=self.crop.background_color)  # fmt: skip
+                                             model_path=model_file if custom else None, color=self.crop.background_color,
+                                             resolution=self.crop.background_resolution)  # fmt: skip
         self.detector = FaceDetector(recipe.detector) if self.crop.crop_face else None
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
