@@ -44,7 +44,7 @@ lint: $(STAMP)
 	$(BIN)/lint-imports --no-cache
 
 bench: $(STAMP)
-	@for script in bench/dataset_io.py bench/crop_stage.py bench/incremental.py bench/training.py bench/variants.py bench/ensemble.py bench/label_issues.py bench/event_log.py; do $(BIN)/python $$script; done
+	$(BIN)/python bench/run.py
 
 clean-state:
 	rm -rf .maskops

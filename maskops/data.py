@@ -32,9 +32,16 @@ def decode_all(paths: list[str], open_image: Callable[[str], Image.Image], size:
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
 
 
+_CONSTANTS: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
 def normalize(batch: torch.Tensor) -> torch.Tensor:
-    """uint8 or float 0..255 (N, 3, H, W) -> float, ImageNet mean/std."""
-    return (batch.float() / 255.0 - MEAN.to(batch.device)) / STD.to(batch.device)
+    """uint8 or float 0..255 (N, 3, H, W) -> float, ImageNet mean/std. The constants are copied to a device once:
+    a copy from pageable host memory per batch would make the host wait for the GPU at every step."""
+    if batch.device not in _CONSTANTS:
+        _CONSTANTS[batch.device] = (MEAN.to(batch.device), STD.to(batch.device))
+    mean, std = _CONSTANTS[batch.device]
+    return (batch.float() / 255.0 - mean) / std
 
 
 class Augment:

@@ -233,12 +233,14 @@ def train_model(
         if world > 1:  # the epoch's loss over every process's share
             torch.distributed.all_reduce(running)
         running = float(running.item())  # one host sync per epoch
-        train_seconds += time.perf_counter() - started
+        epoch_seconds = time.perf_counter() - started
+        train_seconds += epoch_seconds
         probs = predict(model, val_images, device=device)
         metrics = {
             "epoch": epoch,
             "train_loss": running / max(usable, 1),
             "lr": scheduler.get_last_lr()[0],
+            "epoch_images_per_second": usable / epoch_seconds if epoch_seconds else 0.0,
             **{f"val_{k}": v for k, v in evaluate(val_labels, probs).items()},
         }
         history.append(metrics)

@@ -1,0 +1,120 @@
+"""Dagster's orchestration overhead, and how the demo scales with the number of people.
+
+    .venv/bin/python bench/orchestration.py [--people 12] [--eval-people 2] [--scales 1] [--seed 0]
+
+For each scale s (people x s), on the same synthetic data (same config and seed, same demo reviewer):
+- the demo job: `dagster job execute ... -j maskops_pipeline` (Dagster, MLflow, GX, reports, registry), wall time
+  and the peak memory of its whole process tree;
+- the plain script: bench/pipeline.py --extras (the same domain functions: crops, variants, four models with their
+  evaluation figures, label issues, the ensemble), data synthesis excluded from both.
+Figures: dagster_vs_plain_script (ratio of wall times, target <= 1.15) for every scale, and with several scales
+demo_scaling (the exponent b of time ~ people^b fitted on the job's wall times; target close to 1, i.e. linear)
+with peak memory per scale. Nothing is downloaded: the models folder is shared (MASKOPS_MODELS).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import emit
+
+from maskops.background import fetch_u2netp
+from maskops.settings import Settings
+from maskops.synth.people import SynthConfig, synthesize
+from maskops.synth.reviewer import demo_review
+
+HERE = Path(__file__).resolve().parent
+
+
+def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
+    """Wall seconds, peak resident memory of the process tree (GiB, sampled every 0.2 s) and the output's tail."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    peak, done = 0, threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        root = psutil.Process(proc.pid)
+        while not done.is_set():
+            try:
+                tree = [root, *root.children(recursive=True)]
+                peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+            except psutil.Error:
+                pass
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=sample, daemon=True)
+    watcher.start()
+    output = proc.communicate()[0]
+    done.set()
+    watcher.join()
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[:4])}... exited {proc.returncode}:\n{output[-3000:]}")
+    return seconds, peak / 2**30, output
+
+
+def run_scale(people: int, eval_people: int, seed: int, tmp: Path, models: Path) -> dict:
+    from apps.launch import dagster
+
+    home = tmp / f"home-{people}"
+    env = {**os.environ, "MASKOPS_HOME": str(home), "MASKOPS_MODELS": str(models)}
+    os.environ.update({"MASKOPS_HOME": str(home), "MASKOPS_MODELS": str(models)})
+    settings = Settings.from_env()
+    synthesize(settings.dataset, SynthConfig(profiles=people, eval_profiles=eval_people, seed=seed))
+    demo_review(settings.dataset, settings.labels, seed=seed)
+    command, dagster_env = dagster(settings)
+    job, job_peak, _ = timed([command, "job", "execute", "-m", "assets.definitions", "-a", "defs", "-j", "maskops_pipeline"],
+                             {**env, **dagster_env})  # fmt: skip
+    out = tmp / f"plain-{people}.json"
+    plain_cmd = [sys.executable, str(HERE / "pipeline.py"), "--people", str(people), "--eval-people", str(eval_people), "--seed", str(seed),
+                 "--device", "cpu", "--extras", "--work", str(tmp / f"plain-{people}"), "--json", str(out)]  # fmt: skip
+    _, plain_peak, _ = timed(plain_cmd, env)
+    result = json.loads(out.read_text())
+    plain = result["wall_seconds"] - result["seconds"].get("synthesize", 0) - result["seconds"].get("review", 0)
+    return {"people": people, "dagster_seconds": round(job, 2), "plain_seconds": round(plain, 2), "dagster_peak_gib": round(job_peak, 2),
+            "plain_peak_gib": round(plain_peak, 2), "plain_stages": result["seconds"]}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--people", type=int, default=12, help="people at scale 1 (the demo has 64)")
+    parser.add_argument("--eval-people", type=int, default=2)
+    parser.add_argument("--scales", default="1", help="comma-separated multiples of --people, e.g. 1,2,4")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    models = Settings.from_env().models
+    fetch_u2netp(models)
+    scales = [int(s) for s in args.scales.split(",")]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for scale in scales:
+            row = run_scale(args.people * scale, args.eval_people * scale, args.seed, Path(tmp), models)
+            rows.append(row)
+            emit("dagster_vs_plain_script", row["dagster_seconds"], "s", baseline=row["plain_seconds"], n=row["people"], target="<= 1.15",
+                 dagster_peak_gib=row["dagster_peak_gib"], plain_peak_gib=row["plain_peak_gib"], plain_stages=row["plain_stages"])  # fmt: skip
+    if len(rows) > 1:
+        xs = [math.log(r["people"]) for r in rows]
+        ys = [math.log(r["dagster_seconds"]) for r in rows]
+        mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+        slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
+        emit("demo_scaling_exponent", slope, "exponent", baseline=1.0, n=len(rows), target="close to 1 (linear)",
+             people=[r["people"] for r in rows], seconds=[r["dagster_seconds"] for r in rows],
+             peak_gib=[r["dagster_peak_gib"] for r in rows])  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

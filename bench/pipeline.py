@@ -1,0 +1,283 @@
+"""The whole recipe as a plain script: the same domain functions as the Dagster assets, no Dagster, MLflow or GX.
+
+    python bench/pipeline.py [--people 64] [--eval-people 10] [--device auto] [--stage all|data|train] [--work DIR]
+
+synthesize -> demo reviewer -> scan -> relabeled, cleaned, split, generated -> crops (raw and generated images, once
+each: the variants share them through the image store) -> four models -> soft-voting ensemble -> the evaluation set
+scored against the synthetic ground truth. Prints one JSON object: a per-stage time table (seconds), the scores and
+the sizes. What it is for:
+- the full competition size on one GPU machine (bench/gpu_check.py runs it with --people 2700 --eval-people 258);
+- the baseline of the orchestration-overhead figure (bench/orchestration.py: the Dagster demo against this);
+- the demo's scaling (bench/orchestration.py --scales).
+`--stage data` stops after the crops and `--stage train` starts from them (same --work), so the full size can run as
+two commands; each stage skips what its folder already holds (the image store is content-addressed).
+It needs only the domain layer's packages (torch, timm, pandas, onnxruntime, facenet-pytorch, onnx2torch, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from maskops.background import BackgroundRemover, fetch_u2netp
+from maskops.cleaning import CleaningRules, clean, read_exclusions
+from maskops.corrections import apply_corrections, read_corrections
+from maskops.crop import CropConfig, Cropper, CropRecipe, crop_summary
+from maskops.faces import DetectorConfig, FaceDetector, Lazy
+from maskops.files import file_digest
+from maskops.generate import GenerateConfig, add_generated, generate, generation_sources, plan_generation
+from maskops.layout import scan_competition
+from maskops.settings import Settings
+from maskops.splits import SplitConfig, assign_split, make_split
+from maskops.store import ImageSource, ImageStore
+from maskops.synth.people import TRUTH_DIR, SynthConfig, synthesize
+from maskops.synth.reviewer import demo_review
+
+VARIANTS = ("raw", "relabeled", "cleaned", "generated")
+
+
+class Stages:
+    """Wall time of each named stage, in order."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - start, 2)
+            print(f"[pipeline] {name}: {self.seconds[name]:.1f}s", file=sys.stderr, flush=True)
+
+
+def resolve_device(name: str) -> str:
+    if name != "auto":
+        return name
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _shard_worker(job: tuple) -> int:
+    """One process's share of the crop or generate work, written into the shared content-addressed store (atomic
+    writes); the serial pass after it finds every image there and only assembles the records."""
+    kind, rows, root, store_root, device, threads, options = job
+    import torch
+
+    torch.set_num_threads(threads)
+    store = ImageStore(store_root)
+    open_rgb = ImageSource(root, store).open_rgb
+    detector = Lazy(lambda: FaceDetector(DetectorConfig(), device=device, threads=threads))
+    if kind == "crop":
+        cfg, model = options
+        remover = BackgroundRemover(model.parent, "u2net_custom", model, threads=threads, resolution=cfg.background_resolution,
+                                    device=device) if model else None  # fmt: skip
+        Cropper(CropRecipe(cfg, DetectorConfig(), file_digest(model) if model else ""), store, remover, detector).run(rows, open_rgb)
+    else:
+        plan, sources, settings = options
+        generate(plan, sources, open_rgb, store, detector, settings, None, DetectorConfig())
+    return len(rows)
+
+
+def in_processes(kind: str, rows: pd.DataFrame, workers: int, root: Path, store: ImageStore, device: str, options: tuple) -> None:
+    """Split `rows` over `workers` processes (spawned: CUDA-safe), each with its own models on `device`."""
+    if workers <= 1 or len(rows) < 2 * workers:
+        return
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    shards = [rows.iloc[k::workers] for k in range(workers)]
+    jobs = [(kind, shard, root, str(store.root), device, threads, options) for shard in shards]
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+        list(pool.map(_shard_worker, jobs))
+
+
+def data_stage(args: argparse.Namespace, work: Path, device: str, stages: Stages) -> dict:
+    """Everything up to the crops; writes <work>/crops/<variant>.parquet, split.parquet and eval crops."""
+    root, labels, store = work / "data", work / "labels", ImageStore(work / "images")
+    with stages("synthesize"):
+        synthesize(root, SynthConfig(profiles=args.people, eval_profiles=args.eval_people, seed=args.seed), workers=os.cpu_count())
+    with stages("review"):
+        demo_review(root, labels, seed=args.seed)
+    with stages("scan"):
+        layout = scan_competition(root)
+    open_rgb = ImageSource(root, store).open_rgb
+    with stages("variants"):
+        raw = layout.train
+        relabeled = apply_corrections(raw, read_corrections(labels / "corrections.csv", raw))
+        relabeled = relabeled.assign(source_profile_id=relabeled["profile_id"], generator="")
+        split, _ = make_split(relabeled, SplitConfig())
+        cleaned, _ = clean(relabeled, read_exclusions(labels / "exclusions.csv", relabeled), CleaningRules())
+    detector = Lazy(lambda: FaceDetector(DetectorConfig(), device=device))
+    with stages("generate"):
+        settings = GenerateConfig()
+        train = assign_split(cleaned, split).query("role == 'train'")
+        plan, sources = plan_generation(train.drop_duplicates("profile_id"), settings), generation_sources(train)
+        in_processes("generate", plan, args.workers, root, store, device, (None, sources, settings))
+        made, _ = generate(plan, sources, open_rgb, store, detector, settings, None, DetectorConfig())
+        generated = add_generated(cleaned, made)
+    crop_cfg = CropConfig(remove_background=not args.no_background, batch_size=args.crop_batch)
+    model = None
+    if crop_cfg.remove_background:
+        model = fetch_u2netp(Settings.from_env().models).absolute()
+        crop_cfg = replace(crop_cfg, background_model="u2net_custom")
+    remover = Lazy(lambda: BackgroundRemover(model.parent, "u2net_custom", model, resolution=crop_cfg.background_resolution, device=device))
+    cropper = Cropper(CropRecipe(crop_cfg, DetectorConfig(), file_digest(model) if model else ""), store, remover if model else None,
+                      detector)  # fmt: skip
+    manifests = {"raw": raw, "relabeled": relabeled, "cleaned": cleaned, "generated": generated, "eval": layout.eval}
+    out = work / "crops"
+    out.mkdir(exist_ok=True)
+    counts = {}
+    for name in ("raw", "generated", "eval", "relabeled", "cleaned"):  # the last two reuse raw's crops from the store
+        manifest = manifests[name]
+        readable = manifest[manifest["readable"]]
+        unique = readable.drop_duplicates("content_hash")
+        new = unique[[not store.has(cropper.key(h)) for h in unique["content_hash"]]]
+        with stages("crop"):
+            in_processes("crop", new, args.workers, root, store, device, (crop_cfg, model))
+            records, _ = cropper.run(readable, open_rgb)
+        crops, _, _ = crop_summary(manifest, records, len(readable))
+        crops.to_parquet(out / f"{name}.parquet")
+        counts[name] = {"images": len(manifest), "cropped": len(new), "reused": len(unique) - len(new)}
+    split.to_parquet(work / "split.parquet")
+    return {"images": counts}
+
+
+def train_stage(args: argparse.Namespace, work: Path, device: str, stages: Stages) -> dict:
+    """Four models, the ensemble, and the evaluation set scored against the ground truth."""
+    import torch
+
+    from maskops.data import decode_all, training_data, with_crops
+    from maskops.ensemble import evaluate_ensemble, soft_vote
+    from maskops.evaluation import evaluate_model
+    from maskops.metrics import evaluate
+    from maskops.train import PRESETS, predict, train_model
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    store = ImageStore(work / "images")
+    open_rgb = ImageSource(work / "data", store).open_rgb
+    crops = {name: pd.read_parquet(work / "crops" / f"{name}.parquet") for name in (*VARIANTS, "eval")}
+    split = pd.read_parquet(work / "split.parquet")
+    cfg = replace(PRESETS[args.preset], device=device, **({"epochs": args.epochs} if args.epochs else {}),
+                  **({"backbone": args.backbone} if args.backbone else {}), **({"image_size": args.image_size} if args.image_size else {}),
+                  **({"batch_size": args.batch_size} if args.batch_size else {}), compile=args.compile)  # fmt: skip
+    members, val_probs, eval_probs, members_meta = [], [], [], {}
+    eval_rows = with_crops(crops["eval"])
+    with stages("decode"):
+        eval_images = decode_all(list(eval_rows["crop_path"]), open_rgb, cfg.image_size, workers=os.cpu_count() or 4)
+    y_val = None
+    for variant in VARIANTS:
+        with stages("decode"):
+            data = training_data(crops[variant], crops["relabeled"], split, open_rgb, cfg.image_size)
+        with stages(f"train/{variant}"):
+            result = train_model(data.train_images, data.train_labels, data.val_images, data.val_labels, cfg)
+        if args.extras:
+            with stages("evaluation"):
+                evaluate_model(result, data.val_images, data.val_labels, f"model/{variant}", 16)
+        with stages("predict"):
+            eval_probs.append(predict(result.model, eval_images))
+        y_val = data.val_labels
+        members.append(f"model/{variant}")
+        val_probs.append(result.val_probabilities)
+        members_meta[variant] = {"train_images": len(data.train), "val_macro_f1": round(result.val_metrics["macro_f1"], 4),
+                                 "epochs": len(result.history), "train_images_per_second": round(result.train_images_per_second, 1)}  # fmt: skip
+    with stages("ensemble"):
+        evaluation = evaluate_ensemble(members, val_probs, y_val, "equal")
+        voted = soft_vote(eval_probs, evaluation.weights)
+        if args.extras:
+            evaluation.figures()
+    if args.extras:
+        with stages("label_issues"):
+            suspects = label_issues(crops["relabeled"], split, open_rgb, device)
+    answers = pd.read_csv(work / "data" / TRUTH_DIR / "eval_answers.csv", dtype={"ImageID": str}).set_index("ImageID")
+    truth = answers.loc[eval_rows["stem"], "ans"].to_numpy()
+    scores = {name: round(evaluate(truth, p)["macro_f1"], 4) for name, p in zip(members, eval_probs, strict=True)}
+    return {
+        "config": {"backbone": cfg.backbone, "image_size": cfg.image_size, "epochs": cfg.epochs, "batch_size": cfg.batch_size},
+        "members": members_meta,
+        "validation_macro_f1": {"ensemble": round(evaluation.ensemble_metrics["macro_f1"], 4)},
+        "evaluation_macro_f1": {**scores, "ensemble": round(evaluate(truth, voted)["macro_f1"], 4)},
+        "evaluation_images": len(eval_rows),
+        **({"label_issues": len(suspects)} if args.extras else {}),
+    }
+
+
+def label_issues(crops: pd.DataFrame, split: pd.DataFrame, open_rgb, device: str) -> pd.DataFrame:
+    """The label_issues asset's work: out-of-fold probabilities of the relabeled crops, then the suspects."""
+    from maskops.data import decode_all, with_crops
+    from maskops.label_issues import LabelIssuesConfig, find_label_issues, out_of_fold_probabilities
+
+    cfg = LabelIssuesConfig().train_config(device)
+    usable = assign_split(with_crops(crops), split).reset_index(drop=True)
+    images = decode_all(list(usable["crop_path"]), open_rgb, cfg.image_size)
+    probabilities = out_of_fold_probabilities(images, usable["class_id"].to_numpy(), usable["fold"].to_numpy(), cfg)
+    return find_label_issues(usable, probabilities)
+
+
+def machine(device: str) -> str:
+    name = f"{platform.machine()} {os.cpu_count()} cpu"
+    if device.startswith("cuda"):
+        import torch
+
+        name += f", {torch.cuda.get_device_name()}"
+    return name
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--people", type=int, default=64, help="training people (7 photos each); the competition has 2700")
+    parser.add_argument("--eval-people", type=int, default=10, help="evaluation people (7 photos each); 258 gives the competition's 1,800")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--stage", choices=("all", "data", "train"), default="all")
+    parser.add_argument("--work", type=Path, help="working folder (default: a folder under $MASKOPS_HOME/bench)")
+    parser.add_argument("--preset", default="demo")
+    parser.add_argument("--backbone")
+    parser.add_argument("--image-size", type=int)
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--compile", action="store_true", help="torch.compile the training step")
+    parser.add_argument("--crop-batch", type=int, default=CropConfig().batch_size, help="images per background/MTCNN batch")
+    parser.add_argument("--workers", type=int, default=1, help="processes for the crop and generate stages (each with its own models)")
+    parser.add_argument("--no-background", action="store_true", help="skip background removal (tests)")
+    parser.add_argument(
+        "--extras",
+        action="store_true",
+        help="also the rest of the Dagster job's domain work: evaluation figures and Grad-CAM, label issues",
+    )
+    parser.add_argument("--json", type=Path, help="also write the result here")
+    args = parser.parse_args(argv)
+    device = resolve_device(args.device)
+    work = args.work or Settings.from_env().home / "bench" / f"pipeline-{args.people}-{args.eval_people}-{args.seed}"
+    work.mkdir(parents=True, exist_ok=True)
+    stages = Stages()
+    result: dict = {"people": args.people, "eval_people": args.eval_people, "device": device, "machine": machine(device)}
+    start = time.perf_counter()
+    if args.stage in ("all", "data"):
+        result |= data_stage(args, work, device, stages)
+    if args.stage in ("all", "train"):
+        result |= train_stage(args, work, device, stages)
+    result |= {"stage": args.stage, "seconds": stages.seconds, "wall_seconds": round(time.perf_counter() - start, 2)}
+    text = json.dumps(result, indent=1)
+    print(text, flush=True)
+    if args.json:
+        args.json.write_text(text)
+    return result
+
+
+if __name__ == "__main__":
+    main()
