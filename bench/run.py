@@ -15,6 +15,7 @@ import datetime as dt
 import json
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -22,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import machine
 
-# script and arguments; the orchestration run covers the overhead figure and the demo's scaling (12, 24, 48 people)
+# script and arguments; the orchestration run covers the overhead figure and the demo's scaling (16, 32, 64 people)
 BENCHMARKS = {
     "dataset_io": [],
     "crop_stage": [],
@@ -32,7 +33,7 @@ BENCHMARKS = {
     "ensemble": [],
     "label_issues": [],
     "event_log": [],
-    "orchestration": ["--scales", "1,2,4"],
+    "orchestration": ["--people", "16", "--scales", "1,2,4"],
 }
 NEEDS_DEMO = {"ensemble", "event_log", "label_issues", "variants"}  # they read a finished demo's state (MASKOPS_HOME)
 KEYS = ("name", "value", "unit", "baseline", "ratio", "n", "machine", "target")
@@ -40,8 +41,16 @@ KEYS = ("name", "value", "unit", "baseline", "ratio", "n", "machine", "target")
 HERE = Path(__file__).resolve().parent
 
 
+def _relative(value):
+    """Paths of this machine written relative to the repository (results files are committed)."""
+    text = json.dumps(value)
+    for prefix, short in ((str(HERE.parent), "."), (tempfile.gettempdir(), "$TMP"), (str(Path.home()), "~")):
+        text = text.replace(prefix, short)
+    return json.loads(text)
+
+
 def figure(row: dict, date: str, source: str) -> dict:
-    details = {k: v for k, v in row.items() if k not in KEYS}
+    details = _relative({k: v for k, v in row.items() if k not in KEYS})
     return {"name": row["name"], "ours": row.get("value"), "baseline": row.get("baseline"), "ratio": row.get("ratio"),
             "target": row.get("target"), "unit": row.get("unit"), "n": row.get("n"), "machine": row.get("machine") or machine(),
             "date": date, "source": source, "details": details}  # fmt: skip
@@ -100,6 +109,13 @@ def main() -> None:
     parser.add_argument("--only", default="", help="comma-separated benchmark names")
     parser.add_argument("--skip", default="", help="comma-separated benchmark names")
     parser.add_argument("--out", type=Path, default=HERE / "results.json")
+    parser.add_argument(
+        "--add",
+        type=Path,
+        action="append",
+        default=[],
+        help="also fold in the JSON lines a benchmark printed when run alone (e.g. a long orchestration run)",
+    )
     args = parser.parse_args()
     only = {s for s in args.only.split(",") if s}
     skip = {s for s in args.skip.split(",") if s}
@@ -124,6 +140,11 @@ def main() -> None:
             failures[name] = done.stderr[-2000:]
             print(f"[bench] {name} failed:\n{done.stderr[-2000:]}", file=sys.stderr)
         print(f"[bench] {name}: {time.perf_counter() - start:.0f}s", file=sys.stderr, flush=True)
+    for extra_file in args.add:
+        for line in extra_file.read_text().splitlines():
+            if line.startswith("{"):
+                row = json.loads(line)
+                figures[row["name"]] = figure(row, date, extra_file.name)
     for row in gpu_figures(HERE / "results-gpu.json"):
         figures[row["name"]] = row
     result = list(figures.values())

@@ -4,7 +4,7 @@
 
 train_loop_vs_compute: images/s of maskops.train.train_model's epochs (validation excluded; the first epoch is left
 out when there are several, as warm-up) / images/s of forward+backward+step of the same model, batch, resolution,
-precision and memory format on random tensors already on the device. Target >= 0.9 (CPU and GPU). bench/gpu_check.py
+precision and memory format on random tensors already on the device, run between the loop's epochs (paired). Target >= 0.9 (CPU and GPU). bench/gpu_check.py
 runs the GPU configurations through `loop_vs_compute`.
 """
 
@@ -33,54 +33,63 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def compute_only(cfg, images: int, counts: list[int]) -> float:
-    """Images/s of the training step alone, set up as train_model sets it up on cfg.device."""
-    device = resolve_device(cfg.device)
-    torch.manual_seed(0)
-    model, _ = build_model(cfg)
-    model.to(device).train()
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=device.type == "cuda")
-    criterion = Criterion(
-        cfg.head, counts, dict(zip(("mask", "gender", "age"), cfg.task_weights, strict=True)), name=cfg.loss, gamma=cfg.focal_gamma
-    ).to(device)
-    step_model = torch.compile(model) if cfg.compile else model
-    amp = _amp_dtype(device)
-    fmt = torch.channels_last if device.type == "cuda" else torch.contiguous_format
-    batches = [(torch.randn(cfg.batch_size, 3, cfg.image_size, cfg.image_size, device=device).contiguous(memory_format=fmt),
-                torch.randint(0, 18, (cfg.batch_size,), device=device)) for _ in range(4)]  # fmt: skip
+class ComputeOnly:
+    """The training step alone, set up as train_model sets it up on cfg.device: `rate(images)` is its images/s."""
 
-    def step(x: torch.Tensor, y: torch.Tensor) -> None:
-        with torch.autocast(device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
-            loss = criterion(step_model(x), y)
-        optimizer.zero_grad(set_to_none=True)
+    def __init__(self, cfg, counts: list[int]):
+        self.device = device = resolve_device(cfg.device)
+        if device.type == "cpu":  # as train_model runs on the CPU
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.manual_seed(0)
+        model, _ = build_model(cfg)
+        model.to(device).train()
+        if device.type == "cuda":
+            model = model.to(memory_format=torch.channels_last)
+        params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=device.type == "cuda")
+        self.criterion = Criterion(
+            cfg.head, counts, dict(zip(("mask", "gender", "age"), cfg.task_weights, strict=True)), name=cfg.loss, gamma=cfg.focal_gamma
+        ).to(device)
+        self.model = torch.compile(model) if cfg.compile else model
+        self.amp, self.batch = _amp_dtype(device), cfg.batch_size
+        fmt = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+        self.batches = [(torch.randn(cfg.batch_size, 3, cfg.image_size, cfg.image_size, device=device).contiguous(memory_format=fmt),
+                         torch.randint(0, 18, (cfg.batch_size,), device=device)) for _ in range(4)]  # fmt: skip
+        for i in range(3):  # warm up (and compile)
+            self.step(*self.batches[i % len(self.batches)])
+        _sync(device)
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        with torch.autocast(self.device.type, dtype=self.amp or torch.bfloat16, enabled=self.amp is not None):
+            loss = self.criterion(self.model(x), y)
+        self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        optimizer.step()
+        self.optimizer.step()
 
-    for i in range(3):  # warm up (and compile)
-        step(*batches[i % len(batches)])
-    _sync(device)
-    steps = max(images // cfg.batch_size, 1)
-    start = time.perf_counter()
-    for i in range(steps):
-        step(*batches[i % len(batches)])
-    _sync(device)
-    return steps * cfg.batch_size / (time.perf_counter() - start)
+    def rate(self, images: int) -> float:
+        steps = max(images // self.batch, 1)
+        start = time.perf_counter()
+        for i in range(steps):
+            self.step(*self.batches[i % len(self.batches)])
+        _sync(self.device)
+        return steps * self.batch / (time.perf_counter() - start)
 
 
 def loop_vs_compute(cfg, images: int, epochs: int) -> dict:
-    """The loop's and the compute-only images/s for `cfg` on `images` random uint8 images (cfg.device)."""
+    """The loop's and the compute-only images/s for `cfg` on `images` random uint8 images (cfg.device), paired: after
+    every epoch of the loop, an epoch's worth of compute-only steps, so a machine whose speed drifts (shared cores,
+    boost clocks) biases neither side. Figures: medians over the epochs after the first (warm-up)."""
     cfg = replace(cfg, epochs=epochs, patience=epochs + 1)
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 18, images)
     data = torch.from_numpy(rng.integers(0, 255, (images, 3, cfg.image_size, cfg.image_size), dtype=np.uint8))
-    result = train_model(data, labels, data[:64], labels[:64], cfg)
-    rates = [h["epoch_images_per_second"] for h in result.history]
-    loop = statistics.median(rates[1:]) if len(rates) > 1 else rates[0]
-    compute = compute_only(cfg, images, np.bincount(labels, minlength=18).tolist())
-    return {"loop": loop, "compute": compute, "ratio": round(loop / compute, 3), "epochs_images_per_second": [round(r, 1) for r in rates],
+    compute = ComputeOnly(cfg, np.bincount(labels, minlength=18).tolist())
+    pairs: list[tuple[float, float]] = []
+    result = train_model(data, labels, data[:64], labels[:64], cfg,
+                         on_epoch=lambda epoch, m: pairs.append((m["epoch_images_per_second"], compute.rate(images))))  # fmt: skip
+    kept = pairs[1:] or pairs
+    return {"loop": statistics.median(p[0] for p in kept), "compute": statistics.median(p[1] for p in kept),
+            "ratio": round(statistics.median(p[0] / p[1] for p in kept), 3), "pairs": [[round(a, 1), round(b, 1)] for a, b in pairs],
             "backbone": cfg.backbone, "image_size": cfg.image_size, "batch_size": cfg.batch_size, "device": result.device,
             "precision": str(_amp_dtype(resolve_device(cfg.device)) or torch.float32).replace("torch.", ""), "compile": cfg.compile}  # fmt: skip
 
@@ -91,13 +100,13 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=PRESETS["demo"].image_size)
     parser.add_argument("--backbone", default=PRESETS["demo"].backbone)
     parser.add_argument("--batch", type=int, default=PRESETS["demo"].batch_size)
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     cfg = replace(PRESETS["demo"], backbone=args.backbone, image_size=args.size, batch_size=args.batch, device=args.device)
     figures = loop_vs_compute(cfg, args.images, args.epochs)
     emit("train_loop_vs_compute", figures.pop("loop"), "images/s", baseline=figures.pop("compute"), n=args.images * args.epochs,
-         target=">= 0.9", **{k: v for k, v in figures.items() if k != "ratio"})  # fmt: skip
+         target=">= 0.9", paired_ratio=figures.pop("ratio"), **figures)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -27,6 +27,8 @@ from maskops.files import write_atomic
 from maskops.losses import Criterion
 from maskops.metrics import evaluate
 from maskops.models import MaskNet, ProbabilityModel, freeze, total_parameters, trainable_parameters
+from maskops.pretrained import PRETRAINED, provisioned_file
+from maskops.settings import Settings
 from maskops.train_config import PRESETS, TrainConfig, config_from
 
 __all__ = ["CHECKPOINT", "PRESETS", "TrainConfig", "TrainResult", "config_from", "predict", "serving_model", "train_model"]
@@ -58,7 +60,12 @@ def _rank_and_world() -> tuple[int, int]:
 
 
 def build_model(cfg: TrainConfig) -> tuple[MaskNet, int]:
-    net = MaskNet(cfg.backbone, cfg.head, cfg.pretrained, cfg.pretrained_file or None, cfg.drop)
+    """The network of `cfg`; `pretrained` without a `pretrained_file` takes the weights `maskops fetch-models
+    --backbone` provisioned in the models folder (maskops.pretrained) for backbones it knows, the hub for others."""
+    pretrained_file = cfg.pretrained_file or None
+    if cfg.pretrained and not pretrained_file and cfg.backbone in PRETRAINED:
+        pretrained_file = provisioned_file(Settings.from_env().models, cfg.backbone)
+    net = MaskNet(cfg.backbone, cfg.head, cfg.pretrained, pretrained_file, cfg.drop)
     trainable = freeze(net, cfg.freeze_spec) if cfg.freeze_spec.active else trainable_parameters(net)
     return net, trainable
 

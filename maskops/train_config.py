@@ -69,6 +69,13 @@ class TrainConfig:
 PRESETS: dict[str, TrainConfig] = {
     # fits the CPU demo: a small CNN from random init on 96 px crops
     "demo": TrainConfig(),
+    # ImageNet-pretrained EfficientNet-Lite0 fine-tuned on the CPU: stem + 2 stages frozen, 128 px
+    # (weights from `maskops fetch-models --backbone efficientnet_lite0`, found by name; maskops.pretrained)
+    "lite0": TrainConfig(backbone="efficientnet_lite0", pretrained=True, image_size=128, epochs=6, lr=1e-3, freeze_stem=True,
+                         freeze_stages=2),
+    # the same family on a GPU: EfficientNet-Lite2 at 224 px, bigger batches, longer
+    "gpu-lite2": TrainConfig(backbone="efficientnet_lite2", pretrained=True, image_size=224, epochs=20, batch_size=128, lr=1e-3,
+                             freeze_stem=True, freeze_stages=2, patience=5),
     # the original's best single model (pretrained weights via pretrained_file or the hub)
     "seed-best": TrainConfig(
         backbone="tiny_vit_21m_224", pretrained=True, image_size=224, epochs=30, batch_size=32, lr=5e-4, weight_decay=0.05,

@@ -150,7 +150,10 @@ def test_the_production_profile_end_to_end(production, tiny_dataset: Path, tmp_p
     while not (first := workers_by_step(run_id).get("model__raw")):
         assert time.monotonic() < deadline and not dg.DagsterInstance.get().get_run_by_id(run_id).is_finished, "model__raw never started"
         time.sleep(1)
-    time.sleep(6)  # a few epochs in
+    checkpoint = settings.checkpoints / "raw" / "last.pt"
+    while not checkpoint.exists():  # an epoch or more in (a fixed sleep was too short on a busy machine)
+        assert time.monotonic() < deadline and not dg.DagsterInstance.get().get_run_by_id(run_id).is_finished, "no checkpoint written"
+        time.sleep(0.2)
     victim = next(w for w in workers if first[0].startswith(w.name + "@"))
     victim.kill()
     run = wait_for(run_id, stack)
