@@ -6,7 +6,7 @@ from assets.automation import automation_sensor, challenger_job, weekly_challeng
 from assets.checks import checks
 from assets.cropped import cropped_assets
 from assets.datasets import cleaned_dataset, generated_dataset, profile_split, relabeled_dataset
-from assets.ensemble import ensemble, submission
+from assets.ensemble import ensemble, ensemble_check, submission
 from assets.label_issues import label_issues
 from assets.labels import label_corrections, label_exclusions
 from assets.models import model_assets, model_checks
@@ -43,7 +43,7 @@ data_assets = [
 
 defs = dg.Definitions(
     assets=[sources, *data_assets, *model_assets, ensemble, submission, label_issues],
-    asset_checks=[*checks, *model_checks],
+    asset_checks=[*checks, *model_checks, ensemble_check],
     jobs=[pipeline_job, challenger_job],
     sensors=[automation_sensor],
     schedules=[weekly_challenger],

@@ -11,7 +11,7 @@ from assets.metadata import mlflow_tags, table
 from assets.models import VARIANTS
 from assets.policies import IMAGE_MODELS_POOL, stage
 from maskops.crop import CropRecipe, CropRecipeError, recipe_of
-from maskops.ensemble import EnsembleConfig, evaluate_ensemble, fill_answers, shared_recipe, validation_set_id
+from maskops.ensemble import EnsembleConfig, choose_serving, evaluate_ensemble, fill_answers, shared_recipe, validation_set_id
 from maskops.figures import class_distribution_png
 from maskops.files import write_csv_atomic
 from maskops.reports import class_counts
@@ -48,17 +48,21 @@ def ensemble(
                                    y, settings.weights)  # fmt: skip
     validation_set = validation_set_id(val["image_id"], val["class_id"])
     background = background_remover.model_file(recipe.config.background_model) if recipe.config.remove_background else None
+    serving = choose_serving(evaluation, settings.member_margin)
+    context.log.info(serving.reason)
     with service.run("ensemble", {**mlflow_tags(context, CODE_VERSION), "maskops.validation_set": validation_set}) as run:
-        version, spec = log_ensemble(run, evaluation, members, recipe, background, settings)
-    score = evaluation.ensemble_metrics["macro_f1"]
+        version, spec = log_ensemble(run, evaluation, members, recipe, background, settings, serving)
+    score = serving.score
     promotion = promote(service.client, ENSEMBLE_NAME, version, score, validation_set, settings.promotion_margin,
                         lambda tags: rescore(service, tags, paths, y, open_image))  # fmt: skip
     context.log.info(f"{ENSEMBLE_NAME} v{version}: {promotion.decision} — {promotion.reason}")
     record = {**spec, "model_uri": f"models:/{ENSEMBLE_NAME}/{version}", "version": version, "run_id": run.run_id,
-              "val_metrics": evaluation.ensemble_metrics, "member_metrics": evaluation.member_metrics, "promotion": promotion.as_dict(),
-              "validation_set": validation_set, "crop_recipe": recipe.to_json()}  # fmt: skip
+              "val_metrics": serving.metrics, "member_metrics": evaluation.member_metrics, "promotion": promotion.as_dict(),
+              "validation_set": validation_set, "crop_recipe": recipe.to_json(), "serving": serving.as_dict()}  # fmt: skip
     return dg.MaterializeResult(value=record, data_version=dg.DataVersion(run.run_id[:12]), metadata={
         "val_macro_f1": dg.MetadataValue.float(round(score, 4)),
+        "soft_vote_macro_f1": dg.MetadataValue.float(round(serving.soft_vote_score, 4)),
+        "serves": dg.MetadataValue.text(serving.reason),
         "best_member_macro_f1": dg.MetadataValue.float(round(max(m["macro_f1"] for m in evaluation.member_metrics), 4)),
         "comparison": table(evaluation.table.round(4)),
         **{name[:-4]: reports.figure("ensemble", name[:-4], png) for name, png in evaluation.figures().items()},
@@ -66,6 +70,20 @@ def ensemble(
         "model_uri": dg.MetadataValue.text(record["model_uri"]),
         "promotion": dg.MetadataValue.text(f"{promotion.decision}: {promotion.reason}"),
         "mlflow_run": tracking.run_link(run),
+    })  # fmt: skip
+
+
+@dg.asset_check(asset="ensemble", name="ensemble_earns_its_place", blocking=False,
+                description="The soft vote's validation macro F1 is at least its best member's minus member_margin; when it is not, "
+                "the registered version serves that member alone (and this check warns).")  # fmt: skip
+def ensemble_check(ensemble: dict) -> dg.AssetCheckResult:
+    serving = ensemble["serving"]
+    return dg.AssetCheckResult(passed=bool(serving["earned"]), severity=dg.AssetCheckSeverity.WARN, description=serving["reason"], metadata={
+        "soft_vote_macro_f1": dg.MetadataValue.float(round(serving["soft_vote_score"], 4)),
+        "best_member": dg.MetadataValue.text(serving["best_member"]),
+        "best_member_macro_f1": dg.MetadataValue.float(round(serving["best_member_score"], 4)),
+        "margin": dg.MetadataValue.float(serving["margin"]),
+        "serves": dg.MetadataValue.text("the soft vote" if serving["earned"] else f"{serving['best_member']} alone"),
     })  # fmt: skip
 
 

@@ -162,7 +162,7 @@ def train_stage(args: argparse.Namespace, work: Path, device: str, stages: Stage
     import torch
 
     from maskops.data import decode_all, training_data, with_crops
-    from maskops.ensemble import evaluate_ensemble, soft_vote
+    from maskops.ensemble import choose_serving, evaluate_ensemble, soft_vote
     from maskops.evaluation import evaluate_model
     from maskops.metrics import evaluate
     from maskops.train import PRESETS, predict, train_model
@@ -197,7 +197,8 @@ def train_stage(args: argparse.Namespace, work: Path, device: str, stages: Stage
                                  "epochs": len(result.history), "train_images_per_second": round(result.train_images_per_second, 1)}  # fmt: skip
     with stages("ensemble"):
         evaluation = evaluate_ensemble(members, val_probs, y_val, "equal")
-        voted = soft_vote(eval_probs, evaluation.weights)
+        serving = choose_serving(evaluation, 0.0)  # as the ensemble asset: the vote only when it earned it
+        voted = soft_vote([eval_probs[i] for i in serving.members], serving.weights)
         if args.extras:
             evaluation.figures()
     if args.extras:
@@ -209,7 +210,8 @@ def train_stage(args: argparse.Namespace, work: Path, device: str, stages: Stage
     return {
         "config": {"backbone": cfg.backbone, "image_size": cfg.image_size, "epochs": cfg.epochs, "batch_size": cfg.batch_size},
         "members": members_meta,
-        "validation_macro_f1": {"ensemble": round(evaluation.ensemble_metrics["macro_f1"], 4)},
+        "validation_macro_f1": {"soft_vote": round(serving.soft_vote_score, 4), "served": round(serving.score, 4)},
+        "serving": serving.reason,
         "evaluation_macro_f1": {**scores, "ensemble": round(evaluate(truth, voted)["macro_f1"], 4)},
         "evaluation_images": len(eval_rows),
         **({"label_issues": len(suspects)} if args.extras else {}),

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -30,6 +30,9 @@ class EnsembleConfig:
     weights: str = option("equal", "'equal', or 'fitted' on the validation people (a grid over the simplex).")
     tta: bool = option(False, "Average in the horizontally flipped crop.")
     promotion_margin: float = option(0.0, "Becomes champion if its validation macro F1 >= the champion's minus this margin.")
+    member_margin: float = option(
+        0.0, "The soft vote is served only if its validation macro F1 >= its best member's minus this; else that member alone."
+    )
 
     def __post_init__(self) -> None:
         if self.weights not in WEIGHTINGS:
@@ -127,6 +130,41 @@ class EnsembleEvaluation:
                 matrix, index=pd.Index(CLASS_NAMES, name="true"), columns=CLASS_NAMES
             )
         return out
+
+
+@dataclass(frozen=True)
+class Serving:
+    """What the registered version serves: the soft vote of every member when it earned it, else the best member alone."""
+
+    members: list[int]  # indices into the evaluated members
+    weights: list[float]
+    score: float  # the served model's validation macro F1
+    soft_vote_score: float
+    best_member: str
+    best_member_score: float
+    margin: float
+    earned: bool  # the soft vote scored >= the best member - margin
+    reason: str
+    metrics: dict[str, float]  # the served model's validation metrics
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def choose_serving(evaluation: EnsembleEvaluation, margin: float) -> Serving:
+    """The soft vote when its validation macro F1 is at least its best member's minus `margin`; otherwise the best
+    member as a one-member ensemble, so the champion never serves something worse than one of its own members."""
+    members = evaluation.member_metrics
+    best = max(range(len(members)), key=lambda i: members[i]["macro_f1"])
+    vote, top, name = float(evaluation.ensemble_metrics["macro_f1"]), float(members[best]["macro_f1"]), members[best]["model"]
+    earned = vote >= top - margin - 1e-9
+    if earned:
+        reason = f"soft vote {vote:.4f} >= best member {name} {top:.4f} - margin {margin}: the soft vote of every member serves"
+        return Serving(list(range(len(members))), list(evaluation.weights), vote, vote, name, top, margin, True, reason,
+                       evaluation.ensemble_metrics)  # fmt: skip
+    reason = f"soft vote {vote:.4f} < best member {name} {top:.4f} - margin {margin}: {name} serves alone"
+    metrics = {k: float(v) for k, v in members[best].items() if k != "model"}
+    return Serving([best], [1.0], top, vote, name, top, margin, False, reason, metrics)
 
 
 def evaluate_ensemble(names: Sequence[str], member_probs: Sequence[np.ndarray], y_true: np.ndarray, weighting: str) -> EnsembleEvaluation:

@@ -68,6 +68,7 @@ def test_data_contracts_guard_the_assets():
         "label_corrections:corrections_contract": True,
         "label_exclusions:exclusions_contract": True,
         **{f"model/{v}:model_quality": True for v in ("raw", "relabeled", "cleaned", "generated")},
+        "ensemble:ensemble_earns_its_place": False,
         "submission:submission_contract": True,
     }
 

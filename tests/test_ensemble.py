@@ -62,6 +62,22 @@ def test_ensemble_evaluation_scores_every_member_on_the_same_people():
     assert validation_set_id(["x", "y"], [1, 2]) == validation_set_id(["x", "y"], [1, 2]) != validation_set_id(["x", "y"], [1, 3])
 
 
+def test_the_soft_vote_serves_only_when_it_earns_it():
+    """A vote worse than its best member is not what the champion serves: the best member alone is."""
+    from maskops.ensemble import choose_serving, evaluate_ensemble
+
+    y = np.repeat(np.arange(18), 4)
+    good = np.eye(18)[y] * 0.9 + 0.1 / 18  # right on every image
+    bad = np.roll(np.eye(18), 1, axis=1)[y] * 0.9 + 0.1 / 18  # wrong on every image
+    evaluation = evaluate_ensemble(["model/a", "model/b", "model/c"], [bad, good, bad], y, "equal")
+    assert evaluation.ensemble_metrics["macro_f1"] < 1.0
+    alone = choose_serving(evaluation, margin=0.0)
+    assert not alone.earned and alone.members == [1] and alone.weights == [1.0] and alone.score == pytest.approx(1.0)
+    assert "model/b serves alone" in alone.reason and alone.soft_vote_score == pytest.approx(evaluation.ensemble_metrics["macro_f1"])
+    generous = choose_serving(evaluation, margin=1.0)  # a margin that forgives the vote
+    assert generous.earned and generous.members == [0, 1, 2] and generous.score == pytest.approx(evaluation.ensemble_metrics["macro_f1"])
+
+
 def test_promotion_keeps_or_moves_the_champion(tracking_store):
     from tracking.registry import promote
 
@@ -145,7 +161,7 @@ def pipeline_end(tiny_dataset: Path, models_dir: Path, tracking_store, tmp_path_
     import torch
 
     from assets.checks import submission_check
-    from assets.ensemble import ensemble, submission
+    from assets.ensemble import ensemble, ensemble_check, submission
     from maskops.models import MaskNet, ProbabilityModel
     from tests.conftest import photos_as_crops, pipeline_resources, stub_asset, tiny_recipe
     from tracking.models import register_passing
@@ -168,7 +184,8 @@ def pipeline_end(tiny_dataset: Path, models_dir: Path, tracking_store, tmp_path_
     stubs += [stub_asset(["cropped", "relabeled"], photos_as_crops(layout.train, recipe)), stub_asset(["cropped", "eval"], photos_as_crops(layout.eval, recipe)),
               stub_asset("eval_dataset", layout.eval), stub_asset("profile_split", split_profiles(layout.train, n_folds=3, seed=0))]  # fmt: skip
     resources = pipeline_resources(state, tiny_dataset, models_dir, tracking_store)
-    result = dg.materialize([*stubs, ensemble, submission, submission_check], resources=resources, instance=dg.DagsterInstance.ephemeral())
+    result = dg.materialize([*stubs, ensemble, ensemble_check, submission, submission_check], resources=resources,
+                            instance=dg.DagsterInstance.ephemeral())  # fmt: skip
     assert result.success
     return result, state, tracking_store
 
@@ -204,8 +221,11 @@ def test_ensemble_and_submission_assets(pipeline_end, tiny_dataset: Path):
     info = pd.read_csv(tiny_dataset / "eval/info.csv")
     written = pd.read_csv(state / "submissions/submission.csv")
     assert list(written["ImageID"]) == list(info["ImageID"]) and written["ans"].between(0, 17).all()
-    (check,) = result.get_asset_check_evaluations()
-    assert check.passed and check.check_name == "submission_contract"
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    assert set(checks) == {"submission_contract", "ensemble_earns_its_place"} and all(c.passed for c in checks.values())
+    # four identical members: the soft vote ties its best member, so it serves, and says why
+    assert record["serving"]["earned"] and record["serving"]["members"] == [0, 1, 2, 3]
+    assert "the soft vote of every member serves" in meta["serves"].value
 
 
 def _env(tracking) -> dict:

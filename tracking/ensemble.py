@@ -14,7 +14,7 @@ from PIL import Image
 import maskops
 from maskops.crop import CropRecipe, CropRecipeError
 from maskops.data import decode_all
-from maskops.ensemble import EnsembleConfig, EnsembleEvaluation, member_probabilities, soft_vote
+from maskops.ensemble import EnsembleConfig, EnsembleEvaluation, Serving, member_probabilities, soft_vote
 from maskops.files import file_digest
 from maskops.metrics import evaluate
 from tracking.models import logged_model, registered_name
@@ -78,17 +78,21 @@ def signature():
 
 
 def log_ensemble(run: TrackedRun, evaluation: EnsembleEvaluation, members: list[dict], recipe: CropRecipe,
-                 background_file: Path | None, config: EnsembleConfig) -> tuple[str, dict]:  # fmt: skip
-    """Evaluation artifacts, then the pyfunc (members, background model, maskops code) registered as maskops-ensemble.
-    Returns the new version and the member spec recorded with it."""
+                 background_file: Path | None, config: EnsembleConfig, serving: Serving) -> tuple[str, dict]:  # fmt: skip
+    """Evaluation artifacts (every member and the soft vote), then the pyfunc of what `serving` chose (the members it
+    names, background model, maskops code) registered as maskops-ensemble. Returns the version and the member spec."""
     if recipe.config.remove_background and (background_file is None or file_digest(background_file) != recipe.background_sha256):
         raise CropRecipeError(
             f"{background_file} is not the background model the members' crops were made with (sha256 {recipe.background_sha256[:12]}...); "
             "configure the background remover with that file, or re-crop and retrain"
         )
-    spec = {"members": members, "weights": evaluation.weights, "tta": config.tta}
-    run.log_params({"weights": json.dumps([round(w, 4) for w in evaluation.weights]), "tta": config.tta,
-                    "member_models": json.dumps([m["model_uri"] for m in members])})  # fmt: skip
+    candidates, members = members, [members[i] for i in serving.members]
+    spec = {"members": members, "weights": serving.weights, "tta": config.tta}
+    run.log_params({"weights": json.dumps([round(w, 4) for w in serving.weights]), "tta": config.tta,
+                    "member_models": json.dumps([m["model_uri"] for m in members]),
+                    "candidate_models": json.dumps([m["model_uri"] for m in candidates])})  # fmt: skip
+    run.client.set_tag(run.run_id, "maskops.serving", serving.reason)
+    run.log_metrics({"served_val_macro_f1": serving.score})
     run.log_metrics({f"val_{k}": v for k, v in evaluation.ensemble_metrics.items()})
     run.log_metrics({f"{m['model'].replace('/', '_')}_val_macro_f1": m["macro_f1"] for m in evaluation.member_metrics})
     run.log_files({**evaluation.figures(), **evaluation.tables()}, "evaluation")
@@ -100,7 +104,7 @@ def log_ensemble(run: TrackedRun, evaluation: EnsembleEvaluation, members: list[
         logged = run.log_pyfunc_model(
             "ensemble", MODEL_CODE, artifacts, model_config, signature(), [str(MASKOPS_CODE)], pinned(*REQUIREMENTS)
         )
-    score = evaluation.ensemble_metrics["macro_f1"]
+    what = f"soft vote of {', '.join(m['model_uri'] for m in members)}" if serving.earned else f"{members[0]['model_uri']} alone"
     version = run.service.register(ENSEMBLE_NAME, logged, tags={MEMBERS_TAG: json.dumps(spec)},
-                                   description=f"soft vote of {', '.join(m['model_uri'] for m in members)}; validation macro F1 {score:.4f}")  # fmt: skip
+                                   description=f"{what}; validation macro F1 {serving.score:.4f} ({serving.reason})")  # fmt: skip
     return version, spec
