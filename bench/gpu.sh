@@ -5,8 +5,9 @@
 # bench/results-gpu.json (also copied to $OUT, where the device tool collects files).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH="/tmp/site:$PWD" PYTHONUNBUFFERED=1
+site="$(mktemp -d)"  # the wheels are installed apart from the image's own packages
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" .whl/*.whl || exit 1
+export PYTHONPATH="$site:$PWD" PYTHONUNBUFFERED=1
 timeout "${LIMIT:-560}" python3 bench/gpu_check.py --sections "${1:-paths,training,crop,fullsize-data}" --budget "${BUDGET:-400}" \
   --out bench/results-gpu.json
 rc=$?

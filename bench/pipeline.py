@@ -43,6 +43,7 @@ from maskops.splits import SplitConfig, assign_split, make_split
 from maskops.store import ImageSource, ImageStore
 from maskops.synth.people import TRUTH_DIR, SynthConfig, synthesize
 from maskops.synth.reviewer import demo_review
+from maskops.train import resolve_device
 
 VARIANTS = ("raw", "relabeled", "cleaned", "generated")
 
@@ -61,14 +62,6 @@ class Stages:
         finally:
             self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - start, 2)
             print(f"[pipeline] {name}: {self.seconds[name]:.1f}s", file=sys.stderr, flush=True)
-
-
-def resolve_device(name: str) -> str:
-    if name != "auto":
-        return name
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _shard_worker(job: tuple) -> int:
@@ -263,7 +256,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument("--json", type=Path, help="also write the result here")
     args = parser.parse_args(argv)
-    device = resolve_device(args.device)
+    device = str(resolve_device(args.device))
     work = args.work or Settings.from_env().home / "bench" / f"pipeline-{args.people}-{args.eval_people}-{args.seed}"
     work.mkdir(parents=True, exist_ok=True)
     stages = Stages()

