@@ -17,7 +17,7 @@ from maskops.files import write_csv_atomic
 from maskops.reports import class_counts
 from resources import BackgroundRemoverResource, CompetitionDataset, ImageStoreResource, MlflowTracking, ReportFiles, SubmissionStore
 
-CODE_VERSION = "2"
+CODE_VERSION = "3"
 MEMBER_INS = {f"model_{v}": dg.AssetIn(["model", v]) for v in VARIANTS}
 
 
@@ -45,7 +45,7 @@ def ensemble(
     val, open_image = validation_rows(validation_crops, profile_split), image_store.source(dataset.root).open_rgb
     paths, y = list(val["crop_path"]), val["class_id"].to_numpy()
     evaluation = evaluate_ensemble([f"model/{m['variant']}" for m in members], probabilities(service, members, paths, open_image, settings.tta),
-                                   y, settings.weights)  # fmt: skip
+                                   y, settings.weights, groups=list(val["profile_id"]), temperature=settings.temperature)  # fmt: skip
     validation_set = validation_set_id(val["image_id"], val["class_id"])
     background = background_remover.model_file(recipe.config.background_model) if recipe.config.remove_background else None
     serving = choose_serving(evaluation, settings.member_margin)
@@ -59,18 +59,25 @@ def ensemble(
     record = {**spec, "model_uri": f"models:/{ENSEMBLE_NAME}/{version}", "version": version, "run_id": run.run_id,
               "val_metrics": serving.metrics, "member_metrics": evaluation.member_metrics, "promotion": promotion.as_dict(),
               "validation_set": validation_set, "crop_recipe": recipe.to_json(), "serving": serving.as_dict()}  # fmt: skip
-    return dg.MaterializeResult(value=record, data_version=dg.DataVersion(run.run_id[:12]), metadata={
-        "val_macro_f1": dg.MetadataValue.float(round(score, 4)),
+    metadata = {**_metadata(evaluation, serving, members, reports), "model_uri": dg.MetadataValue.text(record["model_uri"]),
+                "promotion": dg.MetadataValue.text(f"{promotion.decision}: {promotion.reason}"), "mlflow_run": tracking.run_link(run)}  # fmt: skip
+    return dg.MaterializeResult(value=record, data_version=dg.DataVersion(run.run_id[:12]), metadata=metadata)
+
+
+def _metadata(evaluation, serving, members: list[dict], reports: ReportFiles) -> dict[str, dg.MetadataValue]:
+    """What the ensemble's page shows: the served score and why, every model side by side, calibration and figures."""
+    return {
+        "val_macro_f1": dg.MetadataValue.float(round(serving.score, 4)),
         "soft_vote_macro_f1": dg.MetadataValue.float(round(serving.soft_vote_score, 4)),
         "serves": dg.MetadataValue.text(serving.reason),
         "best_member_macro_f1": dg.MetadataValue.float(round(max(m["macro_f1"] for m in evaluation.member_metrics), 4)),
+        "scoring": dg.MetadataValue.text(evaluation.scoring),
         "comparison": table(evaluation.table.round(4)),
+        "calibration": table(evaluation.calibration.round(4)),
         **{name[:-4]: reports.figure("ensemble", name[:-4], png) for name, png in evaluation.figures().items()},
         "weights": dg.MetadataValue.json({m["variant"]: round(w, 4) for m, w in zip(members, evaluation.weights, strict=True)}),
-        "model_uri": dg.MetadataValue.text(record["model_uri"]),
-        "promotion": dg.MetadataValue.text(f"{promotion.decision}: {promotion.reason}"),
-        "mlflow_run": tracking.run_link(run),
-    })  # fmt: skip
+        "temperatures": dg.MetadataValue.json({m["variant"]: round(t, 4) for m, t in zip(members, evaluation.temperatures, strict=True)}),
+    }
 
 
 @dg.asset_check(asset="ensemble", name="ensemble_earns_its_place", blocking=False,

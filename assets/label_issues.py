@@ -8,8 +8,16 @@ from assets.config import settings_config, to_settings
 from assets.metadata import table
 from assets.policies import GPU_POOL, stage
 from maskops.figures import contact_sheet
-from maskops.label_issues import ISSUE_COLUMNS, LabelIssuesConfig, find_label_issues, out_of_fold_probabilities, suspect_photos
+from maskops.label_issues import (
+    ISSUE_COLUMNS,
+    LabelIssuesConfig,
+    out_of_fold_probabilities,
+    rank_labels,
+    score_against_truth,
+    suspect_photos,
+)
 from maskops.splits import assign_split
+from maskops.synth.truth import remaining_errors
 from resources import CompetitionDataset, Compute, ImageStoreResource, ReportFiles
 
 
@@ -36,8 +44,11 @@ def label_issues(
     images = decode_all(list(usable["crop_path"]), source.open_rgb, cfg.image_size)
     probabilities = out_of_fold_probabilities(images, usable["class_id"].to_numpy(), usable["fold"].to_numpy(), cfg,
                                               lambda fold, m: context.log.info(f"fold {fold}: held-out macro F1 {m['macro_f1']:.3f}"))  # fmt: skip
-    issues = find_label_issues(usable, probabilities)
-    context.log.info(f"{len(issues)} suspected label errors among {len(usable)} photos")
+    ranked = rank_labels(usable, probabilities)
+    issues = ranked.loc[ranked["flagged"], list(ISSUE_COLUMNS)].reset_index(drop=True)
+    context.log.info(f"cleanlab flags {len(issues)} labels among {len(usable)} photos")
+    wrong = remaining_errors(dataset.root, usable)  # a synthetic dataset knows its injected errors
+    truth = score_against_truth(ranked, wrong) if wrong is not None else None
     paths, captions = suspect_photos(issues.head(settings.sheet), usable)
     shown = [source.open_rgb(p) for p in paths]
     return dg.MaterializeResult(value=issues[list(ISSUE_COLUMNS)], metadata={
@@ -45,6 +56,16 @@ def label_issues(
         "per_field": dg.MetadataValue.json({f: int((issues["field"] == f).sum()) for f in ("mask", "gender", "age_group")}),
         "photos_checked": dg.MetadataValue.int(len(usable)),
         "people_checked": dg.MetadataValue.int(int(usable["profile_id"].nunique())),
+        **(_truth_metadata(truth) if truth else {}),
         "top_suspects": table(issues.drop(columns=["score", "images"]).round(3), limit=25),
         "suspect_photos": reports.figure("label_issues", "suspects", contact_sheet(shown, captions)) if shown else dg.MetadataValue.text("no suspects"),
     })  # fmt: skip
+
+
+def _truth_metadata(truth: dict[str, dict]) -> dict[str, dg.MetadataValue]:
+    """How many of the errors still in the labels (synthetic data keeps its answers) the ranking finds."""
+    person = truth["person"]
+    headline = {"person_errors_left": dg.MetadataValue.int(person["wrong"])}
+    if person["recall_top_2k"] is not None:
+        headline["person_recall_top_2k"] = dg.MetadataValue.float(round(person["recall_top_2k"], 4))
+    return {**headline, "against_ground_truth": dg.MetadataValue.json(truth)}

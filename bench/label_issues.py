@@ -1,14 +1,15 @@
-"""How well label_issues finds the label errors the synthetic data really has.
+"""How well label_issues (cleanlab on out-of-fold probabilities) finds the label errors the synthetic data really has.
 
     make demo && .venv/bin/python bench/label_issues.py
 
-The demo data keeps its answers in ground_truth/ (people.csv: true gender and age; label_noise.csv:
-the swapped mask photos). The errors still in the current labels (relabeled_dataset, after the demo
-reviewer's corrections) are compared with what `label_issues` flags, per field:
-- label_issues_precision_<field>: flagged items that really are wrong, against the share of wrong
-  items (what flagging at random would give): the ratio is the lift over chance.
-- label_issues_recall_<field>: wrong items that were flagged (baseline: the share flagged).
-Mask is judged per photo, gender and age group per person. Reported, no target yet.
+Synthetic data keeps its answers in ground_truth/; the label_issues asset scores its ranking against the errors
+still in the labels it judged (after the demo reviewer's corrections) and records that in its metadata
+(`against_ground_truth`, maskops.label_issues.score_against_truth). This reads the latest materialization:
+- label_issues_recall_top_2k_<field>: share of the wrong labels found within the top 2 x (number wrong) of the
+  ranking; baseline: what a random ranking finds there (2 x wrong / items). Target (issue 13) for person-level
+  errors (gender and age group): >= 0.8 at >= 480 people.
+- label_issues_precision_<field> / label_issues_recall_<field>: of what cleanlab flags; precision's baseline is the
+  share of wrong labels (flagging at random), recall's the share flagged.
 """
 
 from __future__ import annotations
@@ -16,56 +17,34 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import pandas as pd
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import emit
 
-from maskops.labels import Gender, MaskState, age_group_array
 from maskops.settings import Settings
 
 
 def main() -> None:
-    settings = Settings.from_env()
-    issues_path = settings.manifests / "label_issues.parquet"
-    truth = settings.dataset / "ground_truth"
-    if not issues_path.exists() or not truth.is_dir():
-        raise SystemExit(f"{issues_path} or {truth} not found: run `make demo` first (synthetic data keeps its answers)")
-    issues = pd.read_parquet(issues_path)
-    labels = pd.read_parquet(settings.manifests / "relabeled_dataset.parquet")
-    people = pd.read_csv(truth / "people.csv", dtype={"profile_id": str}).set_index("profile_id")
-    noise = pd.read_csv(truth / "label_noise.csv", dtype=str, keep_default_na=False)
+    import dagster as dg
 
-    per_person = labels.drop_duplicates("profile_id").set_index("profile_id")
-    true_gender = people["true_gender"].map(lambda g: int(Gender[g.upper()])).reindex(per_person.index)
-    true_age = pd.Series(age_group_array(people["true_age"].to_numpy()), index=people.index).reindex(per_person.index)
-    wrong = {
-        "gender": set(per_person.index[per_person["gender"].to_numpy() != true_gender.to_numpy()]),
-        "age_group": set(per_person.index[per_person["age_group"].to_numpy() != true_age.to_numpy()]),
-    }
-    masks = noise[noise["field"] == "mask"].set_index("image_id")["true"].map(lambda m: int(MaskState[m.upper()]))
-    true_mask = labels["raw_mask"].where(~labels["image_id"].isin(masks.index), labels["image_id"].map(masks))
-    wrong["mask"] = set(
-        zip(labels.loc[labels["mask"] != true_mask, "profile_id"], labels.loc[labels["mask"] != true_mask, "stem"], strict=True)
-    )
-    totals = {"gender": len(per_person), "age_group": len(per_person), "mask": len(labels)}
-    for field in ("mask", "gender", "age_group"):
-        rows = issues[issues["field"] == field]
-        flagged = set(zip(rows["profile_id"], rows["stem"], strict=True)) if field == "mask" else set(rows["profile_id"])
-        hits = len(flagged & wrong[field])
-        prevalence = len(wrong[field]) / totals[field]
-        precision = hits / len(flagged) if flagged else 0.0
-        extra = {
-            "flagged": len(flagged),
-            "wrong": len(wrong[field]),
-            "found": hits,
-            "items": totals[field],
-            "wrong_items": sorted(map(str, wrong[field])),
-        }
-        emit(f"label_issues_precision_{field}", precision, "share of flagged", baseline=prevalence or None, n=len(flagged), **extra)
-        if wrong[field]:  # recall of nothing is undefined
-            emit(f"label_issues_recall_{field}", hits / len(wrong[field]), "share of wrong", baseline=len(flagged) / totals[field] or None,
-                 n=len(wrong[field]), **extra)  # fmt: skip
+    settings = Settings.from_env()
+    instance = dg.DagsterInstance.from_config(str(settings.dagster_home))
+    event = instance.get_latest_materialization_event(dg.AssetKey("label_issues"))
+    if event is None or event.asset_materialization is None:
+        raise SystemExit(f"label_issues was never materialized in {settings.dagster_home}: run `make demo` first")
+    metadata = event.asset_materialization.metadata
+    if "against_ground_truth" not in metadata:
+        raise SystemExit("the latest label_issues judged a dataset without ground truth: run it on data made by `maskops synth`")
+    for field, r in metadata["against_ground_truth"].value.items():
+        extra = {k: r[k] for k in ("items", "wrong", "flagged", "flagged_wrong")}
+        figures = []  # name, value, unit, baseline, n, target
+        if r["wrong"]:  # recall of nothing is undefined
+            figures.append(("recall_top_2k", r["recall_top_2k"], "share of wrong", min(1.0, 2 * r["wrong"] / r["items"]), r["wrong"],
+                            ">= 0.8 (at >= 480 people)" if field == "person" else None))  # fmt: skip
+            figures.append(("recall", r["recall"], "share of wrong", r["flagged"] / r["items"] or None, r["wrong"], None))
+        if r["precision"] is not None:
+            figures.append(("precision", r["precision"], "share of flagged", r["wrong"] / r["items"] or None, r["flagged"], None))
+        for name, value, unit, baseline, n, target in figures:
+            emit(f"label_issues_{name}_{field}", value, unit, baseline=baseline, n=n, target=target, **extra)
 
 
 if __name__ == "__main__":

@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from maskops.calibration import apply_temperature, cross_fitted, expected_calibration_error, fit_temperature, reliability
 from maskops.crop import CropRecipe, CropRecipeError
-from maskops.figures import comparison_png, confusion_grid_png, confusion_png
+from maskops.figures import comparison_png, confusion_grid_png, confusion_png, reliability_png
 from maskops.labels import CLASS_NAMES
 from maskops.metrics import confusion, evaluate
 from maskops.options import option
@@ -27,7 +28,10 @@ WEIGHTINGS = ("equal", "fitted")
 
 @dataclass(frozen=True)
 class EnsembleConfig:
-    weights: str = option("equal", "'equal', or 'fitted' on the validation people (a grid over the simplex).")
+    weights: str = option("equal", "'equal', or 'fitted' on the validation people (a grid over the simplex; scored cross-fitted).")
+    temperature: bool = option(
+        True, "Scale each member's probabilities by a temperature fitted on the validation people before voting (scored cross-fitted)."
+    )
     tta: bool = option(False, "Average in the horizontally flipped crop.")
     promotion_margin: float = option(0.0, "Becomes champion if its validation macro F1 >= the champion's minus this margin.")
     member_margin: float = option(
@@ -39,8 +43,15 @@ class EnsembleConfig:
             raise ValueError(f"weights must be one of {WEIGHTINGS}, got {self.weights!r}")
 
 
-def soft_vote(probabilities: Sequence[np.ndarray], weights: Sequence[float] | None = None) -> np.ndarray:
-    """Weighted mean of (N, 18) probability arrays; equal weights by default. Rows sum to 1."""
+def soft_vote(
+    probabilities: Sequence[np.ndarray], weights: Sequence[float] | None = None, temperatures: Sequence[float] | None = None
+) -> np.ndarray:
+    """Weighted mean of (N, 18) probability arrays, each first scaled by its temperature (maskops.calibration);
+    equal weights and no scaling by default. Rows sum to 1."""
+    if temperatures is not None:
+        if len(temperatures) != len(probabilities):
+            raise ValueError(f"need one temperature per member ({len(probabilities)}), got {len(temperatures)}")
+        probabilities = [p if t == 1 else apply_temperature(p, t) for p, t in zip(probabilities, temperatures, strict=True)]
     stack = np.stack([np.asarray(p, dtype=np.float64) for p in probabilities])
     if stack.ndim != 3 or stack.shape[2] != 18:
         raise ValueError(f"expected members' (N, 18) probabilities, got shape {stack.shape}")
@@ -102,10 +113,14 @@ class EnsembleEvaluation:
     """The ensemble and every member on the same validation people."""
 
     names: list[str]  # the members', then "ensemble"
-    weights: list[float]
-    probabilities: np.ndarray  # the ensemble's (N, 18)
+    weights: list[float]  # fitted on every validation person: what a registered version serves
+    temperatures: list[float]  # likewise, one per member (1.0: not scaled)
+    probabilities: np.ndarray  # the ensemble's (N, 18), as scored (cross-fitted when anything was fitted)
     table: pd.DataFrame  # model, macro_f1, accuracy, mask_f1, gender_f1, age_f1 — one row per member, then the ensemble
     matrices: dict[str, np.ndarray]
+    calibration: pd.DataFrame  # model, temperature, ece, ece_scaled (cross-fitted temperature)
+    reliability: dict[str, pd.DataFrame]  # per model (maskops.calibration.reliability)
+    scoring: str  # how the ensemble's score was obtained
 
     @property
     def ensemble_metrics(self) -> dict[str, float]:
@@ -120,11 +135,12 @@ class EnsembleEvaluation:
             "comparison_chart.png": comparison_png(list(self.table["model"]), list(self.table["macro_f1"])),
             "confusion_matrix.png": confusion_png(self.matrices["ensemble"], "ensemble: validation"),
             "confusion_matrices.png": confusion_grid_png(self.matrices),
+            "reliability_diagram.png": reliability_png(self.reliability),
         }
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """comparison.csv and one confusion matrix per model (rows: true class)."""
-        out = {"comparison.csv": self.table}
+        out = {"comparison.csv": self.table, "calibration.csv": self.calibration}
         for name, matrix in self.matrices.items():
             out[f"confusion_{name.replace('/', '_')}.csv"] = pd.DataFrame(
                 matrix, index=pd.Index(CLASS_NAMES, name="true"), columns=CLASS_NAMES
@@ -138,6 +154,7 @@ class Serving:
 
     members: list[int]  # indices into the evaluated members
     weights: list[float]
+    temperatures: list[float]
     score: float  # the served model's validation macro F1
     soft_vote_score: float
     best_member: str
@@ -160,24 +177,64 @@ def choose_serving(evaluation: EnsembleEvaluation, margin: float) -> Serving:
     earned = vote >= top - margin - 1e-9
     if earned:
         reason = f"soft vote {vote:.4f} >= best member {name} {top:.4f} - margin {margin}: the soft vote of every member serves"
-        return Serving(list(range(len(members))), list(evaluation.weights), vote, vote, name, top, margin, True, reason,
-                       evaluation.ensemble_metrics)  # fmt: skip
+        return Serving(list(range(len(members))), list(evaluation.weights), list(evaluation.temperatures), vote, vote, name, top, margin,
+                       True, reason, evaluation.ensemble_metrics)  # fmt: skip
     reason = f"soft vote {vote:.4f} < best member {name} {top:.4f} - margin {margin}: {name} serves alone"
     metrics = {k: float(v) for k, v in members[best].items() if k != "model"}
-    return Serving([best], [1.0], top, vote, name, top, margin, False, reason, metrics)
+    return Serving([best], [1.0], [evaluation.temperatures[best]], top, vote, name, top, margin, False, reason, metrics)
 
 
-def evaluate_ensemble(names: Sequence[str], member_probs: Sequence[np.ndarray], y_true: np.ndarray, weighting: str) -> EnsembleEvaluation:
-    """Soft voting with equal or fitted weights, scored beside every member."""
+def evaluate_ensemble(
+    names: Sequence[str],
+    member_probs: Sequence[np.ndarray],
+    y_true: np.ndarray,
+    weighting: str,
+    groups: Sequence[str] | None = None,
+    temperature: bool = False,
+) -> EnsembleEvaluation:
+    """Soft voting (equal or fitted weights, optionally on temperature-scaled members) scored beside every member,
+    with every model's calibration. What is fitted (weights, temperatures) is fitted on every validation person for
+    serving, but scored cross-fitted on the people `groups` (one id per item): fitted on one half, scored on the other."""
     if weighting not in WEIGHTINGS:
         raise ValueError(f"weights must be one of {WEIGHTINGS}, got {weighting!r}")
-    weights = fit_weights(member_probs, y_true)[0] if weighting == "fitted" else [1.0] * len(member_probs)
-    voted = soft_vote(member_probs, weights)
-    models = [*names, "ensemble"]
-    probabilities = [*member_probs, voted]
+    y_true, members = np.asarray(y_true), [np.asarray(p, dtype=np.float64) for p in member_probs]
+    fits = weighting == "fitted" or temperature
+    if groups is None and fits:
+        raise ValueError("fitted weights or temperatures are scored on people they were not fitted on: pass the items' person ids (groups)")
+
+    def fit(rows: np.ndarray) -> tuple[list[float], list[float]]:
+        temps = [fit_temperature(p[rows], y_true[rows]) if temperature else 1.0 for p in members]
+        weights = fit_weights([apply_temperature(p[rows], t) for p, t in zip(members, temps, strict=True)], y_true[rows])[0] \
+            if weighting == "fitted" else [1.0] * len(members)  # fmt: skip
+        return temps, weights
+
+    def vote(fitted: tuple[list[float], list[float]], rows: np.ndarray) -> np.ndarray:
+        return soft_vote([p[rows] for p in members], fitted[1], fitted[0])
+
+    everyone = np.ones(len(y_true), dtype=bool)
+    temps, weights = fit(everyone)
+    voted = cross_fitted(groups, fit, vote) if fits else None
+    if voted is not None:
+        scoring = "cross-fitted: weights/temperatures fitted on one half of the validation people, scored on the other, and the reverse"
+    else:
+        voted = vote((temps, weights), everyone)
+        scoring = "in-sample: fewer than two validation people to cross-fit on" if fits else "nothing fitted"
+    models, probabilities = [*names, "ensemble"], [*members, voted]
     table = pd.DataFrame([{"model": m, **evaluate(y_true, p)} for m, p in zip(models, probabilities, strict=True)])
     matrices = {m: confusion(y_true, p) for m, p in zip(models, probabilities, strict=True)}
-    return EnsembleEvaluation(models, [float(w) for w in weights], voted, table, matrices)
+    calibration = pd.DataFrame([_calibration(m, p, y_true, groups) for m, p in zip(models, probabilities, strict=True)])
+    curves = {m: reliability(p, y_true) for m, p in zip(models, probabilities, strict=True)}
+    return EnsembleEvaluation(
+        models, [float(w) for w in weights], [float(t) for t in temps], voted, table, matrices, calibration, curves, scoring
+    )
+
+
+def _calibration(model: str, probs: np.ndarray, y_true: np.ndarray, groups: Sequence[str] | None) -> dict:
+    """One model's ECE as it is and after a temperature fitted on the other half of the people."""
+    scaled = None if groups is None else cross_fitted(groups, lambda rows: fit_temperature(probs[rows], y_true[rows]),
+                                                      lambda t, rows: apply_temperature(probs[rows], t))  # fmt: skip
+    return {"model": model, "temperature": fit_temperature(probs, y_true), "ece": expected_calibration_error(probs, y_true),
+            "ece_scaled": expected_calibration_error(scaled, y_true) if scaled is not None else float("nan")}  # fmt: skip
 
 
 def fill_answers(order: Sequence[str], answered: Sequence[str], probabilities: np.ndarray) -> tuple[pd.DataFrame, list[str], int]:

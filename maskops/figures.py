@@ -90,6 +90,21 @@ def comparison_png(names: list[str], scores: list[float], ylabel: str = "validat
     return png(fig)
 
 
+def reliability_png(tables: dict[str, pd.DataFrame], title: str = "validation: reliability (top label)") -> bytes:
+    """One line per model: accuracy against mean confidence in each non-empty bin (maskops.calibration.reliability);
+    the diagonal is a calibrated model."""
+    fig, ax = _pyplot().subplots(figsize=(4.2, 3.6), dpi=80)
+    ax.plot([0, 1], [0, 1], color="#999999", linestyle="--", linewidth=1)
+    for name, table in tables.items():
+        used = table[table["count"] > 0]
+        ax.plot(used["confidence"], used["accuracy"], marker="o", markersize=3, linewidth=1.2, label=name)
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy", title=title)
+    ax.title.set_fontsize(9)
+    ax.legend(fontsize=6, loc="upper left")
+    ax.tick_params(labelsize=7)
+    return png(fig)
+
+
 def gradcam_grid_png(images, heat: np.ndarray, captions: list[str], columns: int = 8) -> bytes:
     """Each uint8 (3, H, W) image with its heat map blended over it."""
     n = len(images)

@@ -51,15 +51,61 @@ def test_ensemble_evaluation_scores_every_member_on_the_same_people():
     assert list(equal.table["model"]) == ["model/a", "model/b", "ensemble"] and equal.weights == [1.0, 1.0]
     assert equal.member_metrics[0]["macro_f1"] == pytest.approx(1.0) and equal.member_metrics[1]["macro_f1"] == 0.0
     assert {m.sum() for m in equal.matrices.values()} == {len(y)}
-    fitted = evaluate_ensemble(["model/a", "model/b"], [good, noisy], y, "fitted")
+    people = [f"p{i % 6}" for i in range(len(y))]
+    fitted = evaluate_ensemble(["model/a", "model/b"], [good, noisy], y, "fitted", groups=people)
     assert fitted.weights[0] > fitted.weights[1] and fitted.ensemble_metrics["macro_f1"] == pytest.approx(1.0)
-    assert set(fitted.figures()) == {"comparison_chart.png", "confusion_matrix.png", "confusion_matrices.png"}
+    assert fitted.scoring.startswith("cross-fitted") and equal.scoring == "nothing fitted"
+    assert set(fitted.figures()) == {"comparison_chart.png", "confusion_matrix.png", "confusion_matrices.png", "reliability_diagram.png"}
+    assert list(fitted.calibration["model"]) == ["model/a", "model/b", "ensemble"] and "calibration.csv" in fitted.tables()
+    with pytest.raises(ValueError, match="pass the items' person ids"):
+        evaluate_ensemble(["model/a", "model/b"], [good, noisy], y, "fitted")
     assert all(png[:4] == b"\x89PNG" for png in fitted.figures().values())
     with pytest.raises(ValueError, match="weights must be one of"):
         evaluate_ensemble(["model/a"], [good], y, "best")
     table, missing, fallback = fill_answers(["c", "a", "b"], ["a", "b"], np.eye(18)[[4, 4]])
     assert list(table["ImageID"]) == ["c", "a", "b"] and list(table["ans"]) == [4, 4, 4] and missing == ["c"] and fallback == 4
     assert validation_set_id(["x", "y"], [1, 2]) == validation_set_id(["x", "y"], [1, 2]) != validation_set_id(["x", "y"], [1, 3])
+
+
+def test_fitted_weights_and_temperatures_are_scored_on_people_they_were_not_fitted_on():
+    from maskops.calibration import apply_temperature, fit_temperature, halves
+    from maskops.ensemble import evaluate_ensemble
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 18, 240)
+    people = [f"p{i // 6}" for i in range(len(y))]  # 40 people, 6 photos each
+    members = [rng.dirichlet(np.full(18, 0.3), len(y)) for _ in range(3)]
+    members[0][np.arange(len(y)), y] += 0.5  # one member knows something; the rest are noise
+    members = [m / m.sum(axis=1, keepdims=True) for m in members]
+    scored = evaluate_ensemble(["model/a", "model/b", "model/c"], members, y, "fitted", groups=people, temperature=True)
+    half = halves(people)
+    assert 100 <= (half == 0).sum() <= 140  # the people split in two, whole
+    assert all(len({h for h, p in zip(half, people, strict=True) if p == person}) == 1 for person in set(people))
+    for side in (0, 1):  # the vote on one half comes from temperatures and weights fitted on the other half only
+        other, held = half != side, half == side
+        temps = [fit_temperature(m[other], y[other]) for m in members]
+        weights = fit_weights([apply_temperature(m[other], t) for m, t in zip(members, temps, strict=True)], y[other])[0]
+        assert np.allclose(scored.probabilities[held], soft_vote([m[held] for m in members], weights, temps))
+    assert scored.weights == fit_weights([apply_temperature(m, t) for m, t in zip(members, scored.temperatures, strict=True)], y)[0]
+
+
+def test_calibration_error_and_temperature_scaling():
+    from maskops.calibration import apply_temperature, expected_calibration_error, fit_temperature, reliability
+
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 18, 600)
+    guess = np.where(rng.random(len(y)) < 0.5, y, (y + 1) % 18)  # right half of the time
+    sure = np.full((len(y), 18), 0.01 / 17)
+    sure[np.arange(len(y)), guess] = 0.99  # ...but 99% sure every time: over-confident
+    assert expected_calibration_error(sure, y) == pytest.approx(0.49, abs=0.05)
+    hot = fit_temperature(sure, y)
+    assert hot > 1 and expected_calibration_error(apply_temperature(sure, hot), y) < 0.1
+    assert (apply_temperature(sure, hot).argmax(1) == sure.argmax(1)).all() and np.allclose(apply_temperature(sure, 1.0), sure)
+    timid = np.full((len(y), 18), 0.9 / 17)
+    timid[np.arange(len(y)), y] = 0.1  # right every time, 10% sure: under-confident
+    assert fit_temperature(timid, y) < 1 and expected_calibration_error(timid, y) == pytest.approx(0.9)
+    table = reliability(sure, y, bins=10)
+    assert table["count"].sum() == len(y) and table.loc[9, "accuracy"] == pytest.approx((guess == y).mean())
 
 
 def test_the_soft_vote_serves_only_when_it_earns_it():
@@ -73,6 +119,7 @@ def test_the_soft_vote_serves_only_when_it_earns_it():
     assert evaluation.ensemble_metrics["macro_f1"] < 1.0
     alone = choose_serving(evaluation, margin=0.0)
     assert not alone.earned and alone.members == [1] and alone.weights == [1.0] and alone.score == pytest.approx(1.0)
+    assert alone.temperatures == [evaluation.temperatures[1]] == [1.0]  # not scaled unless asked
     assert "model/b serves alone" in alone.reason and alone.soft_vote_score == pytest.approx(evaluation.ensemble_metrics["macro_f1"])
     generous = choose_serving(evaluation, margin=1.0)  # a margin that forgives the vote
     assert generous.earned and generous.members == [0, 1, 2] and generous.score == pytest.approx(evaluation.ensemble_metrics["macro_f1"])
@@ -251,12 +298,14 @@ paths = {[str(p) for p in sorted(photos.iterdir())[:3]]!r}
 frame = pd.DataFrame({{"image": paths + [open(paths[0], "rb").read(), {str(tmp_path / "not_an_image.jpg")!r}]}})
 out = model.predict(frame)
 print(json.dumps({{"columns": list(out.columns), "status": list(out["status"]), "sums": out[[f"p_{{i}}" for i in range(18)]].sum(axis=1).round(5).tolist(),
+                  "confidence_is_top": bool((out["confidence"].iloc[:4] - out[[f"p_{{i}}" for i in range(18)]].iloc[:4].max(axis=1)).abs().max() < 1e-9),
                   "classes": [None if pd.isna(c) else int(c) for c in out["class_id"]]}}))
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=_env(registry), timeout=300, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])
-    assert out["columns"][:5] == ["status", "class_id", "mask", "gender", "age_group"] and len(out["columns"]) == 5 + 18
+    assert out["columns"][:6] == ["status", "class_id", "mask", "gender", "age_group", "confidence"] and len(out["columns"]) == 6 + 18
+    assert out["confidence_is_top"]
     assert out["status"][:4] == ["ok"] * 4 and out["status"][4].startswith("unreadable image")
     assert out["sums"][:4] == [1.0] * 4 and out["classes"][0] == out["classes"][3]  # a path and its bytes agree
     assert out["classes"][4] is None
@@ -278,6 +327,7 @@ def test_predict_cli_on_good_and_bad_inputs(pipeline_end, tiny_dataset: Path, tm
     table = pd.read_csv(tmp_path / "p.csv")
     assert len(table) == 9 and list(table["path"])[-2:] == [str(bad), str(truncated)]
     assert (table["status"].iloc[:7] == "ok").all() and table["class_id"].iloc[:7].between(0, 17).all()
+    assert table["confidence"].iloc[:7].between(1 / 18, 1).all() and table["confidence"].iloc[7:].isna().all()
     assert table["status"].iloc[7].startswith("unreadable image") and table["status"].iloc[8].startswith("unreadable image")
     assert table["class_id"].iloc[7:].isna().all()
     assert "9 predictions written" in done.stdout and "notes.txt" in done.stderr and "truncated.jpg" in done.stderr

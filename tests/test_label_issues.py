@@ -11,7 +11,14 @@ import pandas as pd
 import pytest
 import torch
 
-from maskops.label_issues import ISSUE_COLUMNS, field_probabilities, find_label_issues, out_of_fold_probabilities
+from maskops.label_issues import (
+    ISSUE_COLUMNS,
+    field_probabilities,
+    find_label_issues,
+    out_of_fold_probabilities,
+    rank_labels,
+    score_against_truth,
+)
 from maskops.labels import PROFILE_STEMS
 from maskops.train import config_from
 
@@ -45,12 +52,7 @@ def test_field_probabilities_are_the_marginals():
 
 
 def test_a_wrong_gender_and_a_swapped_mask_are_found_and_nothing_else():
-    frame = _people(genders=[0, 1, 0, 1, 0, 1], ages=[0, 1, 2, 0, 1, 2])
-    probs = _confident(frame)
-    wrong = frame.index[frame["profile_id"] == "p2"]  # labelled male, every photo looks female
-    probs[wrong] = _confident(frame.loc[wrong].assign(class_id=frame.loc[wrong, "class_id"] + 3))
-    swapped = frame.index[(frame["profile_id"] == "p4") & frame["stem"].isin(["incorrect_mask", "normal"])]
-    probs[swapped] = probs[swapped[::-1]]  # the two photos' labels are the wrong way round
+    frame, probs = _noisy_people()
     issues = find_label_issues(frame, probs)
     assert list(issues.columns) == list(ISSUE_COLUMNS)
     found = {(r.profile_id, r.stem, r.field, r.given, r.suggested) for r in issues.itertuples()}
@@ -61,6 +63,61 @@ def test_a_wrong_gender_and_a_swapped_mask_are_found_and_nothing_else():
     }
     assert issues["score"].is_monotonic_decreasing and (issues["p_suggested"] > issues["p_given"]).all()
     assert issues.set_index("field").loc["gender", "images"] == 7
+
+
+def _noisy_people() -> tuple[pd.DataFrame, np.ndarray]:
+    """p2's gender is wrong and p4's incorrect_mask/normal photos are swapped; the probabilities see both."""
+    frame = _people(genders=[0, 1, 0, 1, 0, 1], ages=[0, 1, 2, 0, 1, 2])
+    probs = _confident(frame)
+    wrong = frame.index[frame["profile_id"] == "p2"]
+    probs[wrong] = _confident(frame.loc[wrong].assign(class_id=frame.loc[wrong, "class_id"] + 3))
+    swapped = frame.index[(frame["profile_id"] == "p4") & frame["stem"].isin(["incorrect_mask", "normal"])]
+    probs[swapped] = probs[swapped[::-1]]
+    return frame, probs
+
+
+def test_every_label_is_ranked_and_scored_against_the_known_errors():
+    frame, probs = _noisy_people()
+    ranked = rank_labels(frame, probs)
+    assert len(ranked) == len(frame) + 2 * 6 and ranked["score"].is_monotonic_decreasing  # every photo's mask, every person twice
+    assert ranked["flagged"].sum() == 3 and ranked["flagged"].head(3).all()
+    # the truth also knows an age error the model cannot see (p5 looks as labelled)
+    wrong = {"gender": {"p2"}, "age_group": {"p5"}, "mask": {("p4", "incorrect_mask"), ("p4", "normal")}}
+    report = score_against_truth(ranked, wrong)
+    assert report["gender"] == {
+        "items": 6,
+        "wrong": 1,
+        "flagged": 1,
+        "flagged_wrong": 1,
+        "precision": 1.0,
+        "recall": 1.0,
+        "recall_top_2k": 1.0,
+    }
+    assert report["mask"]["recall_top_2k"] == 1.0 and report["mask"]["precision"] == 1.0
+    assert report["age_group"]["recall"] == 0.0 and report["age_group"]["precision"] is None  # nothing flagged there
+    assert report["person"]["wrong"] == 2 and report["person"]["recall"] == 0.5 and report["person"]["recall_top_2k"] == 0.5
+    clean = score_against_truth(ranked, {"gender": set(), "age_group": set(), "mask": set()})
+    assert clean["person"]["recall"] is None and clean["person"]["precision"] == 0.0
+
+
+def test_the_errors_left_in_labels_come_from_the_synthetic_ground_truth(tmp_path: Path):
+    from maskops.synth.truth import remaining_errors
+
+    frame = _people(genders=[0, 1, 0], ages=[0, 1, 2])
+    assert remaining_errors(tmp_path, frame) is None  # a real dataset keeps no answers
+    truth = tmp_path / "ground_truth"
+    truth.mkdir()
+    pd.DataFrame({"profile_id": ["p0", "p1", "p2"], "true_gender": ["male", "male", "male"], "true_age": [20, 40, 45],
+                  "noise": ["", "gender", "age"]}).to_csv(truth / "people.csv", index=False)  # fmt: skip
+    pd.DataFrame([["p0", "p0/incorrect_mask", "mask", "incorrect", "not_wear"], ["p0", "p0/normal", "mask", "not_wear", "incorrect"]],
+                 columns=["profile_id", "image_id", "field", "recorded", "true"]).to_csv(truth / "label_noise.csv", index=False)  # fmt: skip
+    wrong = remaining_errors(tmp_path, frame)
+    assert wrong == {"gender": {"p1"}, "age_group": {"p2"}, "mask": {("p0", "incorrect_mask"), ("p0", "normal")}}
+    fixed = frame.copy()
+    fixed.loc[(fixed["profile_id"] == "p0") & (fixed["stem"] == "normal"), "mask"] = 1  # a reviewer corrected one of the two
+    assert remaining_errors(tmp_path, fixed)["mask"] == {("p0", "incorrect_mask")}
+    with pytest.raises(ValueError, match="does not know 1 of the labelled people"):
+        remaining_errors(tmp_path, pd.concat([frame, frame.head(1).assign(profile_id="stranger")]))
 
 
 def test_a_uniformly_unsure_model_flags_nothing():
@@ -105,4 +162,6 @@ def test_label_issues_asset(tiny_dataset: Path, tmp_path: Path):
     assert meta["photos_checked"].value == len(layout.train) and meta["people_checked"].value == layout.train["profile_id"].nunique()
     assert meta["suspects"].value == len(issues) and sum(meta["per_field"].value.values()) == len(issues)
     assert len(meta["top_suspects"].records) == min(25, len(issues))
+    assert meta["person_errors_left"].value == 0 and "person_recall_top_2k" not in meta  # the tiny dataset has no injected noise
+    assert meta["against_ground_truth"].value["mask"]["wrong"] == 0
     assert pd.read_parquet(tmp_path / "manifests" / "label_issues.parquet").equals(issues)  # what a reviewer's tool will read

@@ -57,8 +57,9 @@ def probabilities(service: TrackingService, members: Sequence[dict], paths: list
 
 
 def voted(service: TrackingService, spec: dict, paths: list[str], open_image: Callable[[str], Image.Image]) -> np.ndarray:
-    """The soft vote of a registered member set (`spec`: members, weights, tta)."""
-    return soft_vote(probabilities(service, spec["members"], paths, open_image, spec["tta"]), spec["weights"])
+    """The soft vote of a registered member set (`spec`: members, weights, tta, temperatures — 1.0 each when a version
+    registered before temperatures existed has none)."""
+    return soft_vote(probabilities(service, spec["members"], paths, open_image, spec["tta"]), spec["weights"], spec.get("temperatures"))
 
 
 def rescore(service: TrackingService, champion_tags: dict, paths: list[str], y_true: np.ndarray,
@@ -72,7 +73,8 @@ def signature():
     from mlflow.types import ColSpec, DataType, Schema
 
     outputs = [ColSpec(DataType.string, "status"), ColSpec(DataType.long, "class_id", required=False), ColSpec(DataType.string, "mask", required=False),
-               ColSpec(DataType.string, "gender", required=False), ColSpec(DataType.string, "age_group", required=False)]  # fmt: skip
+               ColSpec(DataType.string, "gender", required=False), ColSpec(DataType.string, "age_group", required=False),
+               ColSpec(DataType.double, "confidence", required=False)]  # fmt: skip
     outputs += [ColSpec(DataType.double, f"p_{i}", required=False) for i in range(18)]
     return ModelSignature(inputs=Schema([ColSpec(DataType.string, "image")]), outputs=Schema(outputs))
 
@@ -87,14 +89,17 @@ def log_ensemble(run: TrackedRun, evaluation: EnsembleEvaluation, members: list[
             "configure the background remover with that file, or re-crop and retrain"
         )
     candidates, members = members, [members[i] for i in serving.members]
-    spec = {"members": members, "weights": serving.weights, "tta": config.tta}
+    spec = {"members": members, "weights": serving.weights, "tta": config.tta, "temperatures": serving.temperatures}
     run.log_params({"weights": json.dumps([round(w, 4) for w in serving.weights]), "tta": config.tta,
+                    "temperatures": json.dumps([round(t, 4) for t in serving.temperatures]), "scoring": evaluation.scoring[:250],
                     "member_models": json.dumps([m["model_uri"] for m in members]),
                     "candidate_models": json.dumps([m["model_uri"] for m in candidates])})  # fmt: skip
     run.client.set_tag(run.run_id, "maskops.serving", serving.reason)
     run.log_metrics({"served_val_macro_f1": serving.score})
     run.log_metrics({f"val_{k}": v for k, v in evaluation.ensemble_metrics.items()})
     run.log_metrics({f"{m['model'].replace('/', '_')}_val_macro_f1": m["macro_f1"] for m in evaluation.member_metrics})
+    for r in evaluation.calibration.itertuples():
+        run.log_metrics({f"{r.model.replace('/', '_')}_val_ece": r.ece, f"{r.model.replace('/', '_')}_val_ece_scaled": r.ece_scaled})
     run.log_files({**evaluation.figures(), **evaluation.tables()}, "evaluation")
     model_config = {**spec, "crop_recipe": recipe.to_json(), "background_model_name": recipe.config.background_model}
     with tempfile.TemporaryDirectory() as tmp:

@@ -2,7 +2,8 @@
 
 Input: a DataFrame with a column `image` holding file paths or encoded image bytes.
 Output: one row per input — `status` ("ok", or why the row has no prediction), `class_id`,
-`mask`, `gender`, `age_group` and the 18 probabilities `p_0` .. `p_17`. Every photo goes
+`mask`, `gender`, `age_group`, `confidence` (the probability of `class_id`) and the 18
+probabilities `p_0` .. `p_17`, from each member's temperature-scaled probabilities. Every photo goes
 through the same crop pipeline the members were trained on (background removal and face
 crop with the recorded parameters, stored as JPEG like the training crops), then each member's
 own input size, then soft voting.
@@ -24,7 +25,7 @@ from maskops.labels import NUM_CLASSES, AgeGroup, Gender, MaskState
 from maskops.store import encode_jpeg
 
 PROBABILITY_COLUMNS = [f"p_{i}" for i in range(NUM_CLASSES)]
-OUTPUT_COLUMNS = ["status", "class_id", "mask", "gender", "age_group", *PROBABILITY_COLUMNS]
+OUTPUT_COLUMNS = ["status", "class_id", "mask", "gender", "age_group", "confidence", *PROBABILITY_COLUMNS]
 BATCH = 16
 
 
@@ -45,6 +46,7 @@ class MaskopsEnsemble(mlflow.pyfunc.PythonModel):
             (m["image_size"], mlflow.pytorch.load_model(context.artifacts[m["artifact"]], map_location="cpu")) for m in config["members"]
         ]
         self.weights = config["weights"]
+        self.temperatures = config.get("temperatures")  # none: a version registered before temperature scaling
         self.tta = bool(config.get("tta", False))
         recipe = CropRecipe.from_json(config["crop_recipe"])  # exactly how the members' training crops were made
         self.crop = recipe.config
@@ -74,12 +76,12 @@ class MaskopsEnsemble(mlflow.pyfunc.PythonModel):
             # The members were trained on crops stored as JPEG: serve them the same pixels.
             crops = [Image.open(io.BytesIO(encode_jpeg(c, self.crop.jpeg_quality))) for c in crops]
             probs = [member_probabilities(model, decode_all(crops, lambda c: c, size), self.tta) for size, model in self.members]
-            voted = soft_vote(probs, self.weights)
+            voted = soft_vote(probs, self.weights, self.temperatures)
             for i, p in zip(chunk, voted, strict=True):
                 class_id = int(p.argmax())
                 rows[i] |= {
                     "class_id": class_id, "mask": MaskState(class_id // 6).name.lower(), "gender": Gender((class_id // 3) % 2).name.lower(),
-                    "age_group": AgeGroup(class_id % 3).name.lower(), **dict(zip(PROBABILITY_COLUMNS, p.astype(float), strict=True)),
+                    "age_group": AgeGroup(class_id % 3).name.lower(), "confidence": float(p[class_id]), **dict(zip(PROBABILITY_COLUMNS, p.astype(float), strict=True)),
                 }  # fmt: skip
         out = pd.DataFrame(rows).reindex(columns=OUTPUT_COLUMNS)
         out["class_id"] = out["class_id"].astype("Int64")
