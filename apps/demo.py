@@ -10,9 +10,11 @@ from collections.abc import Callable
 
 from apps.launch import dagster
 from maskops.background import fetch_u2netp
+from maskops.pretrained import fetch_pretrained
 from maskops.settings import Settings
 from maskops.synth.people import SynthConfig, synthesize
 from maskops.synth.reviewer import demo_review
+from maskops.train_config import PRESETS
 
 
 def prepare_demo_data(settings: Settings, profiles: int, eval_profiles: int, seed: int, force: bool, progress: Callable) -> str:
@@ -28,6 +30,7 @@ def run_demo(profiles: int, eval_profiles: int, seed: int, force: bool, progress
     if "MASKOPS_DATASET" not in os.environ:
         print(prepare_demo_data(settings, profiles, eval_profiles, seed, force, progress))
     fetch_u2netp(settings.models)
+    fetch_pretrained(settings.models, PRESETS["demo"].backbone)  # the model assets' default preset starts from it
     command, env = dagster(settings)
     print(f"materializing every asset of the maskops code location (dataset: {settings.dataset})", flush=True)
     result = subprocess.run(

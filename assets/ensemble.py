@@ -48,7 +48,7 @@ def ensemble(
                                    y, settings.weights, groups=list(val["profile_id"]), temperature=settings.temperature)  # fmt: skip
     validation_set = validation_set_id(val["image_id"], val["class_id"])
     background = background_remover.model_file(recipe.config.background_model) if recipe.config.remove_background else None
-    serving = choose_serving(evaluation, settings.member_margin)
+    serving = choose_serving(evaluation, settings.member_margin, settings.member_confidence)
     context.log.info(serving.reason)
     with service.run("ensemble", {**mlflow_tags(context, CODE_VERSION), "maskops.validation_set": validation_set}) as run:
         version, spec = log_ensemble(run, evaluation, members, recipe, background, settings, serving)
@@ -81,8 +81,9 @@ def _metadata(evaluation, serving, members: list[dict], reports: ReportFiles) ->
 
 
 @dg.asset_check(asset="ensemble", name="ensemble_earns_its_place", blocking=False,
-                description="The soft vote's validation macro F1 is at least its best member's minus member_margin; when it is not, "
-                "the registered version serves that member alone (and this check warns).")  # fmt: skip
+                description="The soft vote's validation macro F1 is at least its best member's minus member_margin, or the member's lead "
+                "is within the noise of the validation people (member_confidence); when it is not, the registered version serves "
+                "that member alone (and this check warns).")  # fmt: skip
 def ensemble_check(ensemble: dict) -> dg.AssetCheckResult:
     serving = ensemble["serving"]
     return dg.AssetCheckResult(passed=bool(serving["earned"]), severity=dg.AssetCheckSeverity.WARN, description=serving["reason"], metadata={
@@ -91,6 +92,7 @@ def ensemble_check(ensemble: dict) -> dg.AssetCheckResult:
         "best_member_macro_f1": dg.MetadataValue.float(round(serving["best_member_score"], 4)),
         "margin": dg.MetadataValue.float(serving["margin"]),
         "serves": dg.MetadataValue.text("the soft vote" if serving["earned"] else f"{serving['best_member']} alone"),
+        **({"best_member_wins_resamples": dg.MetadataValue.float(serving["member_wins"])} if serving.get("member_wins") is not None else {}),
     })  # fmt: skip
 
 

@@ -23,8 +23,9 @@ TRAIN_CODE_VERSION = "2"
 
 
 class TrainingConfig(settings_config(TrainConfig, optional=True, exclude=("device",))):
-    """A preset ('demo' for the CPU demo, 'seed-best' for the original's best model) and any field of
-    maskops.train.TrainConfig to override; the device comes from the compute resource."""
+    """A preset ('demo': pretrained EfficientNet-Lite0 sized for the CPU demo; 'scratch': random init, nothing to
+    provision; 'gpu-lite2', 'seed-best' for a GPU) and any field of maskops.train.TrainConfig to override; the device
+    comes from the compute resource."""
 
     preset: str = Field(default="demo", description=f"One of {sorted(PRESETS)}.")
     gradcam_images: int = Field(default=16, description="Validation images in the Grad-CAM grid.")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The one command to give the GPU machine (README "On a GPU"), from the repository root, carrying .whl and .maskops/models:
-#   bash bench/gpu.sh [sections]      default: paths,training,crop,fullsize-data; then: fullsize-train
+#   bash bench/gpu.sh [sections]      default: paths,training,crop,fullsize-data; then: fullsize-train; then: study
 # Installs the carried wheels (bench/gpu_wheels.sh made them), runs bench/gpu_check.py under a time limit and leaves
 # bench/results-gpu.json (also copied to $OUT, where the device tool collects files).
 set -uo pipefail

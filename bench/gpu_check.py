@@ -14,6 +14,8 @@ Sections (results are written after each one, so a run stopped by its limit stil
 - crop: the crop stage's images/s on the GPU (background model and MTCNN on CUDA) at batch 64.
 - fullsize-data / fullsize-train: bench/pipeline.py at the competition's size (2,700 people, 258 evaluation people),
   data then training. Target: both within 10 minutes on one H100/H200.
+- study: bench/study.py at 480 people (60 evaluation people), 3 seeds, pretrained EfficientNet-Lite2 (gpu-lite2, 12
+  epochs): every variant and the ensemble against raw, paired by seed (issue 13's story, at a size where it can show).
 `--quick` runs every section at a toy size (the CPU test in tests/test_bench.py does, on the CPU).
 Writes bench/results-gpu.json (--out) with the device name; `make bench` folds it into bench/results.json.
 """
@@ -43,7 +45,7 @@ import torch  # noqa: E402
 from maskops.background import fetch_u2netp  # noqa: E402
 from maskops.settings import Settings  # noqa: E402
 
-SECTIONS = ("paths", "training", "crop", "fullsize-data", "fullsize-train")
+SECTIONS = ("paths", "training", "crop", "fullsize-data", "fullsize-train", "study")
 TRAINING = (  # the issue's three configurations: backbone, image size, batch
     ("tiny_vit_21m_224", 224, 64),
     ("tiny_vit_21m_224", 224, 256),
@@ -91,7 +93,7 @@ def section_paths(device: str, quick: bool, tmp: Path, model: Path) -> dict:
     n = 128 if quick else 1024
     images = torch.from_numpy(rng.integers(0, 255, (n, 3, 64, 64), dtype=np.uint8))
     labels = rng.integers(0, 18, n)
-    cfg = replace(PRESETS["demo"], backbone="resnet10t", image_size=64, epochs=2, batch_size=64, device=device, augment=True)
+    cfg = replace(PRESETS["scratch"], backbone="resnet10t", image_size=64, epochs=2, batch_size=64, device=device, augment=True)
     start = time.perf_counter()
     result = train_model(images, labels, images[:64], labels[:64], cfg)
     probs = predict(result.model, images[:64])
@@ -125,7 +127,7 @@ def section_training(device: str, quick: bool, tmp: Path, model: Path) -> dict:
     configs = (("resnet10t", 64, 32),) if quick else TRAINING
     for backbone, size, batch in configs:
         images = batch * (4 if quick else max(24, 6144 // batch))
-        cfg = replace(PRESETS["demo"], backbone=backbone, image_size=size, batch_size=batch, device=device, pretrained=False)
+        cfg = replace(PRESETS["scratch"], backbone=backbone, image_size=size, batch_size=batch, device=device, pretrained=False)
         try:
             rows.append({**loop_vs_compute(cfg, images, epochs=2 if quick else 3), "images": images, "target": ">= 0.9"})
         except Exception as exc:  # one configuration failing (memory) leaves the others
@@ -161,9 +163,11 @@ def section_fullsize(stage: str, device: str, quick: bool, tmp: Path, work: Path
     cmd = [sys.executable, str(HERE / "pipeline.py"), "--people", str(people), "--eval-people", str(eval_people), "--device", device,
            "--stage", stage, "--work", str(work), "--json", str(tmp / f"{stage}.json")]  # fmt: skip
     if quick:  # two worker processes: the sharded crop and generate path runs in the CPU test too
-        cmd += ["--epochs", "1", "--no-background", "--workers", "2"]
-    else:  # the GPU recipe: resnet26d at 128 px from random init (pretrained weights need issue 13), big batches
+        cmd += ["--preset", "scratch", "--epochs", "1", "--no-background", "--workers", "2"]
+    else:  # the GPU recipe: resnet26d at 128 px from random init, big batches
         cmd += [
+            "--preset",
+            "scratch",
             "--backbone",
             "resnet26d",
             "--image-size",
@@ -182,6 +186,24 @@ def section_fullsize(stage: str, device: str, quick: bool, tmp: Path, work: Path
     if done.returncode != 0:
         raise RuntimeError(f"pipeline.py --stage {stage} exited {done.returncode}: {done.stderr[-1500:]}")
     return json.loads((tmp / f"{stage}.json").read_text())
+
+
+def section_study(device: str, quick: bool, tmp: Path, work: Path) -> dict:
+    """bench/study.py in a child process: the variants and the ensemble against raw, over seeds."""
+    if quick:  # the full-size section's toy data (same folder, same data seed): only the training runs again
+        size = ["--people", "12", "--eval-people", "2", "--seeds", "0", "1", "--data-seed", "0", "--preset", "scratch", "--work", str(work),
+                "--epochs", "1", "--no-background", "--workers", "2"]  # fmt: skip
+    else:
+        size = ["--people", "480", "--eval-people", "60", "--seeds", "0", "1", "2", "--preset", "gpu-lite2", "--epochs", "12",
+                "--crop-batch", "64", "--workers", "8"]  # fmt: skip
+    out = tmp / "study.json"
+    cmd = [sys.executable, str(HERE / "study.py"), *size, "--device", device, "--json", str(out), "--markdown", str(tmp / "study.md")]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    sys.stderr.write(done.stderr[-4000:])
+    if done.returncode != 0:
+        raise RuntimeError(f"study.py exited {done.returncode}: {done.stderr[-1500:]}")
+    result = json.loads(out.read_text())
+    return {"summary": result["summary"], "preset": result["preset"], "people": result["people"], "table": (tmp / "study.md").read_text()}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -214,6 +236,8 @@ def main(argv: list[str] | None = None) -> dict:
             try:
                 if name.startswith("fullsize-"):
                     value = section_fullsize(name.removeprefix("fullsize-"), device, args.quick, Path(tmp), work)
+                elif name == "study":
+                    value = section_study(device, args.quick, Path(tmp), work)
                 else:
                     value = globals()[f"section_{name}"](device, args.quick, Path(tmp), model)
             except Exception:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The pure-Python wheels the GPU machine's image lacks (it has torch, timm, onnx, onnxruntime, pandas, pyarrow,
+# The pure-Python wheels the GPU machine's image lacks (and the pretrained backbones, from their wheels) (it has torch, timm, onnx, onnxruntime, pandas, pyarrow,
 # scikit-learn, matplotlib, pillow; see README "On a GPU"), at the versions constraints.txt pins, into .whl/ (ignored).
 # Run here, where the package index is reachable; the GPU command installs them with --no-index.
 set -euo pipefail
@@ -13,3 +13,5 @@ for name in facenet-pytorch onnx2torch universal-pathlib pathlib-abc; do
   python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation py --dest .whl "$spec"
 done
 ls -1 .whl
+# and the pretrained weights the study section trains from (into .maskops/models, carried with the command)
+"${MASKOPS:-.venv/bin/maskops}" fetch-models --backbone efficientnet_lite0 --backbone efficientnet_lite2

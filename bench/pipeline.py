@@ -155,9 +155,9 @@ def train_stage(args: argparse.Namespace, work: Path, device: str, stages: Stage
     import torch
 
     from maskops.data import decode_all, training_data, with_crops
-    from maskops.ensemble import choose_serving, evaluate_ensemble, soft_vote
+    from maskops.ensemble import EnsembleConfig, choose_serving, evaluate_ensemble, soft_vote
     from maskops.evaluation import evaluate_model
-    from maskops.metrics import evaluate
+    from maskops.metrics import evaluate, old_f1
     from maskops.train import PRESETS, predict, train_model
 
     torch.set_num_threads(os.cpu_count() or 1)
@@ -167,12 +167,13 @@ def train_stage(args: argparse.Namespace, work: Path, device: str, stages: Stage
     split = pd.read_parquet(work / "split.parquet")
     cfg = replace(PRESETS[args.preset], device=device, **({"epochs": args.epochs} if args.epochs else {}),
                   **({"backbone": args.backbone} if args.backbone else {}), **({"image_size": args.image_size} if args.image_size else {}),
-                  **({"batch_size": args.batch_size} if args.batch_size else {}), compile=args.compile)  # fmt: skip
+                  **({"batch_size": args.batch_size} if args.batch_size else {}), compile=args.compile,
+                  **({"seed": args.train_seed} if args.train_seed is not None else {}))  # fmt: skip
     members, val_probs, eval_probs, members_meta = [], [], [], {}
     eval_rows = with_crops(crops["eval"])
     with stages("decode"):
         eval_images = decode_all(list(eval_rows["crop_path"]), open_rgb, cfg.image_size, workers=os.cpu_count() or 4)
-    y_val = None
+    y_val, val_people = None, None
     for variant in VARIANTS:
         with stages("decode"):
             data = training_data(crops[variant], crops["relabeled"], split, open_rgb, cfg.image_size)
@@ -183,15 +184,19 @@ def train_stage(args: argparse.Namespace, work: Path, device: str, stages: Stage
                 evaluate_model(result, data.val_images, data.val_labels, f"model/{variant}", 16)
         with stages("predict"):
             eval_probs.append(predict(result.model, eval_images))
-        y_val = data.val_labels
+        y_val, val_people = data.val_labels, list(data.val["profile_id"])
         members.append(f"model/{variant}")
         val_probs.append(result.val_probabilities)
         members_meta[variant] = {"train_images": len(data.train), "val_macro_f1": round(result.val_metrics["macro_f1"], 4),
                                  "epochs": len(result.history), "train_images_per_second": round(result.train_images_per_second, 1)}  # fmt: skip
     with stages("ensemble"):
-        evaluation = evaluate_ensemble(members, val_probs, y_val, "equal")
-        serving = choose_serving(evaluation, 0.0)  # as the ensemble asset: the vote only when it earned it
-        voted = soft_vote([eval_probs[i] for i in serving.members], serving.weights)
+        how = EnsembleConfig()  # the ensemble asset's defaults
+        evaluation = evaluate_ensemble(members, val_probs, y_val, how.weights, groups=val_people, temperature=how.temperature)
+        serving = choose_serving(
+            evaluation, how.member_margin, how.member_confidence
+        )  # as the ensemble asset: the vote only when it earned it
+        voted = soft_vote([eval_probs[i] for i in serving.members], serving.weights, serving.temperatures)
+        soft = soft_vote(eval_probs, evaluation.weights, evaluation.temperatures)
         if args.extras:
             evaluation.figures()
     if args.extras:
@@ -199,16 +204,29 @@ def train_stage(args: argparse.Namespace, work: Path, device: str, stages: Stage
             suspects = label_issues(crops["relabeled"], split, open_rgb, device)
     answers = pd.read_csv(work / "data" / TRUTH_DIR / "eval_answers.csv", dtype={"ImageID": str}).set_index("ImageID")
     truth = answers.loc[eval_rows["stem"], "ans"].to_numpy()
-    scores = {name: round(evaluate(truth, p)["macro_f1"], 4) for name, p in zip(members, eval_probs, strict=True)}
+    scored = {name: evaluate(truth, p) for name, p in zip([*members, "soft_vote", "ensemble"], [*eval_probs, soft, voted], strict=True)}
+    scores = {name: round(m["macro_f1"], 4) for name, m in scored.items()}
     return {
-        "config": {"backbone": cfg.backbone, "image_size": cfg.image_size, "epochs": cfg.epochs, "batch_size": cfg.batch_size},
+        "config": {
+            "backbone": cfg.backbone,
+            "image_size": cfg.image_size,
+            "epochs": cfg.epochs,
+            "batch_size": cfg.batch_size,
+            "seed": cfg.seed,
+        },
         "members": members_meta,
         "validation_macro_f1": {"soft_vote": round(serving.soft_vote_score, 4), "served": round(serving.score, 4)},
         "serving": serving.reason,
-        "evaluation_macro_f1": {**scores, "ensemble": round(evaluate(truth, voted)["macro_f1"], 4)},
+        "evaluation_macro_f1": scores,  # ensemble: what the rule serves; soft_vote: the vote of every member
+        "evaluation_old_f1": {name: _round(old_f1(truth, p)) for name, p in zip(scored, [*eval_probs, soft, voted], strict=True)},
+        "evaluation_mask_f1": {name: round(m["mask_f1"], 4) for name, m in scored.items()},
         "evaluation_images": len(eval_rows),
         **({"label_issues": len(suspects)} if args.extras else {}),
     }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
 
 
 def label_issues(crops: pd.DataFrame, split: pd.DataFrame, open_rgb, device: str) -> pd.DataFrame:
@@ -245,6 +263,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--image-size", type=int)
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--epochs", type=int)
+    parser.add_argument("--train-seed", type=int, help="the models' seed (default: the preset's); the data and split keep --seed")
     parser.add_argument("--compile", action="store_true", help="torch.compile the training step")
     parser.add_argument("--crop-batch", type=int, default=CropConfig().batch_size, help="images per background/MTCNN batch")
     parser.add_argument("--workers", type=int, default=1, help="processes for the crop and generate stages (each with its own models)")

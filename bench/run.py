@@ -32,10 +32,11 @@ BENCHMARKS = {
     "variants": [],
     "ensemble": [],
     "label_issues": [],
+    "real_photos": [],
     "event_log": [],
     "orchestration": ["--people", "16", "--scales", "1,2,4"],
 }
-NEEDS_DEMO = {"ensemble", "event_log", "label_issues", "variants"}  # they read a finished demo's state (MASKOPS_HOME)
+NEEDS_DEMO = {"ensemble", "event_log", "label_issues", "real_photos", "variants"}  # they read a finished demo's state (MASKOPS_HOME)
 KEYS = ("name", "value", "unit", "baseline", "ratio", "n", "machine", "target")
 
 HERE = Path(__file__).resolve().parent
@@ -80,6 +81,11 @@ def gpu_figures(path: Path) -> list[dict]:
                            "target": "<= 600 s (ratio <= 1)", "machine": where,
                            "stages": {**report["fullsize-data"]["seconds"], **report["fullsize-train"]["seconds"]},
                            "evaluation_macro_f1": report["fullsize-train"].get("evaluation_macro_f1")}, date, "results-gpu.json"))  # fmt: skip
+    for pair, m in report.get("study", {}).get("summary", {}).get("paired", {}).items():  # bench/study.py: arms against raw, by seed
+        f1 = m["macro_f1"]
+        out.append(figure({"name": f"gpu_study[{pair}]", "value": f1["mean_difference"], "unit": "macro F1 difference (paired mean)",
+                           "n": f1["n"], "machine": where, "sd": f1["sd"], "wins": f1["wins"], "old_f1": m.get("old_f1"),
+                           "people": report["study"].get("people")}, date, "results-gpu.json"))  # fmt: skip
     return out
 
 

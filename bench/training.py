@@ -97,13 +97,13 @@ def loop_vs_compute(cfg, images: int, epochs: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--images", type=int, default=512)
-    parser.add_argument("--size", type=int, default=PRESETS["demo"].image_size)
-    parser.add_argument("--backbone", default=PRESETS["demo"].backbone)
-    parser.add_argument("--batch", type=int, default=PRESETS["demo"].batch_size)
+    parser.add_argument("--size", type=int, default=PRESETS["scratch"].image_size)
+    parser.add_argument("--backbone", default=PRESETS["scratch"].backbone)
+    parser.add_argument("--batch", type=int, default=PRESETS["scratch"].batch_size)
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
-    cfg = replace(PRESETS["demo"], backbone=args.backbone, image_size=args.size, batch_size=args.batch, device=args.device)
+    cfg = replace(PRESETS["scratch"], backbone=args.backbone, image_size=args.size, batch_size=args.batch, device=args.device)
     figures = loop_vs_compute(cfg, args.images, args.epochs)
     emit("train_loop_vs_compute", figures.pop("loop"), "images/s", baseline=figures.pop("compute"), n=args.images * args.epochs,
          target=">= 0.9", paired_ratio=figures.pop("ratio"), **figures)  # fmt: skip

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -17,7 +17,7 @@ from maskops.calibration import apply_temperature, cross_fitted, expected_calibr
 from maskops.crop import CropRecipe, CropRecipeError
 from maskops.figures import comparison_png, confusion_grid_png, confusion_png, reliability_png
 from maskops.labels import CLASS_NAMES
-from maskops.metrics import confusion, evaluate
+from maskops.metrics import confusion, evaluate, macro_f1_fast
 from maskops.options import option
 
 if TYPE_CHECKING:
@@ -30,17 +30,24 @@ WEIGHTINGS = ("equal", "fitted")
 class EnsembleConfig:
     weights: str = option("equal", "'equal', or 'fitted' on the validation people (a grid over the simplex; scored cross-fitted).")
     temperature: bool = option(
-        True, "Scale each member's probabilities by a temperature fitted on the validation people before voting (scored cross-fitted)."
+        False, "Scale each member's probabilities by a temperature fitted on the validation people before voting (scored cross-fitted)."
     )
     tta: bool = option(False, "Average in the horizontally flipped crop.")
     promotion_margin: float = option(0.0, "Becomes champion if its validation macro F1 >= the champion's minus this margin.")
     member_margin: float = option(
         0.0, "The soft vote is served only if its validation macro F1 >= its best member's minus this; else that member alone."
     )
+    member_confidence: float = option(
+        0.9,
+        "...unless the best member beats the vote in fewer than this share of bootstrap resamples of the validation people "
+        "(noise, not a better model): then the vote still serves. 0: the plain comparison.",
+    )
 
     def __post_init__(self) -> None:
         if self.weights not in WEIGHTINGS:
             raise ValueError(f"weights must be one of {WEIGHTINGS}, got {self.weights!r}")
+        if not 0 <= self.member_confidence <= 1:
+            raise ValueError(f"member_confidence is a share of resamples, between 0 and 1; got {self.member_confidence}")
 
 
 def soft_vote(
@@ -121,6 +128,9 @@ class EnsembleEvaluation:
     calibration: pd.DataFrame  # model, temperature, ece, ece_scaled (cross-fitted temperature)
     reliability: dict[str, pd.DataFrame]  # per model (maskops.calibration.reliability)
     scoring: str  # how the ensemble's score was obtained
+    member_probabilities: list[np.ndarray] = field(default_factory=list)  # as scored, one (N, 18) per member
+    y_true: np.ndarray | None = None
+    groups: list[str] | None = None  # the validation items' people
 
     @property
     def ensemble_metrics(self) -> dict[str, float]:
@@ -160,28 +170,50 @@ class Serving:
     best_member: str
     best_member_score: float
     margin: float
-    earned: bool  # the soft vote scored >= the best member - margin
+    earned: bool  # the soft vote scored >= the best member - margin, or the best member's lead is within the noise
     reason: str
     metrics: dict[str, float]  # the served model's validation metrics
+    member_wins: float | None = None  # share of bootstrap resamples of the validation people in which the best member beat the vote
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
-def choose_serving(evaluation: EnsembleEvaluation, margin: float) -> Serving:
-    """The soft vote when its validation macro F1 is at least its best member's minus `margin`; otherwise the best
-    member as a one-member ensemble, so the champion never serves something worse than one of its own members."""
+def member_wins(evaluation: EnsembleEvaluation, member: int, draws: int = 1000, seed: int = 0) -> float | None:
+    """Share of bootstrap resamples of the validation *people* (whole people, with replacement) in which `member`'s
+    macro F1 beats the soft vote's — how sure the validation set is that the member is better. None without people."""
+    if evaluation.groups is None or evaluation.y_true is None or not evaluation.member_probabilities:
+        return None
+    people, index = np.unique(np.asarray(evaluation.groups, dtype=str), return_inverse=True)
+    rows = [np.flatnonzero(index == k) for k in range(len(people))]
+    y, alone, vote = evaluation.y_true, evaluation.member_probabilities[member].argmax(1), evaluation.probabilities.argmax(1)
+    rng = np.random.default_rng(seed)
+    wins = 0
+    for _ in range(draws):
+        take = np.concatenate([rows[k] for k in rng.integers(0, len(people), len(people))])
+        wins += macro_f1_fast(y[take], alone[take]) > macro_f1_fast(y[take], vote[take])
+    return wins / draws
+
+
+def choose_serving(evaluation: EnsembleEvaluation, margin: float, confidence: float = 0.0) -> Serving:
+    """The soft vote when its validation macro F1 is at least its best member's minus `margin`, or when the best member
+    beats it in fewer than `confidence` of bootstrap resamples of the validation people (a lead within the noise);
+    otherwise the best member as a one-member ensemble, so the champion never serves something clearly worse than one
+    of its own members."""
     members = evaluation.member_metrics
     best = max(range(len(members)), key=lambda i: members[i]["macro_f1"])
     vote, top, name = float(evaluation.ensemble_metrics["macro_f1"]), float(members[best]["macro_f1"]), members[best]["model"]
-    earned = vote >= top - margin - 1e-9
-    if earned:
-        reason = f"soft vote {vote:.4f} >= best member {name} {top:.4f} - margin {margin}: the soft vote of every member serves"
+    wins = member_wins(evaluation, best) if confidence > 0 and vote < top - margin - 1e-9 else None
+    if vote >= top - margin - 1e-9 or (wins is not None and wins < confidence):
+        why = (f"soft vote {vote:.4f} >= best member {name} {top:.4f} - margin {margin}" if wins is None else
+               f"soft vote {vote:.4f} < best member {name} {top:.4f}, but {name} beats it in only {wins:.0%} of bootstrap resamples of "
+               f"the validation people (< {confidence:.0%}: within the noise)")  # fmt: skip
         return Serving(list(range(len(members))), list(evaluation.weights), list(evaluation.temperatures), vote, vote, name, top, margin,
-                       True, reason, evaluation.ensemble_metrics)  # fmt: skip
-    reason = f"soft vote {vote:.4f} < best member {name} {top:.4f} - margin {margin}: {name} serves alone"
+                       True, f"{why}: the soft vote of every member serves", evaluation.ensemble_metrics, wins)  # fmt: skip
+    clearly = "" if wins is None else f", and beats it in {wins:.0%} of bootstrap resamples of the validation people"
+    reason = f"soft vote {vote:.4f} < best member {name} {top:.4f} - margin {margin}{clearly}: {name} serves alone"
     metrics = {k: float(v) for k, v in members[best].items() if k != "model"}
-    return Serving([best], [1.0], [evaluation.temperatures[best]], top, vote, name, top, margin, False, reason, metrics)
+    return Serving([best], [1.0], [evaluation.temperatures[best]], top, vote, name, top, margin, False, reason, metrics, wins)
 
 
 def evaluate_ensemble(
@@ -224,9 +256,8 @@ def evaluate_ensemble(
     matrices = {m: confusion(y_true, p) for m, p in zip(models, probabilities, strict=True)}
     calibration = pd.DataFrame([_calibration(m, p, y_true, groups) for m, p in zip(models, probabilities, strict=True)])
     curves = {m: reliability(p, y_true) for m, p in zip(models, probabilities, strict=True)}
-    return EnsembleEvaluation(
-        models, [float(w) for w in weights], [float(t) for t in temps], voted, table, matrices, calibration, curves, scoring
-    )
+    return EnsembleEvaluation(models, [float(w) for w in weights], [float(t) for t in temps], voted, table, matrices, calibration, curves,
+                              scoring, members, y_true, None if groups is None else [str(g) for g in groups])  # fmt: skip
 
 
 def _calibration(model: str, probs: np.ndarray, y_true: np.ndarray, groups: Sequence[str] | None) -> dict:

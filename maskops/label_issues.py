@@ -37,10 +37,10 @@ class LabelIssuesConfig:
     sheet: int = option(16, "Suspects shown in the contact sheet.", in_key=False)
 
     def train_config(self, device: str = "auto"):
-        """The out-of-fold models' training settings: the demo preset at this size, every epoch kept."""
+        """The out-of-fold models' training settings: the scratch preset at this size, every epoch kept."""
         from maskops.train_config import config_from
 
-        return config_from("demo", backbone=self.backbone, image_size=self.image_size, epochs=self.epochs, seed=self.seed,
+        return config_from("scratch", backbone=self.backbone, image_size=self.image_size, epochs=self.epochs, seed=self.seed,
                            patience=self.epochs, device=device)  # fmt: skip
 
 

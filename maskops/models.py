@@ -37,7 +37,7 @@ class FreezeSpec:
 
 def create_backbone(name: str, pretrained: bool = False, pretrained_file: str | None = None) -> nn.Module:
     """A timm model without its classifier. `pretrained_file` (.pth/.safetensors) loads local weights; no file and
-    pretrained=False means random init (what tests and the offline demo use)."""
+    pretrained=False means random init (the scratch preset)."""
     import timm
 
     if pretrained_file:

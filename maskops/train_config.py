@@ -66,9 +66,14 @@ class TrainConfig:
         return {k: json.dumps(v) if isinstance(v, list | tuple) else str(v) for k, v in asdict(self).items()}
 
 
+DEMO_SIZE = 96
 PRESETS: dict[str, TrainConfig] = {
-    # fits the CPU demo: a small CNN from random init on 96 px crops
-    "demo": TrainConfig(),
+    # random init, no pretrained weights to provision: a small CNN on 96 px crops (the tests; what the demo was before)
+    "scratch": TrainConfig(),
+    # the CPU demo (and the model assets' default): ImageNet-pretrained EfficientNet-Lite0, stem + 2 stages frozen,
+    # sized to fit the demo's minutes (weights: `maskops fetch-models`, which `maskops demo` runs; maskops.pretrained)
+    "demo": TrainConfig(backbone="efficientnet_lite0", pretrained=True, image_size=DEMO_SIZE, epochs=6, lr=1e-3, freeze_stem=True,
+                        freeze_stages=2),
     # ImageNet-pretrained EfficientNet-Lite0 fine-tuned on the CPU: stem + 2 stages frozen, 128 px
     # (weights from `maskops fetch-models --backbone efficientnet_lite0`, found by name; maskops.pretrained)
     "lite0": TrainConfig(backbone="efficientnet_lite0", pretrained=True, image_size=128, epochs=6, lr=1e-3, freeze_stem=True,

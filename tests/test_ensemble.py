@@ -123,6 +123,37 @@ def test_the_soft_vote_serves_only_when_it_earns_it():
     assert "model/b serves alone" in alone.reason and alone.soft_vote_score == pytest.approx(evaluation.ensemble_metrics["macro_f1"])
     generous = choose_serving(evaluation, margin=1.0)  # a margin that forgives the vote
     assert generous.earned and generous.members == [0, 1, 2] and generous.score == pytest.approx(evaluation.ensemble_metrics["macro_f1"])
+    sure = choose_serving(evaluate_ensemble(["model/a", "model/b", "model/c"], [bad, good, bad], y, "equal", groups=[f"p{i % 12}" for i in range(len(y))]),
+                          margin=0.0, confidence=0.9)  # fmt: skip
+    assert not sure.earned and sure.member_wins == 1.0 and "in 100% of bootstrap resamples" in sure.reason  # a clear lead: the member
+
+
+def test_the_fast_macro_f1_agrees_with_sklearn():
+    from maskops.metrics import evaluate, macro_f1_fast
+
+    rng = np.random.default_rng(3)
+    for n in (1, 7, 200):
+        y = rng.integers(0, 18, n).astype(np.int8)  # labels come as int8 from the manifests
+        probs = rng.random((n, 18))
+        assert macro_f1_fast(y, probs.argmax(1)) == pytest.approx(evaluate(y, probs)["macro_f1"])
+
+
+def test_a_lead_within_the_noise_of_the_validation_people_keeps_the_vote():
+    from maskops.ensemble import choose_serving, evaluate_ensemble, member_wins
+
+    y = np.repeat(np.arange(20) % 18, 3)  # 20 people, 3 photos each
+    people = [f"p{i // 3}" for i in range(len(y))]
+    right = np.eye(18)[y] * 0.9 + 0.1 / 18
+    slip = right.copy()
+    slip[:3] = np.eye(18)[(y[:3] + 1) % 18] * 0.95 + 0.05 / 18  # wrong, and sure of it, on p0's photos only
+    evaluation = evaluate_ensemble(["model/a", "model/b"], [right, slip], y, "equal", groups=people)
+    assert evaluation.ensemble_metrics["macro_f1"] < evaluation.member_metrics[0]["macro_f1"] == 1.0  # the vote follows b on p0
+    wins = member_wins(evaluation, 0)
+    assert 0.5 < wins < 0.8  # a is better only when p0 is drawn (1 - (19/20)^20 = 0.64 of resamples)
+    kept = choose_serving(evaluation, margin=0.0, confidence=0.9)
+    assert kept.earned and kept.members == [0, 1] and kept.member_wins == wins and "within the noise" in kept.reason
+    plain = choose_serving(evaluation, margin=0.0)  # confidence 0: the plain comparison
+    assert not plain.earned and plain.members == [0] and plain.member_wins is None
 
 
 def test_promotion_keeps_or_moves_the_champion(tracking_store):

@@ -132,7 +132,7 @@ def test_out_of_fold_probabilities_cover_every_image_once():
     images = torch.randint(0, 255, (36, 3, 32, 32), dtype=torch.uint8, generator=generator)
     labels = np.arange(36) % 18
     folds = np.repeat([0, 1, 2], 12)
-    cfg = config_from("demo", image_size=32, epochs=1, batch_size=12, patience=1, device="cpu")
+    cfg = config_from("scratch", image_size=32, epochs=1, batch_size=12, patience=1, device="cpu")
     seen: list[int] = []
     probs = out_of_fold_probabilities(images, labels, folds, cfg, on_fold=lambda fold, metrics: seen.append(fold))
     assert seen == [0, 1, 2] and probs.shape == (36, 18) and np.allclose(probs.sum(axis=1), 1, atol=1e-5)

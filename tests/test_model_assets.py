@@ -14,7 +14,7 @@ from maskops.layout import scan_competition
 from maskops.splits import split_profiles
 from tests.conftest import photos_as_crops, pipeline_resources, stub_asset, tiny_recipe
 
-TRAINING = {"preset": "demo", "backbone": "resnet10t", "image_size": 32, "epochs": 2, "batch_size": 16, "gradcam_images": 4}
+TRAINING = {"preset": "scratch", "backbone": "resnet10t", "image_size": 32, "epochs": 2, "batch_size": 16, "gradcam_images": 4}
 
 
 def _upstream(tiny_dataset: Path, models_dir: Path, **crop) -> list:

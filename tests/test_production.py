@@ -38,7 +38,7 @@ from tests.production import (
 
 pytestmark = [pytest.mark.slow, pytest.mark.production]
 VARIANTS = ("raw", "relabeled", "cleaned", "generated")
-TINY_MODEL = {"epochs": 1, "image_size": 32, "batch_size": 16, "gradcam_images": 4}
+TINY_MODEL = {"preset": "scratch", "epochs": 1, "image_size": 32, "batch_size": 16, "gradcam_images": 4}
 
 
 def run_config(settings: Settings, data_stages: bool = True, **model_overrides: dict) -> dict:

@@ -198,7 +198,7 @@ def test_two_processes_train_the_same_model_as_one():
     batch statistics on CPU, where SyncBatchNorm does not exist; on CUDA the loop converts them to SyncBatchNorm.)"""
     train_images, train_labels = _separable(144, 1)
     val_images, val_labels = _separable(72, 2)
-    cfg = config_from("demo", backbone="convnext_atto", image_size=32, epochs=2, batch_size=32, device="cpu")
+    cfg = config_from("scratch", backbone="convnext_atto", image_size=32, epochs=2, batch_size=32, device="cpu")
     one = train_model(train_images, train_labels, val_images, val_labels, cfg)
     epochs = []
     two = train_model(train_images, train_labels, val_images, val_labels, replace(cfg, processes=2), on_epoch=lambda e, m: epochs.append(e))

@@ -3,7 +3,7 @@
 Input: a DataFrame with a column `image` holding file paths or encoded image bytes.
 Output: one row per input — `status` ("ok", or why the row has no prediction), `class_id`,
 `mask`, `gender`, `age_group`, `confidence` (the probability of `class_id`) and the 18
-probabilities `p_0` .. `p_17`, from each member's temperature-scaled probabilities. Every photo goes
+probabilities `p_0` .. `p_17` of the soft vote (each member temperature-scaled when the version was fitted so). Every photo goes
 through the same crop pipeline the members were trained on (background removal and face
 crop with the recorded parameters, stored as JPEG like the training crops), then each member's
 own input size, then soft voting.
