@@ -45,12 +45,14 @@ def normalize(batch: torch.Tensor) -> torch.Tensor:
 
 
 class Augment:
-    """Random horizontal flip, small zoom and shift, brightness and contrast jitter — on a whole uint8 batch at once
-    (one affine resampling call), with every random number drawn on the batch's device by a generator that lives
-    there: no host round trip, and a CPU generator with a CUDA batch is refused rather than mixed."""
+    """Random horizontal flip, small zoom and shift, brightness and contrast jitter, and optionally greyscale and blur
+    for a share of the images — on a whole uint8 batch at once (one affine resampling call), with every random number
+    drawn on the batch's device by a generator that lives there: no host round trip, and a CPU generator with a CUDA
+    batch is refused rather than mixed. Greyscale and blur draw nothing when their share is 0, so the random stream
+    (and a seeded run) is what it was without them."""
 
-    def __init__(self, flip: bool = True, scale: float = 0.1, jitter: float = 0.2):
-        self.flip, self.scale, self.jitter = flip, scale, jitter
+    def __init__(self, flip: bool = True, scale: float = 0.1, jitter: float = 0.2, grey: float = 0.0, blur: float = 0.0):
+        self.flip, self.scale, self.jitter, self.grey, self.blur = flip, scale, jitter, grey, blur
 
     def __call__(self, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """uint8 (N, 3, H, W) -> float (N, 3, H, W) in 0..255."""
@@ -79,6 +81,13 @@ class Augment:
             contrast = 1 + self.jitter * (2 * uniform(n, 1, 1, 1) - 1)
             mean = x.mean(dim=(1, 2, 3), keepdim=True)
             x = (x - mean) * contrast + mean * brightness
+        if self.grey:  # ITU-R 601 luma in every channel (python scalars: no constant tensor to copy to the device)
+            luma = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]).expand_as(x)
+            x = torch.where((uniform(n) < self.grey)[:, None, None, None], luma, x)
+        if self.blur:  # a box blur about a 40th of the side wide: an enlarged or out-of-focus photo
+            k = 2 * max(1, x.shape[-1] // 40) + 1
+            blurred = torch.nn.functional.avg_pool2d(x, k, stride=1, padding=k // 2, count_include_pad=False)
+            x = torch.where((uniform(n) < self.blur)[:, None, None, None], blurred, x)
         return x.clamp(0, 255)
 
 

@@ -38,6 +38,8 @@ class TrainConfig:
     augment_flip: bool = option(True, "Random horizontal flips.")
     augment_scale: float = option(0.1, "Random zoom-in up to this fraction, with a shift.")
     augment_jitter: float = option(0.2, "Brightness and contrast jitter.")
+    augment_grey: float = option(0.0, "Share of training images turned greyscale (real photos may be grey; the synthetic ones never are).")
+    augment_blur: float = option(0.0, "Share of training images blurred (a box blur about a 40th of the side: enlarged or soft photos).")
     drop: float = option(0.0, "Dropout before the heads.")
     seed: int = option(0, "Seed of weights, sampling and augmentation.")
     patience: int = option(7, "Early stopping: epochs without a better validation macro F1.")

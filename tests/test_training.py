@@ -180,6 +180,14 @@ def test_augmentation_is_configurable_and_keeps_shapes():
     out = Augment(flip=True, scale=0.2, jitter=0.3)(batch, g)
     assert out.shape == (4, 3, 32, 32) and out.dtype == torch.float32 and out.min() >= 0 and out.max() <= 255
     assert torch.equal(Augment(flip=False, scale=0.0, jitter=0.0)(batch, g), batch.float())  # all off: unchanged
+    grey = Augment(flip=False, scale=0.0, jitter=0.0, grey=1.0)(batch, g)
+    assert torch.equal(grey[:, 0], grey[:, 1]) and torch.equal(grey[:, 1], grey[:, 2])  # every channel the same luma
+    assert grey[:, 0].sub(0.299 * batch[:, 0] + 0.587 * batch[:, 1] + 0.114 * batch[:, 2]).abs().max() < 1e-3
+    blurred = Augment(flip=False, scale=0.0, jitter=0.0, blur=1.0)(batch, g)
+    assert blurred.std() < batch.float().std() * 0.8  # a box blur smooths random noise
+    # off (share 0) draws no random numbers: a seeded stream is what it was before the options existed
+    a, b = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    assert torch.equal(Augment()(batch, a), Augment(grey=0.0, blur=0.0)(batch, b)) and torch.equal(a.get_state(), b.get_state())
 
 
 def _separable(n: int, seed: int) -> tuple[torch.Tensor, np.ndarray]:
@@ -222,7 +230,7 @@ def test_the_batch_path_creates_every_tensor_on_the_batch_device():
     with torch.device("meta"):
         for kind in ("weighted", "shuffle"):
             index = EpochSampler(labels, kind, seed=0).epoch()[:4]
-            x = normalize(Augment(flip=True, scale=0.2, jitter=0.3)(images[index], torch.Generator().manual_seed(1)))
+            x = normalize(Augment(flip=True, scale=0.2, jitter=0.3, grey=0.5, blur=0.5)(images[index], torch.Generator().manual_seed(1)))
             assert index.device.type == x.device.type == "cpu" and x.shape == (4, 3, 16, 16) and torch.isfinite(x).all()
     with pytest.raises(ValueError, match="generator is on cpu but the batch on meta"):
         Augment()(torch.zeros(2, 3, 8, 8, dtype=torch.uint8, device="meta"), torch.Generator())
