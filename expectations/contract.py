@@ -105,8 +105,10 @@ def _lock(project_dir: Path | None):
 def run_contract(contract: str, asset: str, validations: list[Validation], project_dir: Path | None = None) -> ContractResult:
     """Validate every DataFrame; with `project_dir`, results also go to GX Data Docs there."""
     import great_expectations as gx
+    from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
 
     outcomes: list[Outcome] = []
+    rendered: list = []  # validation results and suites whose Data Docs pages this call renders
     with _lock(project_dir):
         context = _gx_context(project_dir)
         try:
@@ -125,13 +127,15 @@ def run_contract(contract: str, asset: str, validations: list[Validation], proje
                 batch = data_asset.add_batch_definition_whole_dataframe("whole")
             suite = context.suites.add_or_update(gx.ExpectationSuite(name=name, expectations=[e.copy() for e in validation.expectations]))
             definition = context.validation_definitions.add_or_update(gx.ValidationDefinition(name=name, data=batch, suite=suite))
-            actions = [gx.checkpoint.UpdateDataDocsAction(name="data_docs")] if project_dir is not None else []
             checkpoint = context.checkpoints.add_or_update(
-                gx.Checkpoint(name=name, validation_definitions=[definition], actions=actions, result_format={"result_format": "COMPLETE"})
+                gx.Checkpoint(name=name, validation_definitions=[definition], actions=[], result_format={"result_format": "COMPLETE"})
             )
             run = checkpoint.run(batch_parameters={"dataframe": validation.frame})
+            rendered += [*run.run_results, ExpectationSuiteIdentifier(name=suite.name)]
             for result in next(iter(run.run_results.values())).results:
                 outcomes.append(_outcome(validation, result))
+        if project_dir is not None:  # the pages of this contract's results and the index, once (not once per validation)
+            context.build_data_docs(resource_identifiers=rendered)
         docs = context.get_docs_sites_urls() if project_dir is not None else []
     return ContractResult(contract, asset, outcomes, docs[0]["site_url"] if docs else None)
 

@@ -156,3 +156,17 @@ def test_html_summary_is_self_contained(manifest, tmp_path: Path):
     assert "expect_column_values_to_be_in_set" in page and broken.loc[0, "image_id"] in page
     assert "http://" not in page and "https://" not in page  # opens offline
     assert result.docs_url and Path(result.docs_url.removeprefix("file://")).exists()
+
+
+def test_data_docs_render_every_validation_of_every_call(manifest, tmp_path: Path):
+    """A contract renders its pages and the index once per call (not once per validation); every validation of every
+    call still gets its page, listed in the index."""
+    project = tmp_path / "gx"
+    for asset in ("raw_dataset", "cleaned_dataset"):
+        result = run_contract("balance", asset, balance.validations(manifest, BalanceBounds.balanced()), project)
+    site = project / "gx" / "uncommitted" / "data_docs" / "local_site"
+    assert result.docs_url.endswith("local_site/index.html")
+    pages = list((site / "validations").rglob("*.html"))
+    assert len(pages) == 2 * 3  # two calls of a three-validation contract
+    index = (site / "index.html").read_text()
+    assert all(f"{asset}.balance.{name}" in index for asset in ("raw_dataset", "cleaned_dataset") for name in ("class_shares", "summary"))
