@@ -181,11 +181,16 @@ def section_fullsize(stage: str, device: str, quick: bool, tmp: Path, work: Path
             "--workers",
             "8",
         ]
+    _child(cmd, f"pipeline.py --stage {stage}")
+    return json.loads((tmp / f"{stage}.json").read_text())
+
+
+def _child(cmd: list[str], what: str) -> None:
+    """A bench script in its own process (its own memory); its log goes to ours, a failure raises with its tail."""
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     sys.stderr.write(done.stderr[-4000:])
     if done.returncode != 0:
-        raise RuntimeError(f"pipeline.py --stage {stage} exited {done.returncode}: {done.stderr[-1500:]}")
-    return json.loads((tmp / f"{stage}.json").read_text())
+        raise RuntimeError(f"{what} exited {done.returncode}: {done.stderr[-1500:]}")
 
 
 def section_study(device: str, quick: bool, tmp: Path, work: Path) -> dict:
@@ -198,10 +203,7 @@ def section_study(device: str, quick: bool, tmp: Path, work: Path) -> dict:
                 "--crop-batch", "64", "--workers", "8"]  # fmt: skip
     out = tmp / "study.json"
     cmd = [sys.executable, str(HERE / "study.py"), *size, "--device", device, "--json", str(out), "--markdown", str(tmp / "study.md")]
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    sys.stderr.write(done.stderr[-4000:])
-    if done.returncode != 0:
-        raise RuntimeError(f"study.py exited {done.returncode}: {done.stderr[-1500:]}")
+    _child(cmd, "study.py")
     result = json.loads(out.read_text())
     return {"summary": result["summary"], "preset": result["preset"], "people": result["people"], "table": (tmp / "study.md").read_text()}
 

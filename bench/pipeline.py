@@ -192,9 +192,7 @@ def train_stage(args: argparse.Namespace, work: Path, device: str, stages: Stage
     with stages("ensemble"):
         how = EnsembleConfig()  # the ensemble asset's defaults
         evaluation = evaluate_ensemble(members, val_probs, y_val, how.weights, groups=val_people, temperature=how.temperature)
-        serving = choose_serving(
-            evaluation, how.member_margin, how.member_confidence
-        )  # as the ensemble asset: the vote only when it earned it
+        serving = choose_serving(evaluation, how.member_margin, how.member_confidence)  # as the asset: the vote only when it earned it
         voted = soft_vote([eval_probs[i] for i in serving.members], serving.weights, serving.temperatures)
         soft = soft_vote(eval_probs, evaluation.weights, evaluation.temperatures)
         if args.extras:
@@ -204,7 +202,8 @@ def train_stage(args: argparse.Namespace, work: Path, device: str, stages: Stage
             suspects = label_issues(crops["relabeled"], split, open_rgb, device)
     answers = pd.read_csv(work / "data" / TRUTH_DIR / "eval_answers.csv", dtype={"ImageID": str}).set_index("ImageID")
     truth = answers.loc[eval_rows["stem"], "ans"].to_numpy()
-    scored = {name: evaluate(truth, p) for name, p in zip([*members, "soft_vote", "ensemble"], [*eval_probs, soft, voted], strict=True)}
+    arms = dict(zip([*members, "soft_vote", "ensemble"], [*eval_probs, soft, voted], strict=True))
+    scored = {name: evaluate(truth, p) for name, p in arms.items()}
     scores = {name: round(m["macro_f1"], 4) for name, m in scored.items()}
     return {
         "config": {
@@ -218,7 +217,7 @@ def train_stage(args: argparse.Namespace, work: Path, device: str, stages: Stage
         "validation_macro_f1": {"soft_vote": round(serving.soft_vote_score, 4), "served": round(serving.score, 4)},
         "serving": serving.reason,
         "evaluation_macro_f1": scores,  # ensemble: what the rule serves; soft_vote: the vote of every member
-        "evaluation_old_f1": {name: _round(old_f1(truth, p)) for name, p in zip(scored, [*eval_probs, soft, voted], strict=True)},
+        "evaluation_old_f1": {name: _round(old_f1(truth, p)) for name, p in arms.items()},
         "evaluation_mask_f1": {name: round(m["mask_f1"], 4) for name, m in scored.items()},
         "evaluation_images": len(eval_rows),
         **({"label_issues": len(suspects)} if args.extras else {}),

@@ -254,17 +254,20 @@ def evaluate_ensemble(
     models, probabilities = [*names, "ensemble"], [*members, voted]
     table = pd.DataFrame([{"model": m, **evaluate(y_true, p)} for m, p in zip(models, probabilities, strict=True)])
     matrices = {m: confusion(y_true, p) for m, p in zip(models, probabilities, strict=True)}
-    calibration = pd.DataFrame([_calibration(m, p, y_true, groups) for m, p in zip(models, probabilities, strict=True)])
+    fitted = [*(temps if temperature else [None] * len(members)), None]  # temperatures already fitted on everyone, reused
+    calibration = pd.DataFrame([_calibration(m, p, y_true, groups, t) for m, p, t in zip(models, probabilities, fitted, strict=True)])
     curves = {m: reliability(p, y_true) for m, p in zip(models, probabilities, strict=True)}
     return EnsembleEvaluation(models, [float(w) for w in weights], [float(t) for t in temps], voted, table, matrices, calibration, curves,
                               scoring, members, y_true, None if groups is None else [str(g) for g in groups])  # fmt: skip
 
 
-def _calibration(model: str, probs: np.ndarray, y_true: np.ndarray, groups: Sequence[str] | None) -> dict:
-    """One model's ECE as it is and after a temperature fitted on the other half of the people."""
+def _calibration(model: str, probs: np.ndarray, y_true: np.ndarray, groups: Sequence[str] | None, temperature: float | None) -> dict:
+    """One model's ECE as it is and after a temperature fitted on the other half of the people; `temperature`: the one
+    fitted on everyone, when already known."""
     scaled = None if groups is None else cross_fitted(groups, lambda rows: fit_temperature(probs[rows], y_true[rows]),
                                                       lambda t, rows: apply_temperature(probs[rows], t))  # fmt: skip
-    return {"model": model, "temperature": fit_temperature(probs, y_true), "ece": expected_calibration_error(probs, y_true),
+    temperature = fit_temperature(probs, y_true) if temperature is None else temperature
+    return {"model": model, "temperature": temperature, "ece": expected_calibration_error(probs, y_true),
             "ece_scaled": expected_calibration_error(scaled, y_true) if scaled is not None else float("nan")}  # fmt: skip
 
 
