@@ -177,6 +177,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_runs(args: argparse.Namespace) -> int:
+    from apps.runs import show_runs
+
+    return show_runs(Settings.from_env(), args.sweep)
+
+
 def cmd_where(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     shown = (
@@ -272,6 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_services(sub)
 
+    p = sub.add_parser("runs", help="runs in progress, steps waiting on a pool; --sweep frees what killed runs hold")
+    p.add_argument("--sweep", action="store_true", help="mark runs whose processes are gone failed and free their pool slots")
+    p.set_defaults(func=cmd_runs)
     p = sub.add_parser("where", help="print where maskops keeps its state")
     p.set_defaults(func=cmd_where)
     return parser

@@ -9,12 +9,14 @@ import sys
 from collections.abc import Callable
 
 from apps.launch import dagster
+from apps.runs import local_instance, watch_pools
 from maskops.background import fetch_u2netp
 from maskops.pretrained import fetch_pretrained
 from maskops.settings import Settings
 from maskops.synth.people import SynthConfig, synthesize
 from maskops.synth.reviewer import demo_review
 from maskops.train_config import PRESETS
+from resources.runs import sweep
 
 
 def prepare_demo_data(settings: Settings, profiles: int, eval_profiles: int, seed: int, force: bool, progress: Callable) -> str:
@@ -32,10 +34,17 @@ def run_demo(profiles: int, eval_profiles: int, seed: int, force: bool, progress
     fetch_u2netp(settings.models)
     fetch_pretrained(settings.models, PRESETS["demo"].backbone)  # the model assets' default preset starts from it
     command, env = dagster(settings)
+    instance = local_instance(settings)
+    for line in sweep(instance):  # a demo killed earlier must not hold the pools
+        print(f"maskops: {line}", flush=True)
     print(f"materializing every asset of the maskops code location (dataset: {settings.dataset})", flush=True)
-    result = subprocess.run(
-        [command, "job", "execute", "-m", "assets.definitions", "-a", "defs", "-j", "maskops_pipeline"], env=env, check=False
-    )
+    stop_watch = watch_pools(instance, lambda line: print(line, file=sys.stderr, flush=True))
+    try:
+        result = subprocess.run(
+            [command, "job", "execute", "-m", "assets.definitions", "-a", "defs", "-j", "maskops_pipeline"], env=env, check=False
+        )
+    finally:
+        stop_watch()
     if result.returncode != 0:
         print("the demo pipeline failed; the run's log is above and in the Dagster UI (`make ui`)", file=sys.stderr)
         return result.returncode

@@ -21,6 +21,7 @@ from assets.sources import EVERYTHING
 from maskops.settings import Settings
 from resources.execution import job_executor
 from resources.instance import TRIGGER_TAG
+from resources.runs import pool_waits, sweep
 
 automation_sensor = dg.AutomationConditionSensorDefinition(
     "retraining_automation",
@@ -61,3 +62,21 @@ def weekly_challenger(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
         run_config={**execution_config, "ops": {f"model__{v}": {"config": {"seed": seed}} for v in VARIANTS}},
         tags={TRIGGER_TAG: f"weekly challenger, seed {seed}"},
     )
+
+
+@dg.sensor(
+    name="stuck_runs",
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Housekeeping, local profile: a run in progress whose processes are all gone (kill -9, a crash) is marked "
+    "failed and the pool slots it held are freed, so later runs and the automation do not wait on it for ever; a step "
+    "waiting on a pool held by another run is logged as a warning. Starts nothing.",
+)
+def stuck_runs(context: dg.SensorEvaluationContext) -> dg.SkipReason:
+    swept = sweep(context.instance)
+    for line in swept:
+        context.log.warning(line)
+    for wait in pool_waits(context.instance):
+        if wait.held_by_other_runs:
+            context.log.warning(wait.describe())
+    return dg.SkipReason("; ".join(swept) or "no dead run holds a slot")

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from assets.automation import automation_sensor, challenger_job, weekly_challenger
+from assets.automation import automation_sensor, challenger_job, stuck_runs, weekly_challenger
 from assets.checks import checks
 from assets.cropped import cropped_assets
 from assets.datasets import cleaned_dataset, generated_dataset, profile_split, relabeled_dataset
@@ -45,7 +45,8 @@ defs = dg.Definitions(
     assets=[sources, *data_assets, *model_assets, ensemble, submission, label_issues],
     asset_checks=[*checks, *model_checks, ensemble_check],
     jobs=[pipeline_job, challenger_job],
-    sensors=[automation_sensor],
+    # stuck_runs reads process ids: it can judge only runs on its own machine, i.e. the local profile's
+    sensors=[automation_sensor] if settings.production else [automation_sensor, stuck_runs],
     schedules=[weekly_challenger],
     resources=build_resources(settings),
     executor=default_executor(settings),

@@ -1,6 +1,7 @@
 """The Dagster instance the pipeline runs on: dagster.yaml, written before Dagster first starts.
 
-local       SQLite under <home>/dagster, every pool one step at a time (a small machine's cores are shared).
+local       SQLite under <home>/dagster, every pool one step at a time (a small machine's cores are shared); slots of
+            dead runs are given back (run monitoring, and the stuck_runs sensor: resources.runs).
 production  run, event-log and schedule storage on PostgreSQL, a queued run coordinator with tag concurrency
             limits, run monitoring, and pools whose limits `maskops init-instance` sets: `gpu` (training; 1 by
             default) and `image_models` (background removal, face detection, generation, ensemble inference).
@@ -22,6 +23,11 @@ LOCAL_YAML = f"""\
 {HEADER}
 telemetry:
   enabled: false
+run_monitoring:
+  # the daemon (maskops ui) gives back pool slots a finished run still holds (a run marked failed by hand);
+  # runs killed mid-step are found by the stuck_runs sensor (resources.runs)
+  enabled: true
+  free_slots_after_run_end_seconds: 30
 concurrency:
   pools:
     # Steps that run image models or train take both cores of a small machine: one at a time per pool.
@@ -44,6 +50,7 @@ run_monitoring:
   start_timeout_seconds: 300
   max_resume_run_attempts: 0
   poll_interval_seconds: 60
+  free_slots_after_run_end_seconds: 30
 concurrency:
   runs:
     max_concurrent_runs: 4

@@ -18,8 +18,11 @@ def test_definitions_load():
     dg.Definitions.validate_loadable(defs)
     repository = defs.get_repository_def()
     assert {s.name: s.default_status for s in repository.schedule_defs} == {"weekly_challenger": dg.DefaultScheduleStatus.STOPPED}
-    # one automation system, switched off until someone switches it on; no hidden default sensor beside it
-    assert {s.name: s.default_status for s in repository.sensor_defs} == {"retraining_automation": dg.DefaultSensorStatus.STOPPED}
+    # one automation system, switched off until someone switches it on; beside it only the housekeeping of dead runs
+    assert {s.name: s.default_status for s in repository.sensor_defs} == {
+        "retraining_automation": dg.DefaultSensorStatus.STOPPED,
+        "stuck_runs": dg.DefaultSensorStatus.RUNNING,
+    }
     assert {j.name for j in repository.get_all_jobs()} >= {"maskops_pipeline", "train_challenger"}
 
 
