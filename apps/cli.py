@@ -114,10 +114,29 @@ def cmd_mlflow_ui(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from apps.scoring import Scorer, ScoringConfig, create_app
+    from tracking.prediction import PredictionError, load_model
+    from tracking.service import TrackingService
+
     settings = Settings.from_env()
-    print(f"serving {args.model} on http://{args.host}:{args.port}/invocations (store: {settings.mlflow_uri})", flush=True)
-    _exec_mlflow(["models", "serve", "-m", args.model, "--env-manager", "local", "-h", args.host, "-p", str(args.port)], settings)
-    return 0  # not reached
+    roots = tuple(str(Path(r).resolve()) for r in args.allow_path_root or ())
+    missing = [r for r in roots if not Path(r).is_dir()]
+    if missing:
+        print(f"maskops serve: --allow-path-root {missing[0]} is not a folder", file=sys.stderr)
+        return 2
+    config = ScoringConfig(max_image_bytes=args.max_image_bytes, max_request_bytes=args.max_request_bytes, max_pixels=args.max_pixels,
+                           timeout=args.timeout, workers=args.workers, path_roots=roots, allowed_origins=tuple(args.allow_origin or ()))  # fmt: skip
+    try:
+        model = load_model(TrackingService(settings.mlflow_uri, ui_url=settings.mlflow_ui), args.model, settings.models)
+    except PredictionError as exc:
+        print(f"maskops serve: {exc}", file=sys.stderr)
+        return 2
+    paths = f"paths under {', '.join(roots)}" if roots else "image bytes only"
+    print(f"serving {args.model} on http://{args.host}:{args.port}/invocations ({paths}; store: {settings.mlflow_uri})", flush=True)
+    uvicorn.run(create_app(Scorer(model, args.model, config)), host=args.host, port=args.port, log_level="warning")
+    return 0
 
 
 def cmd_review(args: argparse.Namespace) -> int:
@@ -128,7 +147,8 @@ def cmd_review(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     state = ReviewState(settings.manifests, settings.dataset, settings.labels, reviewer=args.reviewer)
     print(f"label review on http://{args.host}:{args.port} (decisions go to {settings.labels})", flush=True)
-    uvicorn.run(create_app(state), host=args.host, port=args.port, log_level="warning")
+    allowed = tuple(h for h in args.allowed_hosts.split(",") if h)
+    uvicorn.run(create_app(state, allowed_hosts=allowed), host=args.host, port=args.port, log_level="warning")
     return 0
 
 
@@ -136,24 +156,41 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from maskops.files import write_csv_atomic
-    from tracking.prediction import PredictionError, expand_inputs, load_model, predict_files
+    from tracking.prediction import PredictionError, expand_inputs, load_model, predict_files, summary
     from tracking.service import TrackingService
 
     settings = Settings.from_env()
+    out = _predictions_file(args.out, settings)
     try:
         files = expand_inputs(args.paths)
-        model = load_model(TrackingService(settings.mlflow_uri, ui_url=settings.mlflow_ui), args.model)
+        model = load_model(TrackingService(settings.mlflow_uri, ui_url=settings.mlflow_ui), args.model, settings.models)
     except PredictionError as exc:
         print(f"maskops predict: {exc}", file=sys.stderr)
         return 2
     with tqdm(total=len(files), desc="predicting", unit="image", file=sys.stderr) as bar:
         result = predict_files(model, files, args.batch_size, bar.update)
-    write_csv_atomic(result, args.out)
+    try:
+        write_csv_atomic(result, out)
+    except OSError as exc:
+        print(f"maskops predict: cannot write {out}: {exc.strerror}; choose another --out", file=sys.stderr)
+        return 2
     failed = result[result["status"] != "ok"]
-    print(f"{len(result)} predictions written to {args.out} ({len(failed)} without a prediction, see the status column)")
+    print(summary(result, args.show))
+    print(f"{len(result)} predictions written to {out} ({len(failed)} without a prediction, see the status column)")
     for row in failed.head(10).itertuples():
         print(f"  {row.path}: {row.status}", file=sys.stderr)
     return 0 if failed.empty else 1
+
+
+def _predictions_file(out: Path | None, settings: Settings) -> Path:
+    """--out as given (a .csv file, or a folder: FOLDER/predictions.csv); by default a new file under the state folder,
+    so a run never overwrites an earlier one nor litters the current directory."""
+    if out is None:
+        from datetime import datetime
+
+        return settings.home / "predictions" / f"predictions-{datetime.now():%Y%m%d-%H%M%S}.csv"
+    out = out.expanduser().absolute()
+    return out / "predictions.csv" if out.is_dir() or out.suffix.lower() != ".csv" else out
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -251,21 +288,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="predict with a registered model (default: the ensemble champion) and write a CSV")
     p.add_argument("paths", nargs="+", help="image files or folders")
-    p.add_argument("--model", default="models:/maskops-ensemble@champion", help="models:/NAME/VERSION or models:/NAME@ALIAS")
-    p.add_argument("--out", type=Path, default=Path("predictions.csv"))
+    p.add_argument("--model", default="models:/maskops-ensemble@champion",
+                   help="models:/NAME/VERSION or models:/NAME@ALIAS: the ensemble, or a member such as models:/maskops-raw/1")  # fmt: skip
+    p.add_argument("--out", type=Path, default=None,
+                   help="a .csv file, or a folder for predictions.csv (default: <home>/predictions/predictions-<time>.csv)")  # fmt: skip
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--show", type=int, default=5, help="least confident predictions to print")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("review", help="review the suspected label errors (label_issues) in a web page; writes labels/corrections.csv")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8090)
+    p.add_argument("--allowed-hosts", default="", help="host names the page answers besides localhost and the bound address")
     p.add_argument("--reviewer", default=os.environ.get("USER", "reviewer"), help="name recorded with each decision")
     p.set_defaults(func=cmd_review)
 
-    p = sub.add_parser("serve", help="serve a registered model over HTTP (MLflow's scoring server, this environment)")
+    p = sub.add_parser("serve", help="serve a registered model over HTTP (MLflow's /invocations; image bytes, limits, timeouts)")
     p.add_argument("--model", default="models:/maskops-ensemble@champion", help="models:/NAME/VERSION or models:/NAME@ALIAS")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=5001)
+    p.add_argument("--allow-path-root", action="append", metavar="DIR",
+                   help="accept a 'path' column for files under DIR (repeatable); by default only image bytes are accepted")  # fmt: skip
+    p.add_argument("--allow-origin", action="append", metavar="ORIGIN", help="a browser origin allowed besides the server's own")
+    p.add_argument("--max-image-bytes", type=int, default=20 * 2**20, help="largest photo in bytes")
+    p.add_argument("--max-request-bytes", type=int, default=64 * 2**20, help="largest request body in bytes (413 above)")
+    p.add_argument("--max-pixels", type=int, default=40_000_000, help="largest photo in pixels, read from its header before decoding")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds per request before it is answered 504")
+    p.add_argument("--workers", type=int, default=2, help="requests predicted at once")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("mlflow-ui", help="start the MLflow UI on the tracking store (runs, registered models)")

@@ -18,6 +18,8 @@ from typing import IO
 import pandas as pd
 from upath import UPath
 
+from maskops.csv_safety import escape_formulas
+
 Writer = Callable[[IO[bytes]], None]
 
 
@@ -56,7 +58,8 @@ def write_atomic(path: str | os.PathLike | UPath, data: bytes | str | Writer) ->
 
 
 def write_csv_atomic(frame: pd.DataFrame, path: str | os.PathLike) -> None:
-    write_atomic(path, frame.to_csv(index=False))
+    """The frame as CSV, written atomically, with spreadsheet formulas escaped (people open these files in Excel)."""
+    write_atomic(path, escape_formulas(frame).to_csv(index=False))
 
 
 def file_digest(path: str | os.PathLike, length: int = 64) -> str:

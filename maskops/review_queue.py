@@ -2,28 +2,113 @@
 labels/corrections.csv (a correction) and labels/reviewed.csv (every decision, so a label a person
 confirmed is not asked about again while it stays the same).
 
-Files are rewritten atomically and corrections are validated as a whole before they are written,
-so the file the pipeline reads is never half-written or invalid.
+Every decision is checked against the suspect it answers (label_issues): it must name one, a correction must
+change the label, and an age must fall in the age group chosen. Files are rewritten atomically, under
+`ReviewLock`, with spreadsheet formulas escaped; corrections are validated as a whole before they are
+written, so the file the pipeline reads is never half-written or invalid.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
+import logging
+import os
+import re
+import time
 from pathlib import Path
 
 import pandas as pd
-from filelock import FileLock
 
 from maskops.corrections import CORRECTION_COLUMNS, correction_problems, read_label_table
+from maskops.csv_safety import escape_formula, escape_formulas
 from maskops.files import write_csv_atomic
+from maskops.label_issues import FIELDS as FIELD_ENUMS
+from maskops.labels import AgeGroup, LabelError, age_group, class_name, parse_age
+
+log = logging.getLogger(__name__)
 
 REVIEWED_COLUMNS = ("profile_id", "stem", "field", "given", "decision", "value", "reviewer", "decided_at")
 DECISIONS = ("correct", "keep")
 KEY = ["profile_id", "stem", "field", "given"]
+FIELD_VALUES = {field: tuple(m.name.lower() for m in enum) for field, enum in FIELD_ENUMS.items()}
+# the age groups in Dagster's words (class names such as wear/female/30-59): <30, 30-59, >=60
+AGE_GROUP_WORDS = {g.name.lower(): class_name(int(g)).rsplit("/", 1)[1] for g in AgeGroup}
+MAX_TEXT = 200
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 class DecisionError(ValueError):
     """A decision that cannot be recorded; the message says why and what to do."""
+
+
+def label_words(field: str, value: str) -> str:
+    """A label as the page and Dagster write it: age groups as <30 / 30-59 / >=60, the rest as they are."""
+    return AGE_GROUP_WORDS.get(value, value) if field == "age_group" else value
+
+
+def check_text(name: str, text: str, limit: int = MAX_TEXT) -> str:
+    """`text` if it is short, one line and printable; DecisionError otherwise."""
+    if not isinstance(text, str):
+        raise DecisionError(f"{name} must be text")
+    if len(text) > limit:
+        raise DecisionError(f"{name} is {len(text)} characters long; at most {limit} are accepted")
+    if _CONTROL.search(text):
+        raise DecisionError(f"{name} contains control characters (tabs, newlines, ...): send plain one-line text")
+    return text
+
+
+class ReviewLock:
+    """labels/.review.lock while one process rewrites the review files: a file holding the writer's pid, locked
+    with flock and removed on release. The kernel drops an flock when its process dies, so a file left behind
+    by a killed writer is taken over with a warning instead of blocking every later decision."""
+
+    def __init__(self, labels_dir: str | Path, timeout: float = 30.0):
+        self.path, self.timeout, self._fd = Path(labels_dir) / ".review.lock", timeout, None
+
+    def __enter__(self) -> ReviewLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + self.timeout
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                if time.monotonic() > deadline:
+                    raise DecisionError(f"{self.path} is held by pid {self.holder()}: another review is writing, try again") from None
+                time.sleep(0.05)
+                continue
+            if not self._still_there(fd):  # its holder removed it while we waited: lock the file that is there now
+                os.close(fd)
+                continue
+            left = os.read(fd, 64).decode(errors="replace").strip()
+            if left:
+                log.warning("%s was left behind by pid %s, which ended while writing; taking it over", self.path, left)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            self._fd = fd
+            return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is None:
+            return
+        self.path.unlink(missing_ok=True)  # before unlocking, so a waiter that locks the old file sees it is gone
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        os.close(self._fd)
+        self._fd = None
+
+    def _still_there(self, fd: int) -> bool:
+        try:
+            return os.fstat(fd).st_ino == self.path.stat().st_ino
+        except FileNotFoundError:
+            return False
+
+    def holder(self) -> str:
+        try:
+            return self.path.read_text().strip() or "?"
+        except OSError:
+            return "?"
 
 
 def read_reviewed(labels_dir: str | Path) -> pd.DataFrame:
@@ -38,9 +123,45 @@ def pending(issues: pd.DataFrame, labels_dir: str | Path) -> pd.DataFrame:
     return marked[marked["_done"].isna()].drop(columns="_done").reset_index(drop=True)
 
 
+def suspect(issues: pd.DataFrame, profile_id: str, stem: str, field: str, given: str) -> pd.Series:
+    """The row of `issues` a decision answers; DecisionError if there is none."""
+    hit = issues[(issues["profile_id"] == profile_id) & (issues["stem"] == stem) & (issues["field"] == field) & (issues["given"] == given)]
+    if hit.empty:
+        target = profile_id + (f"/{stem}" if stem else "")
+        raise DecisionError(f"no suspect {target} with {field} labelled {given!r} in label_issues: reload the page")
+    return hit.iloc[0]
+
+
+def corrected_value(field: str, given: str, target: str, value: str) -> tuple[str, str]:
+    """(column, value) of corrections.csv for correcting `field` from `given` to `target` (an age for age groups)."""
+    values = FIELD_VALUES[field]
+    if target not in values:
+        raise DecisionError(f"cannot correct {field} to {target!r}: expected one of {', '.join(label_words(field, v) for v in values)}")
+    if target == given:
+        raise DecisionError(f"{field} is already {label_words(field, given)}: choose 'Label is right', or correct it to another value")
+    if field != "age_group":
+        if value and value != target:
+            raise DecisionError(f"the card corrects {field} to {target}, but the value sent is {value!r}: reload the page")
+        return field, target
+    if not value:
+        raise DecisionError(f"type the person's age in years (an age in {label_words(field, target)}) to correct the age group")
+    try:
+        age = parse_age(value)
+    except LabelError as exc:
+        raise DecisionError(f"{exc}: type the person's age in years") from None
+    group = AgeGroup(age_group(age)).name.lower()
+    if group != target:
+        raise DecisionError(
+            f"age {age} is in {label_words(field, group)}, not {label_words(field, target)}: "
+            f"type an age in {label_words(field, target)}, or correct to {label_words(field, group)}"
+        )
+    return "age", str(age)
+
+
 def record_decision(
     labels_dir: str | Path,
     manifest: pd.DataFrame,
+    issues: pd.DataFrame,
     *,
     profile_id: str,
     stem: str,
@@ -48,38 +169,74 @@ def record_decision(
     given: str,
     decision: str,
     value: str = "",
+    target: str = "",
     reviewer: str = "reviewer",
 ) -> None:
-    """Record one decision on a suspect. `correct` writes a correction of `field` to `value` (for an age group:
-    the person's age in years); `keep` confirms the label. Both go to reviewed.csv."""
-    labels = Path(labels_dir)
-    labels.mkdir(parents=True, exist_ok=True)
-    with FileLock(labels / ".review.lock"):  # two reviewers at once: one read-modify-write after the other
-        _record(labels, manifest, profile_id, stem, field, given, decision, value, reviewer)
-
-
-def _record(labels: Path, manifest: pd.DataFrame, profile_id: str, stem: str, field: str, given: str, decision: str, value: str,
-            reviewer: str) -> None:  # fmt: skip
+    """Record one decision on a suspect of `issues`. `correct` changes `field` to `target` (by default the
+    suggested value; for an age group, `value` is the person's age in years and must lie in that group); `keep`
+    confirms the label. Both go to reviewed.csv; a correction also to corrections.csv, replacing an older one."""
+    texts = {"profile_id": profile_id, "stem": stem, "field": field, "given": given, "decision": decision, "value": value,
+             "target": target, "reviewer": reviewer}  # fmt: skip
+    for name, text in texts.items():
+        check_text(name, text)
     if decision not in DECISIONS:
         raise DecisionError(f"decision must be one of {DECISIONS}, got {decision!r}")
-    if field not in ("mask", "gender", "age_group"):
-        raise DecisionError(f"unknown field {field!r}: expected mask, gender or age_group")
-    value = str(value).strip()
+    issue = suspect(issues, profile_id, stem, field, given)
+    value = value.strip()
+    column = ""
     if decision == "correct":
-        if not value:
-            raise DecisionError("a correction needs the right value" + (" (the person's age in years)" if field == "age_group" else ""))
-        column = "age" if field == "age_group" else field
-        reason = f"{reviewer} in maskops review: {given} looked wrong"
-        current = read_label_table(labels / "corrections.csv", CORRECTION_COLUMNS)
-        same = (current["profile_id"] == profile_id) & (current["stem"] == stem) & (current["field"].str.lower() == column)
-        row = {"profile_id": profile_id, "stem": stem, "field": column, "value": value, "reason": reason}
-        table = pd.concat([current[~same], pd.DataFrame([row])], ignore_index=True)  # a newer decision replaces an older one
-        table["line"] = range(2, len(table) + 2)
+        column, value = corrected_value(field, given, target or str(issue["suggested"]), value)
+    elif value or target:
+        raise DecisionError("'Label is right' takes no value: send an empty value and target")
+    labels = Path(labels_dir)
+    with ReviewLock(labels):  # two reviewers at once: one read-modify-write after the other
+        if column:
+            _write_correction(labels, manifest, profile_id, stem, column, value, f"{reviewer} in maskops review: {given} looked wrong")
+        entry = {**{k: texts[k] for k in KEY}, "decision": decision, "value": value, "reviewer": reviewer,
+                 "decided_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}  # fmt: skip
+        _write(pd.concat([read_reviewed(labels), pd.DataFrame([entry])], ignore_index=True), labels / "reviewed.csv")
+
+
+def undo_last(labels_dir: str | Path, manifest: pd.DataFrame, reviewer: str) -> dict:
+    """Take back `reviewer`'s last decision: its row leaves reviewed.csv and, for a correction, its row leaves
+    corrections.csv (an earlier reviewed correction of the same label comes back). Returns the decision undone."""
+    labels = Path(labels_dir)
+    with ReviewLock(labels):
+        reviewed = read_reviewed(labels)
+        mine = reviewed.index[reviewed["reviewer"] == escape_formula(reviewer)]  # as it was written
+        if mine.empty:
+            raise DecisionError(f"{reviewer} has no decision to undo")
+        last = reviewed.loc[mine[-1]].to_dict()
+        rest = reviewed.drop(index=mine[-1])
+        # reviewed.csv first: if the second write never happens, the suspect is back on the page, not silently lost
+        _write(rest, labels / "reviewed.csv")
+        if last["decision"] == "correct":
+            column = "age" if last["field"] == "age_group" else last["field"]
+            same = (rest["profile_id"] == last["profile_id"]) & (rest["stem"] == last["stem"]) & (rest["field"] == last["field"])
+            earlier = rest[same & (rest["decision"] == "correct")].tail(1).to_dict("records")
+            if earlier:
+                reason = f"{earlier[0]['reviewer']} in maskops review: {earlier[0]['given']} looked wrong"
+                _write_correction(labels, manifest, last["profile_id"], last["stem"], column, earlier[0]["value"], reason)
+            else:
+                _write_correction(labels, manifest, last["profile_id"], last["stem"], column, None, "")
+    return last
+
+
+def _write_correction(
+    labels: Path, manifest: pd.DataFrame, profile_id: str, stem: str, column: str, value: str | None, reason: str
+) -> None:
+    """corrections.csv with the row of (profile_id, stem, column) set to `value` (None: removed), validated first."""
+    current = read_label_table(labels / "corrections.csv", CORRECTION_COLUMNS)
+    same = (current["profile_id"] == profile_id) & (current["stem"] == stem) & (current["field"].str.lower() == column)
+    rows = [] if value is None else [{"profile_id": profile_id, "stem": stem, "field": column, "value": value, "reason": reason}]
+    table = pd.concat([current[~same], pd.DataFrame(rows, columns=list(CORRECTION_COLUMNS))], ignore_index=True)
+    table["line"] = range(2, len(table) + 2)
+    if rows:
         problems = [p for line, p in correction_problems(table, manifest, "corrections.csv") if line == table["line"].iloc[-1]]
         if problems:
             raise DecisionError("; ".join(f"{p.message} ({p.fix})" for p in problems))
-        write_csv_atomic(table[list(CORRECTION_COLUMNS)], labels / "corrections.csv")
-    reviewed = read_reviewed(labels)
-    entry = {"profile_id": profile_id, "stem": stem, "field": field, "given": given, "decision": decision, "value": value,
-             "reviewer": reviewer, "decided_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}  # fmt: skip
-    write_csv_atomic(pd.concat([reviewed, pd.DataFrame([entry])], ignore_index=True), labels / "reviewed.csv")
+    _write(table[list(CORRECTION_COLUMNS)], labels / "corrections.csv")
+
+
+def _write(table: pd.DataFrame, path: Path) -> None:
+    write_csv_atomic(escape_formulas(table), path)

@@ -64,3 +64,13 @@ def test_the_production_profile_says_what_it_lacks(tmp_path: Path):
     assert complete.manifests_location == "s3://b/p/manifests" and complete.records_location == "s3://b/p/records"
     config = ensure_dagster_home(complete) / "dagster.yaml"
     assert "MASKOPS_DAGSTER_POSTGRES_URL" in config.read_text() and "QueuedRunCoordinator" in config.read_text()
+
+
+def test_csv_files_are_written_with_spreadsheet_formulas_escaped(tmp_path: Path):
+    import pandas as pd
+
+    from maskops.files import write_csv_atomic
+
+    write_csv_atomic(pd.DataFrame({"ImageID": ["=cmd|' /C calc'!A0", "a.jpg"], "ans": [-1, 3]}), tmp_path / "out.csv")
+    back = pd.read_csv(tmp_path / "out.csv")
+    assert back["ImageID"].tolist() == ["'=cmd|' /C calc'!A0", "a.jpg"] and back["ans"].tolist() == [-1, 3]  # numbers stay numbers
