@@ -107,12 +107,12 @@ def submission(
 
     if recipe_of(eval_crops, "cropped/eval") != CropRecipe.from_json(ensemble["crop_recipe"]):
         raise CropRecipeError("cropped/eval was made with other crop settings than the ensemble's members: re-materialize cropped/eval")
-    info = pd.read_csv(Path(dataset.root) / "eval" / "info.csv", dtype={"ImageID": str})
+    order = eval_dataset.sort_values("order")["stem"].astype(str).tolist()  # info.csv's order, ids as scan read them
     crops = eval_crops.set_index("stem")
-    usable = [i for i in info["ImageID"] if i in crops.index and pd.notna(crops.loc[i, "crop_path"])]
+    usable = [i for i in order if i in crops.index and pd.notna(crops.loc[i, "crop_path"])]
     service = tracking.service()
     probs = voted(service, ensemble, [crops.loc[i, "crop_path"] for i in usable], image_store.source(dataset.root).open_rgb)
-    out, missing, fallback = fill_answers(list(info["ImageID"]), usable, probs)
+    out, missing, fallback = fill_answers(order, usable, probs)
     target = Path(submissions.folder) / "submission.csv"
     write_csv_atomic(out, target)
     with service.run("submission", {**mlflow_tags(context, CODE_VERSION), "maskops.ensemble": ensemble["model_uri"]}) as run:

@@ -23,6 +23,10 @@ from maskops.problems import Problem
 EXCLUSION_COLUMNS = ("profile_id", "stem", "reason")
 
 
+class CleaningError(ValueError):
+    """The exclusions and rules together leave nothing."""
+
+
 @dataclass(frozen=True)
 class CleaningRules:
     drop_unreadable: bool = option(True, "Drop images that cannot be decoded.")
@@ -56,6 +60,11 @@ def parse_exclusions(table: pd.DataFrame, manifest: pd.DataFrame, source: str | 
         raise LabelFileError(source, [p for _, p in problems])
     if table.empty:
         return pd.DataFrame(columns=list(EXCLUSION_COLUMNS))
+    whole = set(table.loc[table["stem"].astype(str).str.strip() == "", "profile_id"].astype(str).str.strip())
+    profiles = set(manifest["profile_id"].astype(str))
+    if profiles and profiles <= whole:
+        raise LabelFileError(source, [Problem(str(source), f"excludes every one of the {len(profiles)} profiles: nothing would be left to train on",
+                                              "keep the profiles that are fine: delete their rows (an empty file excludes nothing)")])  # fmt: skip
     return table[list(EXCLUSION_COLUMNS)].drop_duplicates(["profile_id", "stem"]).reset_index(drop=True)
 
 
@@ -87,6 +96,10 @@ def clean(manifest: pd.DataFrame, exclusions: pd.DataFrame, rules: CleaningRules
         low, high = rules.age_band
         mark(manifest["age"].between(low, high), f"age in {low}..{high}")
     removed = manifest[reason != ""].assign(removal=reason[reason != ""])
+    if len(manifest) and len(removed) == len(manifest):
+        counts = removal_summary(removed).set_index("kind")["images"].to_dict()
+        raise CleaningError(f"cleaning would remove all {len(manifest)} images ({counts}); nothing would be left to train on. "
+                            "fix: delete rows from labels/exclusions.csv or switch rules off in the cleaned_dataset config")  # fmt: skip
     return manifest[reason == ""].reset_index(drop=True), removed.reset_index(drop=True)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import warnings
 from collections import Counter
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -120,7 +121,11 @@ def _read_csv(root: Path, rel: str, columns: tuple[str, ...], problems: list[Pro
         problems.append(Problem(rel, "file is missing", f"provide {rel} with columns {', '.join(columns)}"))
         return None
     try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+        # index_col=False: a trailing comma on every row must not shift the columns onto the index (pandas warns
+        # that the empty last field is dropped: that is the point)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", pd.errors.ParserWarning)
+            table = pd.read_csv(path, dtype=str, keep_default_na=False, index_col=False)
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
         problems.append(Problem(rel, f"cannot be parsed as CSV ({exc})", "save it as UTF-8 CSV with a header row"))
         return None
@@ -350,7 +355,8 @@ def _scan_eval(root: Path, problems: list[Problem], quarantine: list[dict]) -> t
         f = images_dir / name
         if not f.is_file():
             fix = "restore the image; the submission needs a prediction for every row of info.csv"
-            problems.append(Problem(f"{EVAL_IMAGES}/{name}", "evaluation image listed in info.csv is missing", fix))
+            what = "is not a regular file (a pipe, device or folder)" if f.exists() else "is missing"
+            problems.append(Problem(f"{EVAL_IMAGES}/{name}", f"evaluation image listed in info.csv {what}", fix))
             continue
         if not _inside(root, f):
             problems.append(
@@ -432,7 +438,8 @@ def scan_competition(root: str | Path, *, workers: int | None = None) -> Layout:
 def fingerprint(manifest: pd.DataFrame, columns: tuple[str, ...] = ("image_id", "content_hash", "class_id")) -> str:
     """A short, order-independent hash of what a manifest says: its data version."""
     present = [c for c in columns if c in manifest.columns]
-    rows = manifest[present].astype(str).agg("|".join, axis=1).sort_values()
+    # An empty table (no eval/ folder, every profile excluded) has a version too; agg() of no rows is no Series.
+    rows = sorted("|".join(row) for row in manifest[present].astype(str).itertuples(index=False, name=None))
     return hashlib.sha256("\n".join(rows).encode()).hexdigest()[:16]
 
 
@@ -452,6 +459,7 @@ def source_fingerprint(root: str | os.PathLike) -> str:
         for dirpath, dirnames, filenames in os.walk(folder):
             dirnames.sort()
             for name in sorted(filenames):
-                stat = os.stat(os.path.join(dirpath, name))
+                # lstat: a dangling link still has a size and a time; scan() names it as a problem with its fix
+                stat = os.lstat(os.path.join(dirpath, name))
                 digest.update(f"{os.path.relpath(os.path.join(dirpath, name), root)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:16]

@@ -8,6 +8,7 @@ import pandas as pd
 from pydantic import Field
 from upath import UPath
 
+from maskops.columns import describe
 from maskops.files import write_atomic
 
 
@@ -26,7 +27,9 @@ class ParquetManifestIOManager(dg.UPathIOManager):
             return pd.read_parquet(f)
 
     def get_metadata(self, context: dg.OutputContext, obj: pd.DataFrame) -> dict[str, dg.MetadataValue]:
-        schema = dg.TableSchema(columns=[dg.TableColumn(str(c), str(t)) for c, t in obj.dtypes.items()])
+        schema = dg.TableSchema(
+            columns=[dg.TableColumn(str(c), str(t), description=describe(str(c)) or None) for c, t in obj.dtypes.items()]
+        )
         return {"dagster/row_count": dg.MetadataValue.int(len(obj)), "dagster/column_schema": dg.MetadataValue.table_schema(schema)}
 
 

@@ -29,7 +29,9 @@ def test_round_trip_through_dagster(tmp_path: Path):
     assert list(stored["class_id"]) == [13, 4] and str(stored["class_id"].dtype) == "int8"
     meta = result.asset_materializations_for_node("upstream_manifest")[0].metadata
     assert meta["dagster/row_count"].value == 2
-    assert [c.name for c in meta["dagster/column_schema"].schema.columns] == ["image_id", "class_id"]
+    columns = meta["dagster/column_schema"].schema.columns
+    assert [c.name for c in columns] == ["image_id", "class_id"]
+    assert columns[1].type == "int8" and columns[1].description.startswith("The competition class 0..17")  # from maskops.columns
     assert sorted(p.name for p in (tmp_path / "manifests").iterdir()) == ["downstream_manifest.parquet", "upstream_manifest.parquet"]
 
 
