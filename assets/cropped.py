@@ -9,6 +9,7 @@ import time
 import dagster as dg
 import pandas as pd
 
+from assets.catalog import CROPS
 from assets.config import settings_config, to_settings
 from assets.metadata import dataset_metadata, sheet
 from assets.policies import IMAGE_MODELS_POOL, stage
@@ -39,7 +40,7 @@ def crop_recipe(config: CropSettings, face_detector: FaceDetectorResource, backg
 
 
 def build_cropped(variant: str, upstream: str) -> dg.AssetsDefinition:
-    @stage(key=["cropped", variant], ins={"manifest": dg.AssetIn(upstream)}, group="cropped", code_version=CROP_CODE_VERSION,
+    @stage(key=["cropped", variant], ins={"manifest": dg.AssetIn(upstream)}, group=CROPS, tags={"variant": variant}, code_version=CROP_CODE_VERSION,
            kinds=("pytorch", "parquet"), pool=IMAGE_MODELS_POOL,
            description=f"{upstream} with a face crop per image (crop_path, face_prob, box, fallback, crop_recipe) from the image store.")  # fmt: skip
     def cropped(

@@ -5,6 +5,7 @@ synthetic masks), and the profile split that every variant shares."""
 import dagster as dg
 import pandas as pd
 
+from assets.catalog import DATASETS
 from assets.config import settings_config, to_settings
 from assets.metadata import dataset_metadata, sheet, table
 from assets.policies import IMAGE_MODELS_POOL, stage
@@ -18,7 +19,7 @@ from maskops.splits import SplitConfig, assign_split, class_share_deviation, mak
 from maskops.store import ImageSource
 from resources import CompetitionDataset, FaceDetectorResource, ImageStoreResource, LabelFiles, ReportFiles
 
-GROUP = "datasets"
+GROUP = DATASETS
 KINDS = ("pandas", "parquet")
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
+from assets.catalog import SERVING, WEEKLY
 from assets.config import settings_config, to_settings
 from assets.metadata import mlflow_tags, table
 from assets.models import VARIANTS
@@ -26,7 +27,8 @@ class EnsembleSettings(settings_config(EnsembleConfig)):
 
 
 @stage(ins={**MEMBER_INS, "validation_crops": dg.AssetIn(["cropped", "relabeled"]), "profile_split": dg.AssetIn("profile_split")},
-       group="ensemble", kinds=("mlflow", "pytorch"), code_version=CODE_VERSION, io_manager_key="record_io_manager", pool=IMAGE_MODELS_POOL)  # fmt: skip
+       group=SERVING, kinds=("mlflow", "pytorch"), code_version=CODE_VERSION, io_manager_key="record_io_manager", pool=IMAGE_MODELS_POOL,
+       freshness_policy=WEEKLY)  # fmt: skip
 def ensemble(
     context: dg.AssetExecutionContext, config: EnsembleSettings, validation_crops: pd.DataFrame, profile_split: pd.DataFrame,
     dataset: CompetitionDataset, image_store: ImageStoreResource, background_remover: BackgroundRemoverResource, tracking: MlflowTracking,
@@ -97,7 +99,7 @@ def ensemble_check(ensemble: dict) -> dg.AssetCheckResult:
 
 
 @stage(ins={"ensemble": dg.AssetIn("ensemble"), "eval_crops": dg.AssetIn(["cropped", "eval"]), "eval_dataset": dg.AssetIn("eval_dataset")},
-       group="ensemble", kinds=("pandas", "csv"), code_version=CODE_VERSION, pool=IMAGE_MODELS_POOL)  # fmt: skip
+       group=SERVING, kinds=("pandas", "csv"), code_version=CODE_VERSION, pool=IMAGE_MODELS_POOL)  # fmt: skip
 def submission(
     context: dg.AssetExecutionContext, ensemble: dict, eval_crops: pd.DataFrame, eval_dataset: pd.DataFrame, dataset: CompetitionDataset,
     image_store: ImageStoreResource, tracking: MlflowTracking, submissions: SubmissionStore, reports: ReportFiles,

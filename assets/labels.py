@@ -3,6 +3,7 @@ contracts (expectations/label_files.py) run before anything uses them."""
 
 import dagster as dg
 
+from assets.catalog import INPUTS, catalog
 from assets.policies import DOWNSTREAM
 from assets.sources import CORRECTIONS, EXCLUSIONS
 from maskops.cleaning import EXCLUSION_COLUMNS
@@ -10,11 +11,9 @@ from maskops.corrections import CORRECTION_COLUMNS, read_label_table
 from maskops.files import file_version
 from resources import LabelFiles
 
-GROUP = "labels"
-
 
 def label_table_asset(name: str, source: dg.AssetSpec, attribute: str, columns: tuple[str, ...], what: str) -> dg.AssetsDefinition:
-    @dg.asset(name=name, deps=[source.key], group_name=GROUP, code_version="1", kinds={"csv", "parquet"},
+    @dg.asset(name=name, deps=[source.key], **catalog(INPUTS), code_version="1", kinds={"csv", "parquet"},
               io_manager_key="manifest_io_manager", automation_condition=DOWNSTREAM, description=what)  # fmt: skip
     def label_table(labels: LabelFiles) -> dg.MaterializeResult:
         path = getattr(labels, attribute)

@@ -11,6 +11,7 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
+from assets.catalog import MODELS, WEEKLY
 from assets.config import overrides, settings_config
 from assets.metadata import mlflow_tags
 from assets.policies import GPU_POOL, stage
@@ -39,8 +40,8 @@ def build_model_asset(variant: str) -> dg.AssetsDefinition:
     if variant != "relabeled":  # validation always uses the relabeled crops of the validation fold
         ins["validation_crops"] = dg.AssetIn(["cropped", "relabeled"])
     spec = dict(
-        key=["model", variant], ins=ins, group="models", kinds=("pytorch", "mlflow"), code_version=TRAIN_CODE_VERSION,
-        io_manager_key="record_io_manager", pool=GPU_POOL,
+        key=["model", variant], ins=ins, group=MODELS, tags={"variant": variant}, kinds=("pytorch", "mlflow"),
+        code_version=TRAIN_CODE_VERSION, io_manager_key="record_io_manager", pool=GPU_POOL, freshness_policy=WEEKLY,
         description=f"A model trained on the {variant} variant's training profiles, validated on the shared validation fold "
         f"(relabeled labels); an MLflow run, registered as a version of maskops-{variant} when model_quality passes.",
     )  # fmt: skip

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 
 import dagster as dg
 
+from assets.catalog import catalog
 from maskops.settings import Settings
 from resources.instance import GPU_POOL, IMAGE_MODELS_POOL
 
@@ -34,12 +35,14 @@ def stage(
     kinds: Iterable[str],
     io_manager_key: str = "manifest_io_manager",
     pool: str | None = None,
+    tags: dict[str, str] | None = None,
     **spec,
 ):
-    """`dg.asset` with maskops' defaults: stored by `io_manager_key`, automated downstream of passed blocking
-    checks, and — for `pool` gpu or image_models — limited by that pool and sent to its Celery queue."""
+    """`dg.asset` with maskops' defaults: the catalog's group, owners and tags (assets.catalog), stored by
+    `io_manager_key`, automated downstream of passed blocking checks, and — for `pool` gpu or image_models — limited by
+    that pool and sent to its Celery queue."""
     return dg.asset(
-        group_name=group,
+        **catalog(group, **(tags or {})),
         code_version=code_version,
         kinds=set(kinds),
         io_manager_key=io_manager_key,

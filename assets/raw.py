@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from assets.catalog import DATASETS, catalog
 from assets.metadata import dataset_metadata, sheet, table
 from assets.policies import DOWNSTREAM
 from assets.sources import DATASET
@@ -14,7 +15,7 @@ CODE_VERSION = "1"
 
 
 def _out(description: str) -> dg.AssetOut:
-    return dg.AssetOut(io_manager_key="manifest_io_manager", group_name="datasets", code_version=CODE_VERSION,
+    return dg.AssetOut(io_manager_key="manifest_io_manager", **catalog(DATASETS), code_version=CODE_VERSION,
                        kinds={"pandas", "parquet"}, automation_condition=DOWNSTREAM, description=description)  # fmt: skip
 
 

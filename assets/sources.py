@@ -9,27 +9,27 @@ import warnings
 
 import dagster as dg
 
+from assets.catalog import INPUTS, catalog
 from assets.policies import OBSERVE
 from maskops.files import file_version
 from maskops.layout import source_fingerprint
 from resources import CompetitionDataset, LabelFiles
 
-GROUP = "sources"
 DATASET = dg.AssetSpec(
-    "dataset_folder", group_name=GROUP, kinds={"folder"}, automation_condition=OBSERVE,
+    "dataset_folder", **catalog(INPUTS), kinds={"folder"}, automation_condition=OBSERVE,
     description="The dataset in the competition layout: its CSVs' bytes and every image's name, size and modification time "
     "(no image is read). A new version means new, changed or removed files.",
 )  # fmt: skip
-CORRECTIONS = dg.AssetSpec("corrections_file", group_name=GROUP, kinds={"csv"}, automation_condition=OBSERVE,
+CORRECTIONS = dg.AssetSpec("corrections_file", **catalog(INPUTS), kinds={"csv"}, automation_condition=OBSERVE,
                            description="labels/corrections.csv as people write it (its bytes' hash).")  # fmt: skip
-EXCLUSIONS = dg.AssetSpec("exclusions_file", group_name=GROUP, kinds={"csv"}, automation_condition=OBSERVE,
+EXCLUSIONS = dg.AssetSpec("exclusions_file", **catalog(INPUTS), kinds={"csv"}, automation_condition=OBSERVE,
                           description="labels/exclusions.csv as people write it (its bytes' hash).")  # fmt: skip
 
 # observable source assets are a beta API of Dagster 1.13 (in use since 1.4): say so once, here
 warnings.filterwarnings("ignore", message=r"Function `multi_observable_source_asset` is currently in beta", category=dg.BetaWarning)
 
 
-@dg.multi_observable_source_asset(specs=[DATASET, CORRECTIONS, EXCLUSIONS], name="sources", group_name=GROUP)
+@dg.multi_observable_source_asset(specs=[DATASET, CORRECTIONS, EXCLUSIONS], name="sources", group_name=INPUTS)
 def sources(dataset: CompetitionDataset, labels: LabelFiles):
     """One step looks at all three: a run's cost is mostly loading the code location, so it is paid once."""
     yield dg.ObserveResult(asset_key=DATASET.key, data_version=dg.DataVersion(source_fingerprint(dataset.root)),

@@ -34,10 +34,18 @@ def test_asset_keys_and_specs_snapshot():
         "ensemble", "eval_dataset", "generated_dataset", "label_corrections", "label_exclusions", "label_issues", "model/cleaned", "model/generated",
         "model/raw", "model/relabeled", "profile_split", "raw_dataset", "relabeled_dataset", "submission", *SOURCES,
     ])  # fmt: skip
-    for key, node in specs.items():
-        group = {"cropped/": "cropped", "label_": "labels", "model/": "models", "ensemble": "ensemble", "submission": "ensemble"}
-        expected = "sources" if key in SOURCES else next((g for prefix, g in group.items() if key.startswith(prefix)), "datasets")
+    for key, node in specs.items():  # groups follow the flow: inputs, datasets, crops, models, serving, review
+        group = {"cropped/": "crops", "label_issues": "review", "label_": "inputs", "model/": "models", "ensemble": "serving", "submission": "serving"}
+        expected = "inputs" if key in SOURCES else next((g for prefix, g in group.items() if key.startswith(prefix)), "datasets")
         assert node.group_name == expected, key
+        # a catalog a team can read: every asset says what it is, who owns it, and carries the tags to filter on
+        assert node.description and len(node.description) > 30, key
+        assert node.owners and all(o.startswith("team:") for o in node.owners), key
+        assert {"domain", "stage"} <= set(node.tags) and node.tags["stage"] == expected, key
+        if key.startswith(("cropped/", "model/")):
+            assert node.tags["variant"] == key.split("/")[1], key
+        # the weekly challenger retrains models and the ensemble: older than a week warns, two weeks fails
+        assert (node.freshness_policy is not None) == key.startswith(("model/", "ensemble")), key
         if key in SOURCES:
             assert node.is_observable and not node.is_materializable
             continue
