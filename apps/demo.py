@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable
 
 from apps.launch import dagster
-from apps.runs import local_instance, watch_pools
+from apps.runs import failed_checks, latest_run_id, local_instance, watch_pools
 from maskops.background import fetch_u2netp
 from maskops.pretrained import fetch_pretrained
 from maskops.settings import Settings
@@ -46,7 +46,10 @@ def run_demo(profiles: int, eval_profiles: int, seed: int, force: bool, progress
     finally:
         stop_watch()
     if result.returncode != 0:
-        print("the demo pipeline failed; the run's log is above and in the Dagster UI (`make ui`)", file=sys.stderr)
+        run_id = latest_run_id(instance, "maskops_pipeline")
+        for line in failed_checks(instance, run_id) if run_id else []:
+            print(line, file=sys.stderr)
+        print(f"the demo pipeline failed (run {run_id}); its log is above and in the Dagster UI (`make ui`)", file=sys.stderr)
         return result.returncode
     print(
         "\ndemo finished. Look at:\n"

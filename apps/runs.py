@@ -13,6 +13,9 @@ from maskops.settings import Settings
 from resources.instance import ensure_dagster_home
 from resources.runs import IN_PROGRESS, dead_runs, pool_waits, sweep
 
+# asset-check metadata entries that say where a person reads more (expectations' reports, Data Docs)
+REPORT_KEYS = ("report", "report_file", "data_docs")
+
 
 def local_instance(settings: Settings) -> dg.DagsterInstance:
     return dg.DagsterInstance.from_config(str(ensure_dagster_home(settings)))
@@ -58,3 +61,22 @@ def watch_pools(instance: dg.DagsterInstance, say: Callable[[str], None], every_
 
     threading.Thread(target=loop, name="maskops-pool-watch", daemon=True).start()
     return stop.set
+
+
+def failed_checks(instance: dg.DagsterInstance, run_id: str) -> list[str]:
+    """A line per failed asset check of a run: the check, its one-line verdict and where its report is."""
+    lines = []
+    for record in instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION, limit=10_000).records:
+        check = record.event_log_entry.dagster_event.event_specific_data
+        if check.passed:
+            continue
+        blocking = "blocking, " if check.blocking else ""
+        where = [f"{name}: {value.value}" for name, value in check.metadata.items() if name in REPORT_KEYS]
+        lines.append(f"{check.asset_key.to_user_string()}:{check.check_name} failed ({blocking}{check.severity.value}): "
+                     f"{check.description or 'no description'}" + "".join(f"\n    {w}" for w in where))  # fmt: skip
+    return lines
+
+
+def latest_run_id(instance: dg.DagsterInstance, job_name: str) -> str | None:
+    runs = instance.get_runs(RunsFilter(job_name=job_name), limit=1)
+    return runs[0].run_id if runs else None

@@ -73,3 +73,22 @@ def test_a_killed_run_frees_its_pool_slot_and_the_next_run_finishes(tmp_path: Pa
     assert instance.get_runs(limit=1)[0].status == dg.DagsterRunStatus.SUCCESS  # the second run
     assert not instance.event_log_storage.get_concurrency_info(IMAGE_MODELS_POOL).claimed_slots
     assert sweep(instance) == []  # nothing left to do; a live or finished run is never touched
+
+
+def test_a_failed_blocking_check_is_named_with_its_verdict_and_report() -> None:
+    from apps.runs import failed_checks
+
+    @dg.asset
+    def table() -> int:
+        return 1
+
+    @dg.asset_check(asset=table, blocking=True)
+    def balance() -> dg.AssetCheckResult:
+        return dg.AssetCheckResult(passed=False, description="KL 0.22 > 0.15; rarest age group >=60 at 6% < 10%",
+                                   metadata={"report": dg.MetadataValue.url("http://127.0.0.1:8095/balance.html"), "rows": 3})  # fmt: skip
+
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize([table, balance], instance=instance, raise_on_error=False)
+    [line] = failed_checks(instance, result.run_id)
+    assert line.startswith("table:balance failed (blocking, ERROR): KL 0.22 > 0.15; rarest age group >=60")
+    assert "report: http://127.0.0.1:8095/balance.html" in line and "rows" not in line
