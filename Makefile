@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.maskops-installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-production ui mlflow-ui lint bench clean-state
+.PHONY: demo test test-hostile test-production ui mlflow-ui lint bench clean-state
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ test: $(STAMP)
 	@bash .ci/ensure-tools
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+
+# Only the hostile suite: broken datasets and label files, tiny images, killed runs, attacks on the servers.
+test-hostile: $(STAMP)
+	@bash .ci/ensure-tools
+	$(BIN)/python -m pytest -n 2 -m hostile $(PYTEST_ARGS)
 
 # Only the production profile: PostgreSQL, RabbitMQ and Redis on 127.0.0.1 (already running here), moto for S3.
 test-production: $(STAMP)

@@ -17,7 +17,11 @@ from maskops.synth.people import SynthConfig, synthesize
 
 
 def pytest_collection_modifyitems(items: list) -> None:
-    """The production profile's test first: it is the longest, and two workers finish soonest when it starts early."""
+    """The production profile's test first: it is the longest, and two workers finish soonest when it starts early.
+    Everything under tests/hostile/ is part of the hostile suite (`make test-hostile`, `pytest -m hostile`)."""
+    for item in items:
+        if "hostile" in Path(str(item.path)).parts:
+            item.add_marker(pytest.mark.hostile)
     items.sort(key=lambda item: 0 if item.get_closest_marker("production") else 1)
 
 

@@ -67,6 +67,7 @@ def test_missing_corrections_file_means_none(manifest: pd.DataFrame, tmp_path: P
         ("{p},,age,40,", "no reason given"),
     ],
 )
+@pytest.mark.hostile
 def test_bad_correction_rows_are_named(manifest: pd.DataFrame, tmp_path: Path, row: str, message: str):
     p = manifest["profile_id"].iloc[0]
     path = _csv(tmp_path, "profile_id,stem,field,value,reason\n" + row.format(p=p) + "\n")
@@ -75,6 +76,7 @@ def test_bad_correction_rows_are_named(manifest: pd.DataFrame, tmp_path: Path, r
     assert f"{path} line 2" in str(info.value) and message in str(info.value) and "fix:" in str(info.value)
 
 
+@pytest.mark.hostile
 def test_conflicting_duplicates_are_refused_identical_ones_merged(manifest: pd.DataFrame, tmp_path: Path):
     p = manifest["profile_id"].iloc[0]
     same = _csv(tmp_path, f"profile_id,stem,field,value,reason\n{p},,age,40,a\n{p},,age,40,b\n", "same.csv")
@@ -84,6 +86,7 @@ def test_conflicting_duplicates_are_refused_identical_ones_merged(manifest: pd.D
         read_corrections(conflict, manifest)
 
 
+@pytest.mark.hostile
 def test_wrong_header_is_named(manifest: pd.DataFrame, tmp_path: Path):
     path = _csv(tmp_path, "profile,field,value\nx,age,3\n")
     with pytest.raises(LabelFileError, match=r"missing column\(s\) \['profile_id', 'stem', 'reason'\]"):
@@ -120,6 +123,7 @@ def test_cleaning_counts_every_reason(manifest: pd.DataFrame, tmp_path: Path):
     assert len(relaxed) == len(data)
 
 
+@pytest.mark.hostile
 def test_bad_exclusion_rows_are_named(manifest: pd.DataFrame, tmp_path: Path):
     path = _csv(tmp_path, "profile_id,stem,reason\nnobody,,x\n" + f"{manifest['profile_id'].iloc[0]},,\n", "exclusions.csv")
     with pytest.raises(LabelFileError) as info:

@@ -214,6 +214,7 @@ BROKEN = [
 
 
 @pytest.mark.parametrize("breakage", BROKEN, ids=[f.__name__ for f in BROKEN])
+@pytest.mark.hostile
 def test_broken_dataset_gets_one_clear_error(dataset_copy: Path, breakage):
     where, what = breakage(dataset_copy)
     before = snapshot(dataset_copy)
@@ -245,6 +246,7 @@ def test_hidden_files_are_ignored(dataset_copy: Path):
 
 
 @pytest.mark.parametrize(("content", "reason"), [(b"", "zero-byte file"), (b"\xff\xd8\xff\xe0 not really a jpeg", "undecodable image")])
+@pytest.mark.hostile
 def test_unreadable_images_are_quarantined_not_dropped(dataset_copy: Path, content: bytes, reason: str):
     folder = _first_profile(dataset_copy)
     (dataset_copy / "train/images" / folder / "normal.jpg").write_bytes(content)
@@ -257,6 +259,7 @@ def test_unreadable_images_are_quarantined_not_dropped(dataset_copy: Path, conte
     assert "exclusions.csv" in layout.quarantine["fix"].iloc[0]
 
 
+@pytest.mark.hostile
 def test_unlisted_eval_file_is_quarantined(dataset_copy: Path):
     (dataset_copy / "eval/images/stray.jpg").write_bytes(b"x")
     layout = scan_competition(dataset_copy)
@@ -270,6 +273,7 @@ def test_dataset_without_eval_is_fine(dataset_copy: Path):
     assert layout.eval.empty and len(layout.train) == 7 * TINY.profiles
 
 
+@pytest.mark.hostile
 def test_missing_root_is_a_layout_error(tmp_path: Path):
     with pytest.raises(LayoutError, match="dataset root does not exist"):
         scan_competition(tmp_path / "nope")
