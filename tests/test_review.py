@@ -68,6 +68,7 @@ def _issue(issues: pd.DataFrame, field: str) -> pd.Series:
     return issues[issues["field"] == field].iloc[0]
 
 
+@pytest.mark.hostile
 def test_a_cross_site_origin_is_refused(served):
     client, home, _, issues = served
     status, answer = client.decide(_issue(issues, "gender"), Origin="http://evil.example")
@@ -79,6 +80,7 @@ def test_a_cross_site_origin_is_refused(served):
     assert _written(home) == []
 
 
+@pytest.mark.hostile
 def test_a_foreign_host_is_refused(served):
     client, home, _, issues = served
     status, text, _ = client.request("GET", "/", headers={"Host": f"evil.example:{client.port}"})  # DNS rebinding
@@ -91,6 +93,7 @@ def test_a_foreign_host_is_refused(served):
         assert client.request("GET", "/", headers={"Host": f"{name}:{client.port}"})[0] == 200
 
 
+@pytest.mark.hostile
 def test_text_plain_is_refused(served):
     client, home, _, issues = served
     status, answer = client.decide(_issue(issues, "gender"), Content_Type="text/plain")
@@ -99,6 +102,7 @@ def test_text_plain_is_refused(served):
     assert status == 200
 
 
+@pytest.mark.hostile
 def test_a_missing_or_wrong_csrf_token_is_refused(served):
     client, home, _, issues = served
     for token in (None, "", client.token[:-1] + "x"):
@@ -116,6 +120,7 @@ def test_a_request_without_origin_from_this_machine_is_accepted_with_the_token(s
     assert client.decide(_issue(issues, "gender"), Origin=None)[0] == 200
 
 
+@pytest.mark.hostile
 def test_an_oversize_body_is_refused(served):
     client, home, _, issues = served
     huge = {**_issue(issues, "gender")[["profile_id", "stem", "field", "given"]].to_dict(), "decision": "keep", "value": "x" * (5 << 20)}
@@ -128,6 +133,7 @@ def test_an_oversize_body_is_refused(served):
     assert _written(home) == []
 
 
+@pytest.mark.hostile
 def test_nested_or_malformed_json_is_refused_with_a_message(served):
     client, home, _, _ = served
     for body, message in [
@@ -143,6 +149,7 @@ def test_nested_or_malformed_json_is_refused_with_a_message(served):
     assert _written(home) == []
 
 
+@pytest.mark.hostile
 def test_every_row_is_validated_keep_rows_too(served):
     client, home, _, issues = served
     gender = _issue(issues, "gender")
@@ -156,6 +163,7 @@ def test_every_row_is_validated_keep_rows_too(served):
     assert client.decide(gender, "keep") == (200, {"remaining": len(issues) - 1, "status": f"{len(issues) - 1} suspects left to review"})
 
 
+@pytest.mark.hostile
 def test_formula_cells_are_escaped_in_the_review_files(review_home):
     home, train, issues = review_home
     evil = "=cmd|' /C calc'!A0"
@@ -172,6 +180,7 @@ def test_formula_cells_are_escaped_in_the_review_files(review_home):
     assert frame.to_dict("list") == {"n": [-1.5], "s": ["'-1.5"], "'=h": ["ok"]}  # numbers stay numbers
 
 
+@pytest.mark.hostile
 def test_a_contradictory_correction_is_refused(served):
     client, home, _, issues = served
     age = _issue(issues, "age_group")  # given and suggested are two different groups
@@ -193,6 +202,7 @@ def test_a_contradictory_correction_is_refused(served):
     assert corrections[["field", "value"]].values.tolist() == [["age", right_age], ["mask", mask["suggested"]]]
 
 
+@pytest.mark.hostile
 def test_a_missing_age_is_refused(served):
     client, home, _, issues = served
     for value in ("", "  "):
@@ -247,6 +257,7 @@ def test_pages_of_forty_a_filter_by_field_and_dagsters_age_words(served):
     assert client.request("GET", "/?field=race")[0] == 400 and client.request("GET", "/api/cards?offset=-1")[0] == 400
 
 
+@pytest.mark.hostile
 def test_the_lock_is_taken_over_from_a_dead_writer_and_never_left_behind(review_home, caplog):
     home, train, issues = review_home
     labels = home / "labels"
@@ -263,6 +274,7 @@ def test_the_lock_is_taken_over_from_a_dead_writer_and_never_left_behind(review_
     assert not (labels / ".review.lock").exists()
 
 
+@pytest.mark.hostile
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
 def test_maskops_review_leaves_no_lock_when_stopped(review_home, tiny_dataset: Path, tmp_path: Path, stop):
     home, _, issues = review_home
