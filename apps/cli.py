@@ -202,15 +202,22 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not summaries:
         print(f"no data-quality reports yet in {quality}: materialize assets (make demo, or from the UI) to run the checks")
         return 1
-    print(f"data-quality reports in {quality} (self-contained HTML, open offline):")
+    print(f"data-quality reports in {quality} (self-contained HTML; `maskops docs` serves them at the links below):")
     for path in summaries:
         s = json.loads(path.read_text())
         failed = "WARNING" if s.get("level") == "warn" else "FAILED"
         status = "passed" if s["success"] else f"{failed} {s['failed']} of {s['expectations']}"
-        print(f"  {s['asset'] + ' / ' + s['contract']:45s} {status:22s} {s['checked_at']}  {s['report']}")
-    docs = settings.home / "gx" / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
-    if docs.exists():
-        print(f"Great Expectations Data Docs: {docs} (their styling loads from CDNs; unstyled offline)")
+        print(f"  {s['asset'] + ' / ' + s['contract']:45s} {status:22s} {s['checked_at']}  {s.get('report_url', s['report'])}")
+        if s.get("verdict"):
+            print(f"      {s['verdict']}")
+    print("Great Expectations Data Docs: `maskops docs`, then /data-docs/index.html (their styling loads from CDNs; plain offline)")
+    return 0
+
+
+def cmd_docs(args: argparse.Namespace) -> int:
+    from apps.launch import serve_data_docs
+
+    serve_data_docs(Settings.from_env(), args.host, args.port)
     return 0
 
 
@@ -321,6 +328,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=5000)
     p.set_defaults(func=cmd_mlflow_ui)
+
+    p = sub.add_parser("docs", help="serve the data-quality reports and GX Data Docs over HTTP (the asset checks' links)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8070)
+    p.set_defaults(func=cmd_docs)
 
     p = sub.add_parser("report", help="list the data-quality reports of the last checks")
     p.set_defaults(func=cmd_report)

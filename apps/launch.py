@@ -39,3 +39,60 @@ def replace_process(command: str, args: list[str], env: dict[str, str]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.execve(command, [command, *args], env)
+
+
+def docs_folders(settings: Settings) -> dict[str, Path]:
+    """What `maskops docs` serves: URL folder -> folder on disk (the data-quality summaries, GX's Data Docs site)."""
+    from resources.quality import DATA_DOCS_PATH, DATA_DOCS_SITE, REPORTS_PATH
+
+    return {REPORTS_PATH: settings.reports / "quality", DATA_DOCS_PATH: settings.home / "gx" / DATA_DOCS_SITE}
+
+
+def docs_server(folders: dict[str, Path], host: str = "127.0.0.1", port: int = 0):
+    """An HTTP server of the data-quality reports (`folders`: URL folder -> folder on disk), so the links of asset checks
+    open from the Dagster UI (browsers refuse file:// links from a web page). Nothing outside those folders is served."""
+    import functools
+    import html
+    import posixpath
+    import urllib.parse
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(SimpleHTTPRequestHandler):
+        def translate_path(self, path: str) -> str:
+            parts = [p for p in posixpath.normpath(urllib.parse.unquote(urllib.parse.urlsplit(path).path)).split("/") if p]
+            if not parts or parts[0] not in folders or ".." in parts:
+                return str(Path(self.directory) / "__nothing__")
+            return str(folders[parts[0]].joinpath(*parts[1:]))
+
+        def do_GET(self) -> None:
+            if urllib.parse.urlsplit(self.path).path in ("", "/"):
+                links = "".join(
+                    f"<li><a href='/{name}/'>{html.escape(name)}</a> ({html.escape(str(f))})</li>" for name, f in folders.items()
+                )
+                body = f"<!doctype html><meta charset='utf-8'><title>maskops data quality</title><ul>{links}</ul>".encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return
+            super().do_GET()
+
+        def log_message(self, format: str, *args) -> None:  # quiet: one line per request is noise in a terminal
+            pass
+
+    return ThreadingHTTPServer((host, port), functools.partial(Handler, directory=str(next(iter(folders.values())))))
+
+
+def serve_data_docs(settings: Settings, host: str = "127.0.0.1", port: int | None = None) -> None:
+    """Serve the data-quality summaries (/quality/) and GX Data Docs (/data-docs/) until interrupted (`maskops docs`)."""
+    from resources.quality import DOCS_PORT
+
+    server = docs_server(docs_folders(settings), host, DOCS_PORT if port is None else port)
+    print(f"data-quality reports on http://{host}:{server.server_address[1]}/quality/ and GX Data Docs on /data-docs/", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()

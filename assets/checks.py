@@ -6,6 +6,8 @@ balancing is the point (generated), without blocking.
 """
 
 import json
+from collections.abc import Callable
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -15,7 +17,7 @@ from expectations import balance, label_files, splits
 from expectations import labels as labels_contract
 from expectations import submission as submission_contract
 from expectations.balance import BalanceBounds
-from expectations.contract import ContractResult, rounded
+from expectations.contract import ContractResult, Validation, rounded
 from maskops.cleaning import EXCLUSION_COLUMNS, exclusion_problems
 from maskops.corrections import CORRECTION_COLUMNS, correction_problems
 from resources import CompetitionDataset, DataQuality, LabelFiles
@@ -27,8 +29,15 @@ def _cell(value) -> str:
     return json.dumps(rounded(value), default=str)[:300]
 
 
-def check_result(result: ContractResult, report, severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR) -> dg.AssetCheckResult:
-    """Pass/fail plus what a person needs: each failed expectation, observed vs expected, offending rows, the reports."""
+def _plain(value):
+    """Rounded, and JSON that Dagster stores (numbers of any kind as numbers, anything else as text)."""
+    return json.loads(json.dumps(rounded(value), default=lambda v: v.item() if hasattr(v, "item") else str(v)))
+
+
+def check_result(result: ContractResult, report: Path, data_quality: DataQuality,
+                 severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR) -> dg.AssetCheckResult:  # fmt: skip
+    """Pass/fail, the verdict in one line (the check's description), each failed expectation with what it observed and
+    expected, offending rows in words, and links to the reports served by `maskops docs`."""
     failures = pd.DataFrame(
         [{"validation": o.validation, "expectation": o.expectation, "column": o.column or "", "expected": _cell(o.expected),
           "observed": _cell(o.observed), "unexpected": o.unexpected_count or 0,
@@ -36,15 +45,33 @@ def check_result(result: ContractResult, report, severity: dg.AssetCheckSeverity
         columns=["validation", "expectation", "column", "expected", "observed", "unexpected", "offending_rows"],
     )  # fmt: skip
     metadata = {
+        "verdict": dg.MetadataValue.text(result.verdict),
         "expectations_met": dg.MetadataValue.text(f"{len(result.outcomes) - len(result.failed)} of {len(result.outcomes)}"),
         "failed_expectations": table(failures),
         "failed_count": dg.MetadataValue.int(len(result.failed)),
-        "offending_rows": dg.MetadataValue.json({f"{o.validation}/{o.expectation}/{o.column}": o.offending_rows for o in result.failed}),
-        "report": dg.MetadataValue.path(str(report)),
+        "observed": dg.MetadataValue.json(_plain({f"{o.validation}/{o.column or o.expectation}": o.observed for o in result.outcomes})),
+        "offending_rows": dg.MetadataValue.json(
+            _plain({f"{o.validation}/{o.expectation}/{o.column}": o.offending_rows for o in result.failed})
+        ),
+        "report": _link(data_quality.report_link(report)),
+        "report_file": dg.MetadataValue.path(str(report)),
     }
-    if result.docs_url:
-        metadata["data_docs"] = dg.MetadataValue.url(result.docs_url)
-    return dg.AssetCheckResult(passed=result.success, severity=severity, metadata=metadata)
+    if (docs := data_quality.data_docs_link(result)) is not None:
+        metadata["data_docs"] = _link(docs)
+    return dg.AssetCheckResult(passed=result.success, severity=severity, description=result.verdict, metadata=metadata)
+
+
+def _link(target: str) -> dg.MetadataValue:
+    return dg.MetadataValue.url(target) if target.startswith(("http://", "https://")) else dg.MetadataValue.path(target)
+
+
+def _verdict(data_quality: DataQuality, contract: str, asset: str, validations: list[Validation],
+             severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR,
+             describe: Callable[[ContractResult], str] | None = None) -> dg.AssetCheckResult:  # fmt: skip
+    """Run a contract through the data-quality resource and turn its outcome into the check's result."""
+    level = "warn" if severity == dg.AssetCheckSeverity.WARN else "error"
+    result, report = data_quality.run(contract, asset, validations, level, describe)
+    return check_result(result, report, data_quality, severity)
 
 
 def labels_check(asset: str) -> dg.AssetChecksDefinition:
@@ -55,7 +82,7 @@ def labels_check(asset: str) -> dg.AssetChecksDefinition:
         description="Every label in its domain and consistent; 7 images per profile; folder names agree.",
     )
     def _check(manifest: pd.DataFrame, data_quality: DataQuality) -> dg.AssetCheckResult:
-        return check_result(*data_quality.run("labels", asset, labels_contract.validations(manifest)))
+        return _verdict(data_quality, "labels", asset, labels_contract.validations(manifest))
 
     return _check
 
@@ -64,11 +91,11 @@ def balance_check(asset: str, bounds: BalanceBounds, severity: dg.AssetCheckSeve
     @dg.asset_check(
         asset=asset,
         name="balance_contract",
-        description=f"Class shares, max/min ratio, KL divergence from the target, rarest age group ({severity.value}).",
+        description=f"Class shares, largest/smallest class ratio, KL divergence from the target distribution, share of the rarest "
+        f"age group; a failure is {'a warning (a person should look)' if severity == dg.AssetCheckSeverity.WARN else 'an error'}.",
     )
     def _check(manifest: pd.DataFrame, data_quality: DataQuality) -> dg.AssetCheckResult:
-        level = "warn" if severity == dg.AssetCheckSeverity.WARN else "error"
-        return check_result(*data_quality.run("balance", asset, balance.validations(manifest, bounds), level), severity)
+        return _verdict(data_quality, "balance", asset, balance.validations(manifest, bounds), severity, balance.describe)
 
     return _check
 
@@ -83,7 +110,7 @@ def balance_check(asset: str, bounds: BalanceBounds, severity: dg.AssetCheckSeve
 def splits_check(
     profile_split: pd.DataFrame, raw_dataset: pd.DataFrame, relabeled_dataset: pd.DataFrame, data_quality: DataQuality
 ) -> dg.AssetCheckResult:
-    return check_result(*data_quality.run("splits", "profile_split", splits.validations(profile_split, raw_dataset, relabeled_dataset)))
+    return _verdict(data_quality, "splits", "profile_split", splits.validations(profile_split, raw_dataset, relabeled_dataset))
 
 
 @dg.asset_check(
@@ -94,7 +121,7 @@ def splits_check(
     description="Generated people derive from training profiles only and are new people.",
 )
 def generated_split_check(generated_dataset: pd.DataFrame, profile_split: pd.DataFrame, data_quality: DataQuality) -> dg.AssetCheckResult:
-    return check_result(*data_quality.run("splits", "generated_dataset", splits.generated_validations(generated_dataset, profile_split)))
+    return _verdict(data_quality, "splits", "generated_dataset", splits.generated_validations(generated_dataset, profile_split))
 
 
 def _row_problems(problems) -> dict[int, str]:
@@ -113,7 +140,7 @@ def label_file_check(asset: str, columns: tuple[str, ...], problems_of, path_of,
     def check(rows: pd.DataFrame, raw_dataset: pd.DataFrame, data_quality: DataQuality, labels: LabelFiles) -> dg.AssetCheckResult:
         problems = _row_problems(problems_of(rows, raw_dataset, str(path_of(labels))))
         found = label_files.validations(rows, list(columns), list(raw_dataset["profile_id"].unique()), problems)
-        return check_result(*data_quality.run("label_file", asset, found))
+        return _verdict(data_quality, "label_file", asset, found)
 
     return check
 
@@ -127,10 +154,8 @@ exclusions_check = label_file_check("label_exclusions", EXCLUSION_COLUMNS, exclu
 @dg.asset_check(asset="submission", name="submission_contract", blocking=True,
                 description="One answer per evaluation image, in eval/info.csv's order, a class id 0..17.")  # fmt: skip
 def submission_check(submission: pd.DataFrame, data_quality: DataQuality, dataset: CompetitionDataset) -> dg.AssetCheckResult:
-    from pathlib import Path
-
     info = pd.read_csv(Path(dataset.root) / "eval" / "info.csv", dtype={"ImageID": str})
-    return check_result(*data_quality.run("submission", "submission", submission_contract.validations(submission, list(info["ImageID"]))))
+    return _verdict(data_quality, "submission", "submission", submission_contract.validations(submission, list(info["ImageID"])))
 
 
 checks = [

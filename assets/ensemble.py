@@ -62,7 +62,8 @@ def ensemble(
               "val_metrics": serving.metrics, "member_metrics": evaluation.member_metrics, "promotion": promotion.as_dict(),
               "validation_set": validation_set, "crop_recipe": recipe.to_json(), "serving": serving.as_dict()}  # fmt: skip
     metadata = {**_metadata(evaluation, serving, members, reports), "model_uri": dg.MetadataValue.text(record["model_uri"]),
-                "promotion": dg.MetadataValue.text(f"{promotion.decision}: {promotion.reason}"), "mlflow_run": tracking.run_link(run)}  # fmt: skip
+                "promotion": dg.MetadataValue.text(f"{promotion.decision}: {promotion.reason}"), "mlflow_run": tracking.run_link(run),
+                "registered_version": tracking.version_link(ENSEMBLE_NAME, version)}  # fmt: skip
     return dg.MaterializeResult(value=record, data_version=dg.DataVersion(run.run_id[:12]), metadata=metadata)
 
 

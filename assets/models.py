@@ -125,10 +125,12 @@ def build_model_check(variant: str) -> dg.AssetChecksDefinition:
         passed = not faults and f1 >= config.min_val_macro_f1
         quality = {"val_macro_f1": round(f1, 6), "floor": config.min_val_macro_f1, "non_finite_tensors": faults[:20]}
         version = register_passing(service, variant, logged_model(record), quality) if passed else None
-        return dg.AssetCheckResult(passed=passed, metadata={
+        verdict = (f"validation macro F1 {f1:.3f} {'>=' if f1 >= config.min_val_macro_f1 else '<'} floor {config.min_val_macro_f1}; "
+                   f"{len(faults)} non-finite tensors")  # fmt: skip
+        return dg.AssetCheckResult(passed=passed, description=verdict, metadata={
             "val_macro_f1": dg.MetadataValue.float(round(f1, 4)), "floor": dg.MetadataValue.float(config.min_val_macro_f1),
             "non_finite_tensors": dg.MetadataValue.json(faults[:20]), "model_uri": dg.MetadataValue.text(record["model_uri"]),
-            "registered": dg.MetadataValue.text(f"models:/maskops-{variant}/{version}" if version else "no: the check failed"),
+            "registered": tracking.version_link(f"maskops-{variant}", version) if version else dg.MetadataValue.text("no: the check failed"),
         })  # fmt: skip
 
     return check

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from expectations.contract import Validation
+from expectations.contract import ContractResult, Outcome, Validation
 
 NUM_CLASSES = 18
 
@@ -73,3 +73,28 @@ def validations(manifest: pd.DataFrame, bounds: BalanceBounds) -> list[Validatio
             E.ExpectColumnKLDivergenceToBeLessThan(column="class_id", partition_object={"values": list(range(NUM_CLASSES)), "weights": target}, threshold=bounds.max_kl),
         ]),
     ]  # fmt: skip
+
+
+def _by_column(result: ContractResult) -> dict[str, Outcome]:
+    return {o.column: o for o in result.outcomes if o.column}
+
+
+def describe(result: ContractResult) -> str:
+    """The balance verdict in one line, passed or not: `KL 0.22 > 0.15; rarest age group >=60 at 6% < 10%; ...`."""
+    found, parts = _by_column(result), []
+    if (kl := found.get("class_id")) is not None and isinstance(kl.observed, int | float):
+        parts.append(f"KL {kl.observed:.2f} {'<=' if kl.success else '>'} {kl.expected['threshold']:g}")
+    if (rare := found.get("rarest_age_group_share")) is not None and isinstance(rare.observed, int | float):
+        group = rare.row.get("rarest_age_group", "?")
+        parts.append(f"rarest age group {group} at {rare.observed:.0%} {'>=' if rare.success else '<'} {rare.expected['min_value']:.0%}")
+    if (ratio := found.get("max_min_class_ratio")) is not None and isinstance(ratio.observed, int | float):
+        parts.append(f"largest/smallest class {ratio.observed:.1f}x {'<=' if ratio.success else '>'} {ratio.expected['max_value']:g}x")
+    if (shares := found.get("share")) is not None:
+        bounds = f"[{shares.expected['min_value']:.1%}, {shares.expected['max_value']:.0%}]"
+        if shares.success:
+            parts.append(f"every class share in {bounds}")
+        else:
+            worst = ", ".join(f"{r['class_id']} at {r['share']:.1%}" for r in shares.offending_rows[:2])
+            parts.append(f"{shares.unexpected_count} class shares outside {bounds} ({worst})")
+    failed = [o for o in result.failed if o.column not in ("class_id", "rarest_age_group_share", "max_min_class_ratio", "share")]
+    return "; ".join(parts + [f"{o.column}: {o.error or 'failed'}" for o in failed])

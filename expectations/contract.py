@@ -15,6 +15,20 @@ from typing import Any
 import pandas as pd
 
 from maskops.files import slug
+from maskops.labels import CLASS_NAMES, AgeGroup, Gender, MaskState
+
+AGE_GROUP_NAMES = {AgeGroup.YOUNG: "<30", AgeGroup.MIDDLE: "30-59", AgeGroup.OLD: ">=60"}
+# label codes in human words, for every column that holds one
+LABEL_NAMES: dict[str, dict[int, str]] = {
+    "mask": {int(m): m.name.lower() for m in MaskState},
+    "gender": {int(g): g.name.lower() for g in Gender},
+    "age_group": {int(a): name for a, name in AGE_GROUP_NAMES.items()},
+    "class_id": dict(enumerate(CLASS_NAMES)),
+}
+for _derived in ("age_group_from_age", "rarest_age_group"):
+    LABEL_NAMES[_derived] = LABEL_NAMES["age_group"]
+LABEL_NAMES["class_id_from_parts"] = LABEL_NAMES["class_id"]
+LABEL_NAMES["raw_mask"], LABEL_NAMES["raw_gender"] = LABEL_NAMES["mask"], LABEL_NAMES["gender"]  # before corrections
 
 OFFENDING_ROWS = 5
 _SKIP_KWARGS = {"column", "result_format", "batch_id", "meta", "notes", "catch_exceptions", "rendered_content", "id"}
@@ -43,6 +57,7 @@ class Outcome:
     unexpected_count: int | None
     offending_rows: list[dict[str, Any]]
     error: str | None = None
+    row: dict[str, Any] = field(default_factory=dict)  # the validated row itself, when the table has one row (a summary)
 
 
 @dataclass
@@ -51,6 +66,7 @@ class ContractResult:
     asset: str
     outcomes: list[Outcome]
     docs_url: str | None = None
+    verdict: str = ""  # the outcome in one line (describe(), or a contract's own wording); set by whoever runs it
 
     @property
     def success(self) -> bool:
@@ -137,7 +153,49 @@ def run_contract(contract: str, asset: str, validations: list[Validation], proje
         if project_dir is not None:  # the pages of this contract's results and the index, once (not once per validation)
             context.build_data_docs(resource_identifiers=rendered)
         docs = context.get_docs_sites_urls() if project_dir is not None else []
-    return ContractResult(contract, asset, outcomes, docs[0]["site_url"] if docs else None)
+    result = ContractResult(contract, asset, outcomes, docs[0]["site_url"] if docs else None)
+    result.verdict = describe(result)
+    return result
+
+
+def human(column: str, value: Any) -> Any:
+    """A label code in words (age group 2 -> '>=60', mask 1 -> 'incorrect'); other values, and codes out of the
+    label's domain, as they are."""
+    value = value.item() if hasattr(value, "item") and getattr(value, "ndim", 1) == 0 else value  # numpy -> Python
+    names = LABEL_NAMES.get(column)
+    if names is None or isinstance(value, bool):
+        return value
+    try:
+        return names.get(int(value), value) if float(value) == int(value) else value
+    except (TypeError, ValueError, OverflowError):
+        return value
+
+
+def human_row(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: human(k, v) for k, v in row.items()}
+
+
+def _observed(validation: Validation, column: str | None, expectation: str, details: dict, success: bool) -> Any:
+    """What the expectation saw: GX's observed value, else (expectations on each row) the value of a one-row table, the
+    column's range for a range rule, the values that broke the rule, or the values seen."""
+    observed = details.get("observed_value")
+    if observed is not None:
+        return observed.item() if hasattr(observed, "item") else _short(observed)
+    if column is None or column not in validation.frame.columns or validation.frame.empty:
+        return None
+    values = validation.frame[column].dropna()
+    if len(validation.frame) == 1:
+        return human_row({column: validation.frame[column].iloc[0]})[column]
+    if "between" in expectation and pd.api.types.is_numeric_dtype(values) and not values.empty:
+        return {"min": values.min().item(), "max": values.max().item()}
+    if not success:
+        broke: list[Any] = []  # values may be lists (a pair of columns): no set
+        for value in details.get("partial_unexpected_list") or []:
+            if human(column, value) not in broke:
+                broke.append(human(column, value))
+        return _short(broke)
+    distinct = [human_row({column: v})[column] for v in values.drop_duplicates()[:9]]
+    return distinct if len(distinct) <= 8 else f"{values.nunique()} distinct values"
 
 
 def _outcome(validation: Validation, result) -> Outcome:
@@ -146,28 +204,73 @@ def _outcome(validation: Validation, result) -> Outcome:
     column = kwargs.get("column") or kwargs.get("column_A")
     details = result.result or {}
     indices = details.get("unexpected_index_list") or []
+    wanted = [
+        c for c in dict.fromkeys([*validation.show, *(k for k in (column, kwargs.get("column_B")) if k)]) if c in validation.frame.columns
+    ]
     rows: list[dict[str, Any]] = []
     if indices and not result.success:
-        wanted = [
-            c
-            for c in dict.fromkeys([*validation.show, *(k for k in (column, kwargs.get("column_B")) if k)])
-            if c in validation.frame.columns
-        ]
         sample = validation.frame.loc[[i for i in indices[:OFFENDING_ROWS] if i in validation.frame.index], wanted]
-        rows = [{k: (v.item() if hasattr(v, "item") else v) for k, v in r.items()} for r in sample.to_dict("records")]
+        rows = [human_row(r) for r in sample.to_dict("records")]
     error = None
     info = getattr(result, "exception_info", None) or {}
     if isinstance(info, dict) and info.get("raised_exception"):
         error = str(info.get("exception_message"))[:300]
-    observed = details.get("observed_value")
     return Outcome(
         validation=validation.name,
         expectation=config.type,
         column=column,
         success=bool(result.success),
         expected={k: _short(v) for k, v in kwargs.items() if k not in _SKIP_KWARGS and v is not None},
-        observed=observed.item() if hasattr(observed, "item") else _short(observed),
+        observed=_observed(validation, column, config.type, details, bool(result.success)),
         unexpected_count=details.get("unexpected_count"),
         offending_rows=rows,
         error=error,
+        row=human_row(validation.frame[wanted].iloc[0].to_dict()) if len(validation.frame) == 1 else {},
     )
+
+
+# -- one line a person reads: what was checked, what was seen, against which bound --------------------------------------
+
+
+def _number(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _rule(o: Outcome) -> str:
+    """The rule an expectation states, in a few words."""
+    e, kind = o.expected, o.expectation.removeprefix("expect_")
+    if "between" in kind:
+        low, high = e.get("min_value"), e.get("max_value")
+        return f"in [{_number(low)}, {_number(high)}]" if low is not None and high is not None else (
+            f">= {_number(low)}" if low is not None else f"<= {_number(high)}")  # fmt: skip
+    if "value_set" in e:
+        return f"in {[human(o.column or '', v) for v in e['value_set']]}"
+    if "threshold" in e:
+        return f"< {_number(e['threshold'])}"
+    if "column_B" in e:
+        return f"= {e['column_B']}"
+    if "value" in e:
+        return f"= {_number(e['value'])}"
+    return kind.replace("_", " ")
+
+
+def phrase(o: Outcome) -> str:
+    """One outcome in a line, e.g. `profile_images in [7]: 6 rows break it (e.g. profile_id=...)`."""
+    subject = o.column or o.expectation.removeprefix("expect_").split("_to_")[0].replace("_", " ")
+    if o.error:
+        return f"{subject}: {o.error[:120]}"
+    if o.unexpected_count:  # a rule on every row
+        example = ", ".join(f"{k}={v}" for k, v in list((o.offending_rows or [{}])[0].items())[:3])
+        rows = f"{o.unexpected_count} row{'s' if o.unexpected_count != 1 else ''}"
+        return f"{subject} {_rule(o)}: {rows} break{'s' if o.unexpected_count == 1 else ''} it" + (f" (e.g. {example})" if example else "")
+    seen = ", ".join(f"{k} {_number(v)}" for k, v in o.observed.items()) if isinstance(o.observed, dict) else _number(o.observed)
+    return f"{subject} {_rule(o)}: observed {seen}"
+
+
+def describe(result: ContractResult, limit: int = 300) -> str:
+    """The verdict in one line: how many expectations held and, when some did not, what each saw."""
+    total, failed = len(result.outcomes), result.failed
+    if not failed:
+        return f"all {total} expectations met"
+    line = f"{len(failed)} of {total} failed: " + "; ".join(phrase(o) for o in failed)
+    return line if len(line) <= limit else line[: limit - 3] + "..."

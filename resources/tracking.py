@@ -18,16 +18,34 @@ class MlflowTracking(dg.ConfigurableResource):
     registry_uri: str = Field(default="", description="Defaults to the tracking URI.")
     artifact_root: str = Field(default="", description="Where new experiments keep artifacts (a folder or URL).")
     experiment: str = Field(default="maskops")
-    ui_url: str = Field(default="", description="Base URL of an MLflow UI, for links in asset metadata (e.g. http://127.0.0.1:5000).")
+    ui_url: str = Field(
+        default="",
+        description="Base URL of the MLflow UI that asset metadata links to (MASKOPS_MLFLOW_UI). Empty: a tracking server's own "
+        "address, or for a local store http://127.0.0.1:5000, where `maskops mlflow-ui` serves it.",
+    )
+    dagster_ui_url: str = Field(
+        default="http://127.0.0.1:3000",
+        description="Base URL of the Dagster UI that MLflow runs link back to (tag dagster.run_url, run description); empty: no links.",
+    )
 
     def service(self) -> TrackingService:
         from tracking.service import TrackingService  # imported when used: the code location loads without MLflow
 
-        return TrackingService(self.tracking_uri, self.registry_uri, self.artifact_root, self.experiment, self.ui_url)
+        return TrackingService(self.tracking_uri, self.registry_uri, self.artifact_root, self.experiment, self.ui_url, self.dagster_ui_url)
 
     def run_link(self, run) -> dg.MetadataValue:
-        """A clickable link to the run when an MLflow UI is configured, else where to find it."""
-        return (dg.MetadataValue.url if self.ui_url else dg.MetadataValue.text)(run.link)
+        """A clickable link to the run's page in the MLflow UI (text saying where it is when no UI is known)."""
+        return _link(run.link)
+
+    def version_link(self, name: str, version: str) -> dg.MetadataValue:
+        """A clickable link to a registered version's page in the MLflow UI (its models:/ URI when no UI is known)."""
+        from tracking.service import ui_url_for, version_link
+
+        return _link(version_link(ui_url_for(self.tracking_uri, self.ui_url), name, version))
+
+
+def _link(target: str) -> dg.MetadataValue:
+    return dg.MetadataValue.url(target) if target.startswith(("http://", "https://")) else dg.MetadataValue.text(target)
 
 
 class Compute(dg.ConfigurableResource):

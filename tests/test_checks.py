@@ -3,16 +3,18 @@ and declarative automation does not run past them."""
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 import pytest
 
-from assets.checks import checks, corrections_check
+from assets.checks import balance_check, checks, corrections_check
 from assets.datasets import relabeled_dataset
 from assets.labels import label_corrections
 from assets.sources import sources
+from expectations.balance import BalanceBounds
 from maskops.layout import scan_competition
 from tests.conftest import pipeline_resources, stub_asset
 
@@ -54,8 +56,11 @@ def test_blocking_labels_failure_stops_downstream(manifest, tiny_dataset: Path, 
     offending = evaluation.metadata["offending_rows"].value
     assert any(row["profile_id"] == victim for rows in offending.values() for row in rows)
     assert "profile_images" in {r.data["column"] for r in evaluation.metadata["failed_expectations"].records}
-    report = Path(evaluation.metadata["report"].value)
+    report = Path(evaluation.metadata["report_file"].value)
     assert report.exists() and victim in report.read_text()
+    assert evaluation.metadata["report"].value == "http://127.0.0.1:8070/quality/raw_dataset.labels.html"  # `maskops docs`
+    assert evaluation.description.startswith("2 of 14 failed: profile_images in [7]: 6 rows break it (e.g. image_id=")
+    assert evaluation.metadata["observed"].value["labels/profile_images"] == [6]
     assert "relabeled_dataset" not in _materialized(result) and "raw_dataset" in _materialized(result)
 
 
@@ -114,3 +119,64 @@ def test_automation_waits_for_blocking_checks(manifest, tiny_dataset: Path, tmp_
     state["manifest"] = manifest  # fixed data, the check passes
     assert dg.materialize([raw, RAW_LABELS], resources=resources, instance=instance).success
     assert requested("ours", ours) == 1
+
+
+def test_balance_check_says_why_in_one_line_with_the_check_severity(manifest, tiny_dataset: Path, tmp_path: Path):
+    """The verdict names the numbers and their bounds, in words (age group >=60, not 2), passed or not; the offline
+    report calls a warning a warning."""
+    old = manifest[manifest["age_group"] == 2]["profile_id"].unique()
+    rare = manifest[~manifest["profile_id"].isin(old[1:])].reset_index(drop=True)  # one person aged 60+ left
+    strict = balance_check("raw_dataset", BalanceBounds.observe(), dg.AssetCheckSeverity.WARN)
+    lenient = BalanceBounds(
+        min_share=0.0, max_share=1.0, max_ratio=1e9, max_kl=10.0, min_rarest_age_group_share=0.0, age_balanced_target=True
+    )
+    result = dg.materialize([_raw_asset(rare), strict], resources=_resources(tiny_dataset, tmp_path), raise_on_error=False)
+    evaluation = _evaluation(result, "raw_dataset", "balance_contract")
+    share = (rare["age_group"] == 2).mean()
+    assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.WARN
+    assert f"rarest age group >=60 at {share:.0%} < 10%" in evaluation.description and "KL " in evaluation.description
+    observed = evaluation.metadata["observed"].value
+    assert observed["summary/rarest_age_group_share"] == pytest.approx(share, abs=1e-4) and observed["class_distribution/class_id"] > 0
+    failed = {r.data["column"]: r.data for r in evaluation.metadata["failed_expectations"].records}
+    assert float(failed["rarest_age_group_share"]["observed"]) == pytest.approx(share, abs=1e-4)
+    page = Path(evaluation.metadata["report_file"].value).read_text()
+    assert "class='warn'>warning</span>" in page and ">failed<" not in page and html.escape(evaluation.description) in page
+
+    passing = dg.materialize([_raw_asset(manifest), balance_check("raw_dataset", lenient, dg.AssetCheckSeverity.ERROR)],
+                             resources=_resources(tiny_dataset, tmp_path))  # fmt: skip
+    evaluation = _evaluation(passing, "raw_dataset", "balance_contract")
+    assert evaluation.passed and evaluation.description.startswith("KL ") and "<= 10" in evaluation.description
+    assert "rarest age group" in evaluation.description and ">= 0%" in evaluation.description
+
+
+def test_every_asset_check_has_a_description():
+    from assets.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    specs = [graph.get_check_spec(key) for key in graph.asset_check_keys]
+    assert len(specs) >= len(checks) and all(spec.description for spec in specs), [s.key for s in specs if not s.description]
+
+
+def test_docs_server_serves_the_reports_and_nothing_else(tmp_path: Path):
+    import threading
+    import urllib.error
+    import urllib.request
+
+    from apps.launch import docs_server
+
+    (tmp_path / "quality").mkdir()
+    (tmp_path / "quality/raw_dataset.labels.html").write_text("<p>14 of 14</p>")
+    (tmp_path / "secret.txt").write_text("no")
+    server = docs_server({"quality": tmp_path / "quality", "data-docs": tmp_path / "site"})
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with urllib.request.urlopen(f"{base}/quality/raw_dataset.labels.html", timeout=5) as response:
+            assert response.read() == b"<p>14 of 14</p>" and response.headers["Content-Type"].startswith("text/html")
+        for outside in ("/secret.txt", "/quality/../secret.txt", "/data-docs/index.html"):
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(base + outside, timeout=5)
+            assert refused.value.code == 404
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -170,3 +170,35 @@ def test_data_docs_render_every_validation_of_every_call(manifest, tmp_path: Pat
     assert len(pages) == 2 * 3  # two calls of a three-validation contract
     index = (site / "index.html").read_text()
     assert all(f"{asset}.balance.{name}" in index for asset in ("raw_dataset", "cleaned_dataset") for name in ("class_shares", "summary"))
+
+
+def test_observed_values_and_labels_in_words(manifest):
+    """Every outcome says what it saw (a rule on each row too), and label codes read as words: mask 'incorrect',
+    gender 'female', age group '>=60'."""
+    broken = manifest.copy()
+    row = broken.index[(broken["mask"] == 1) & (broken["gender"] == 1)][0]
+    broken.loc[row, "age"] = 130  # out of range; its age group no longer matches
+    result = run_contract("labels", "raw_dataset", labels.validations(broken))
+    assert all(o.observed is not None for o in result.outcomes), [(o.expectation, o.column) for o in result.outcomes if o.observed is None]
+    age = _failed(result, "expect_column_values_to_be_between", "age")
+    assert age.observed == {"min": int(manifest["age"].min()), "max": 130}
+    assert sorted(next(o for o in result.outcomes if o.column == "mask").observed) == ["incorrect", "not_wear", "wear"]
+    assert "age in [0, 120]: 1 row breaks it" in result.verdict
+    ages = _failed(result, "expect_column_pair_values_to_be_equal", "age_group")
+    shown = ages.offending_rows[0]
+    assert shown["age_group"] in ("<30", "30-59") and shown["age_group_from_age"] == ">=60"
+    odd = broken.assign(mask=broken["mask"].where(broken.index != row, 7))
+    (mask,) = [o for o in run_contract("labels", "raw_dataset", labels.validations(odd)).failed if o.column == "mask"]
+    assert mask.observed == [7] and mask.offending_rows[0]["mask"] == 7  # a code out of the domain stays a code
+    balanced = run_contract("balance", "raw_dataset", balance.validations(manifest, BalanceBounds.balanced()))
+    shares = next(o for o in balanced.outcomes if o.column == "share")
+    assert set(shares.observed) == {"min", "max"} and all(isinstance(r["class_id"], str) for r in shares.offending_rows)
+    assert balance.describe(balanced).startswith("KL ")
+
+
+def test_html_summary_uses_the_checks_severity(manifest):
+    result = run_contract("balance", "raw_dataset", balance.validations(manifest, BalanceBounds.balanced()))
+    assert not result.success
+    warned, failed = render_html([result], "t", "warn"), render_html([result], "t", "error")
+    assert "class='warn'>warning<" in warned and "summary warning" in warned and ">failed<" not in warned
+    assert "class='bad'>failed<" in failed and "summary fail" in failed and ">warning<" not in failed

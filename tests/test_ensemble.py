@@ -174,8 +174,8 @@ def test_promotion_keeps_or_moves_the_champion(tracking_store):
     rescored = []
     moved = promote(client, name, versions[3], 0.60, "val-B", rescore=lambda tags: rescored.append(tags) or 0.55)
     assert rescored and moved.decision == "champion" and moved.champion_score == pytest.approx(0.55)  # other people: measured again
-    recorded = json.loads(client.get_model_version(name, versions[1]).tags["maskops.promotion"])
-    assert recorded["decision"] == "challenger" and "kept the champion" in recorded["reason"]
+    recorded = client.get_model_version(name, versions[1])
+    assert recorded.tags["maskops.decision"] == "not promoted" and "kept the champion" in recorded.description
 
 
 def test_an_equal_score_takes_the_champion_alias(tracking_store):

@@ -51,8 +51,8 @@ def test_model_asset_tracks_and_registers_once_its_check_passes(tiny_dataset: Pa
     assert run.data.params["backbone"] == "resnet10t" and run.data.params["variant"] == "relabeled" and run.data.params["epochs"] == "2"
     assert run.data.tags["dagster.run_id"] == result.run_id and run.data.tags["dagster.asset_key"] == "model/relabeled"
     assert "maskops.input_data_version" in run.data.tags and run.data.tags["maskops.code_version"]
-    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_macro_f1")] == [0, 1]
-    assert run.data.metrics["best_val_macro_f1"] == pytest.approx(record["val_metrics"]["macro_f1"])
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "epoch_val_macro_f1")] == [0, 1]
+    assert run.data.metrics["val_macro_f1"] == pytest.approx(record["val_metrics"]["macro_f1"])  # the best epoch, as in Dagster
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
     names = ("confusion_matrix.png", "gradcam.png", "per_class_report.csv", "config.json", "history.json", "crop_recipe.json")
     assert artifacts == {f"evaluation/{n}" for n in names}
@@ -63,7 +63,8 @@ def test_model_asset_tracks_and_registers_once_its_check_passes(tiny_dataset: Pa
     versions = _versions(tracking_store, "maskops-relabeled")
     assert len(versions) == before + 1  # registered by the passing check, exactly once
     (version,) = [v for v in versions if v.run_id == record["run_id"]]
-    assert evaluation.metadata["registered"].value == f"models:/maskops-relabeled/{version.version}"
+    assert evaluation.metadata["registered"].value.endswith(f"/models/maskops-relabeled/versions/{version.version}")  # a link
+    assert evaluation.description.startswith("validation macro F1 ") and "floor 0.0" in evaluation.description
     assert json.loads(version.tags["maskops.quality"])["floor"] == 0.0
     served = tracking_store.service().load_pytorch(f"models:/maskops-relabeled/{version.version}")
     probs = served(torch.randn(3, 3, 32, 32))

@@ -49,3 +49,106 @@ def test_unknown_models_are_reported_as_not_found(tmp_path: Path):
         service.download("models:/nothing-here/1", tmp_path / "dl")
     assert is_not_found(missing.value)
     assert not is_not_found(MlflowException("database is locked"))
+
+
+# -- what a person sees in MLflow's UI: the runs, the same numbers as Dagster, links both ways, described models --------
+
+
+def test_the_experiment_is_marked_as_model_training(tmp_path: Path):
+    from tracking.service import EXPERIMENT_KIND_TAG, MODEL_TRAINING
+
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    service = TrackingService(uri, artifact_root=str(tmp_path / "art"))
+    assert service.client.get_experiment(service.experiment_id()).tags[EXPERIMENT_KIND_TAG] == MODEL_TRAINING
+    old = service.client.create_experiment("made-before-the-tag")  # an existing store: tagged when first opened
+    assert EXPERIMENT_KIND_TAG not in service.client.get_experiment(old).tags
+    TrackingService(uri, experiment="made-before-the-tag").experiment_id()
+    assert service.client.get_experiment(old).tags[EXPERIMENT_KIND_TAG] == MODEL_TRAINING
+
+
+def test_links_go_to_the_mlflow_ui_and_runs_link_back_to_dagster(tmp_path: Path):
+    from tracking.service import ui_url_for
+
+    service = TrackingService(f"sqlite:///{tmp_path / 'm.db'}", artifact_root=str(tmp_path / "art"))
+    tags = {"dagster.run_id": "0123456789abcdef", "dagster.asset_key": "model/relabeled"}
+    with service.run("model/relabeled", tags) as run:
+        pass
+    assert run.link == f"http://127.0.0.1:5000/#/experiments/{run.experiment_id}/runs/{run.run_id}"  # `maskops mlflow-ui`'s address
+    assert service.version_link("maskops-raw", "3") == "http://127.0.0.1:5000/#/models/maskops-raw/versions/3"
+    saved = service.client.get_run(run.run_id).data.tags
+    assert saved["dagster.run_url"] == "http://127.0.0.1:3000/runs/0123456789abcdef" == service.dagster_run_link(run.run_id)
+    assert saved["mlflow.note.content"] == (
+        "Made by Dagster run [01234567](http://127.0.0.1:3000/runs/0123456789abcdef) "
+        "materializing asset [model/relabeled](http://127.0.0.1:3000/assets/model/relabeled)."
+    )
+    with service.run("by hand", {}) as manual:  # not made by Dagster: nothing to link back to
+        pass
+    assert "dagster.run_url" not in service.client.get_run(manual.run_id).data.tags
+    assert ui_url_for("http://mlflow:5000/") == "http://mlflow:5000"  # a tracking server serves its own UI
+    assert ui_url_for("sqlite:///x.db", "http://ui.example:8080/") == "http://ui.example:8080"
+    assert ui_url_for("postgresql://db/mlflow") == ""  # no UI known: links say where the run is instead
+    service.ui_url = ""  # as for a database no UI is known for
+    assert service.run_link("1", "abc").startswith("runs:/abc in sqlite:") and service.version_link("m", "1") == "models:/m/1"
+
+
+def test_resource_links_are_urls(tmp_path: Path):
+    from resources import MlflowTracking
+
+    tracking = MlflowTracking(tracking_uri=f"sqlite:///{tmp_path / 'm.db'}")
+    link = tracking.version_link("maskops-ensemble", "2")
+    assert link.value == "http://127.0.0.1:5000/#/models/maskops-ensemble/versions/2" and type(link).__name__ == "UrlMetadataValue"
+    assert type(MlflowTracking(tracking_uri="postgresql://db/m").version_link("m", "1")).__name__ == "TextMetadataValue"
+
+
+def test_val_metrics_are_the_best_epochs_as_in_dagster_and_epochs_are_a_series(tmp_path: Path):
+    from maskops.evaluation import evaluate_model
+    from maskops.train import TrainConfig, train_model
+    from tracking.models import epoch_logger, log_trained_model
+
+    rng = np.random.default_rng(0)
+    images = torch.from_numpy(rng.integers(0, 255, (36, 3, 32, 32), dtype=np.uint8))
+    labels = np.arange(36) % 18
+    cfg = TrainConfig(backbone="resnet10t", image_size=32, epochs=3, batch_size=12, device="cpu")
+    service = TrackingService(f"sqlite:///{tmp_path / 'm.db'}", artifact_root=str(tmp_path / "art"))
+    with service.run("model/raw", {}) as run:
+        result = train_model(images, labels, images[:18], labels[:18], cfg, None, epoch_logger(run, lambda line: None))
+        log_trained_model(run, cfg, result, evaluate_model(result, images[:18], labels[:18], "model/raw", 2), "{}")
+    metrics = service.client.get_run(run.run_id).data.metrics
+    series = [m.value for m in service.client.get_metric_history(run.run_id, "epoch_val_macro_f1")]
+    assert len(series) == 3 and len(service.client.get_metric_history(run.run_id, "val_macro_f1")) == 1
+    # the number the model asset shows in Dagster (result.val_metrics), its best epoch's, not the last epoch's
+    assert metrics["val_macro_f1"] == pytest.approx(result.val_metrics["macro_f1"]) == pytest.approx(series[result.best_epoch])
+    assert metrics["best_epoch"] == result.best_epoch and "best_val_macro_f1" not in metrics
+
+
+def test_registered_models_and_versions_are_described(tmp_path: Path):
+    from tracking.models import register_passing
+
+    service = TrackingService(f"sqlite:///{tmp_path / 'm.db'}", artifact_root=str(tmp_path / "art"))
+    with service.run("model/cleaned", {"dagster.run_id": "feedc0de" * 4, "dagster.asset_key": "model/cleaned"}) as run:
+        logged = run.log_pytorch_model(ProbabilityModel(MaskNet("resnet10t", "hard")).eval(), np.zeros((2, 3, 32, 32), np.float32),
+                                       {"image_size": 32}, pinned("torch"))  # fmt: skip
+    version = register_passing(service, "cleaned", logged, {"val_macro_f1": 0.41567, "floor": 0.1, "non_finite_tensors": []})
+    model = service.client.get_registered_model("maskops-cleaned")
+    assert "**cleaned** dataset variant" in model.description and "model_quality" in model.description
+    described = service.client.get_model_version("maskops-cleaned", version).description
+    assert "cleaned variant: validation macro F1 0.4157 (floor 0.1)" in described and run.run_id in described
+    assert f"[feedc0de](http://127.0.0.1:3000/runs/{'feedc0de' * 4})" in described
+
+
+def test_the_promotion_decision_is_short_tags_and_a_sentence(tmp_path: Path):
+    from tracking.registry import DECISION_TAG, PROMOTION_TAG, promote
+
+    service = TrackingService(f"sqlite:///{tmp_path / 'm.db'}")
+    client, name = service.client, "promotion-words"
+    client.create_registered_model(name)
+    first, second = (client.create_model_version(name, source=f"file:///nowhere/{i}", description="soft vote").version for i in range(2))
+    promote(client, name, first, 0.50, "val")
+    kept = promote(client, name, second, 0.40, "val", margin=0.05)
+    tags, described = client.get_model_version(name, second).tags, client.get_model_version(name, second).description
+    assert tags[DECISION_TAG] == "not promoted" and tags[PROMOTION_TAG] == "0.4000 vs champion v1 0.5000"
+    assert client.get_model_version(name, first).tags[DECISION_TAG] == "promoted"
+    assert described.startswith("soft vote\n\nPromotion: v2 is the **challenger**") and "kept the champion" in described
+    assert all(len(v) <= 60 for k, v in tags.items() if k in (DECISION_TAG, PROMOTION_TAG)) and kept.decision == "challenger"
+    promote(client, name, second, 0.40, "val", margin=0.05)  # decided again: the sentence is replaced, not repeated
+    assert client.get_model_version(name, second).description.count("Promotion:") == 1

@@ -17,6 +17,14 @@ import pytest
 from tests.servers import BROWSER_ARGS, chromium, free_port, running
 
 REPO = Path(__file__).resolve().parents[1]
+SCREENSHOTS = REPO / "test-artifacts" / "screenshots"  # git-ignored: what each visited page looked like, for a person to look at
+
+
+def _screenshot(page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"ui-{name}.png"), full_page=True)
+
+
 pytestmark = pytest.mark.slow
 
 
@@ -60,6 +68,7 @@ def test_ui_shows_and_materializes_the_raw_dataset(dagster_ui, tmp_path: Path):
             "eval_dataset",
         ):
             page.get_by_text(name).first.wait_for(timeout=60000)
+        _screenshot(page, "catalog")
 
         page.goto(f"{base}/assets/raw_dataset")
         page.locator("button", has_text="Materialize").first.click()
@@ -80,11 +89,13 @@ def test_ui_shows_and_materializes_the_raw_dataset(dagster_ui, tmp_path: Path):
         charts = list((state / "reports/figures/raw_dataset").glob("class_distribution-*.png"))
         assert len(charts) == 1 and charts[0].read_bytes()[:4] == b"\x89PNG"  # the chart is a file, linked by its path
         page.get_by_text(charts[0].name, exact=False).first.wait_for(timeout=30000)
-        page.screenshot(path=str(tmp_path / "raw_dataset.png"), full_page=True)
+        _screenshot(page, "raw_dataset-events")
 
         page.goto(f"{base}/assets/raw_dataset?view=checks")  # the data contracts ran with it
         page.get_by_text("labels_contract").first.wait_for(timeout=60000)
         page.get_by_text("balance_contract").first.wait_for(timeout=10000)
+        page.get_by_text("rarest age group").first.wait_for(timeout=10000)  # a check says why in its description
+        _screenshot(page, "raw_dataset-checks")
         browser.close()
     assert (state / "manifests/raw_dataset.parquet").exists()
     assert (state / "reports/quality/raw_dataset.labels.html").exists()

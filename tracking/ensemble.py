@@ -22,6 +22,12 @@ from tracking.registry import MEMBERS_TAG
 from tracking.service import TrackedRun, TrackingService, pinned
 
 ENSEMBLE_NAME = "maskops-ensemble"
+ENSEMBLE_DESCRIPTION = (
+    "The served face-attribute model: a pyfunc that takes raw photos (image paths), crops the face with the members' crop "
+    "recipe and soft-votes the registered variant models (maskops-raw, -relabeled, -cleaned, -generated) into 18 classes "
+    "(mask state x gender x age group). Alias **champion** is the version served (`models:/maskops-ensemble@champion`), "
+    "**challenger** the last version that did not beat it on the same validation people. Made by the Dagster asset `ensemble`."
+)
 MODEL_CODE = Path(__file__).with_name("ensemble_model.py")
 MASKOPS_CODE = Path(maskops.__file__).resolve().parent  # bundled with the model: it loads where maskops is not installed
 # what the bundled maskops code and the model file import, at the versions they were tested with
@@ -109,7 +115,10 @@ def log_ensemble(run: TrackedRun, evaluation: EnsembleEvaluation, members: list[
         logged = run.log_pyfunc_model(
             "ensemble", MODEL_CODE, artifacts, model_config, signature(), [str(MASKOPS_CODE)], pinned(*REQUIREMENTS)
         )
-    what = f"soft vote of {', '.join(m['model_uri'] for m in members)}" if serving.earned else f"{members[0]['model_uri']} alone"
-    version = run.service.register(ENSEMBLE_NAME, logged, tags={MEMBERS_TAG: json.dumps(spec)},
-                                   description=f"{what}; validation macro F1 {serving.score:.4f} ({serving.reason})")  # fmt: skip
+    what = f"Soft vote of {', '.join(m['model_uri'] for m in members)}" if serving.earned else f"{members[0]['model_uri']} alone"
+    dagster_run = run.service.dagster_run_link(run.run_id)
+    made = f" Made by Dagster run [{dagster_run.rsplit('/', 1)[-1][:8]}]({dagster_run})." if dagster_run else ""
+    description = f"{what}: validation macro F1 {serving.score:.4f}. {serving.reason.rstrip('.')}. MLflow run {run.run_id}.{made}"
+    version = run.service.register(ENSEMBLE_NAME, logged, tags={MEMBERS_TAG: json.dumps(spec)}, description=description,
+                                   model_description=ENSEMBLE_DESCRIPTION)  # fmt: skip
     return version, spec

@@ -35,19 +35,26 @@ def log_training_start(run: TrackedRun, variant: str, cfg: TrainConfig, data: Tr
     ])  # fmt: skip
 
 
+def epoch_metric(name: str) -> str:
+    """The name of a per-epoch series in MLflow: validation scores as epoch_val_* (the val_* names hold the model's
+    own scores, those of its best epoch, as in Dagster); the training loss, learning rate and speed as they are."""
+    return f"epoch_{name}" if name.startswith("val_") else name
+
+
 def epoch_logger(run: TrackedRun, log: Callable[[str], None]) -> Callable[[int, dict[str, float]], None]:
     """An `on_epoch` callback: every epoch's metrics to MLflow (step = epoch) and a line to the log."""
 
     def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
-        run.log_metrics({k: v for k, v in metrics.items() if k != "epoch"}, step=epoch)
+        run.log_metrics({epoch_metric(k): v for k, v in metrics.items() if k != "epoch"}, step=epoch)
         log(f"epoch {epoch}: val macro F1 {metrics['val_macro_f1']:.3f}")
 
     return on_epoch
 
 
 def log_trained_model(run: TrackedRun, cfg: TrainConfig, result: TrainResult, evaluation: ModelEvaluation, crop_recipe: str) -> LoggedModel:
-    """The best epoch's metrics, the evaluation artifacts and the model as a pt2 graph (not yet registered)."""
-    run.log_metrics({**{f"best_val_{k}": v for k, v in result.val_metrics.items()}, "best_epoch": result.best_epoch,
+    """The model's validation metrics (its best epoch's weights: the numbers Dagster shows), the evaluation artifacts
+    and the model as a pt2 graph (not yet registered)."""
+    run.log_metrics({**{f"val_{k}": v for k, v in result.val_metrics.items()}, "best_epoch": result.best_epoch,
                      "trainable_parameters": result.trainable_parameters, "train_images_per_second": result.train_images_per_second})  # fmt: skip
     run.log_files({**evaluation.figures, "per_class_report.csv": evaluation.per_class, "config.json": json.dumps(as_dict(cfg), indent=2),
                    "history.json": json.dumps(result.history, indent=2), "crop_recipe.json": crop_recipe}, "evaluation")  # fmt: skip
@@ -63,14 +70,30 @@ def model_faults(model: torch.nn.Module) -> list[str]:
     return [name for name, p in model.state_dict().items() if p.is_floating_point() and not torch.isfinite(p).all()]
 
 
+def model_description(variant: str) -> str:
+    """What maskops-<variant> is, for its page in the registry."""
+    return (f"Face-attribute classifier, 18 classes (mask state x gender x age group), trained on the **{variant}** dataset "
+            f"variant (Dagster asset `model/{variant}`, data `cropped/{variant}`) and validated on the shared validation people "
+            "with the relabeled labels. A version is registered only when its `model_quality` check passed; the ensemble "
+            "(maskops-ensemble) combines the four variants.")  # fmt: skip
+
+
+def version_description(variant: str, quality: dict, run_id: str, dagster_run_url: str) -> str:
+    """One registered version: what it is, its data variant, its validation score and the runs that made it."""
+    made = f"; Dagster run [{dagster_run_url.rsplit('/', 1)[-1][:8]}]({dagster_run_url})" if dagster_run_url else ""
+    return (f"model/{variant} trained on the {variant} variant: validation macro F1 {quality['val_macro_f1']:.4f} "
+            f"(floor {quality['floor']}); MLflow run {run_id}{made}.")  # fmt: skip
+
+
 def register_passing(service: TrackingService, variant: str, logged: LoggedModel, quality: dict) -> str:
     """A version of maskops-<variant> for a model that passed its quality check; asking again returns the same version."""
     name = registered_name(variant)
     existing = service.version_of(name, logged)
     if existing is not None:
         return existing
-    description = f"model/{variant}: validation macro F1 {quality['val_macro_f1']:.4f} (floor {quality['floor']}), run {logged.run_id}"
-    return service.register(name, logged, tags={QUALITY_TAG: json.dumps(quality)}, description=description)
+    description = version_description(variant, quality, logged.run_id, service.dagster_run_link(logged.run_id))
+    tags = {QUALITY_TAG: json.dumps(quality), "maskops.variant": variant, "maskops.val_macro_f1": f"{quality['val_macro_f1']:.4f}"}
+    return service.register(name, logged, tags=tags, description=description, model_description=model_description(variant))
 
 
 def model_record(variant: str, logged: LoggedModel, cfg: TrainConfig, result: TrainResult, data: TrainingData) -> dict:

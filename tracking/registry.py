@@ -1,7 +1,6 @@
 """Champion / challenger in the MLflow model registry: the alias `champion` moves to a new
 version only if it scores at least as well on the same validation people."""
 
-import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
@@ -13,6 +12,8 @@ from tracking.service import is_not_found
 F1_TAG = "maskops.val_macro_f1"
 VALIDATION_TAG = "maskops.validation_set"
 MEMBERS_TAG = "maskops.members"
+DECISION_TAG = "maskops.decision"  # promoted | not promoted
+PROMOTION_TAG = "maskops.promotion"  # why, in one short line
 TIE = 1e-6  # scores this close count as equal (tags keep 6 decimals)
 
 
@@ -39,6 +40,28 @@ class Promotion:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def short_reason(self) -> str:
+        """Why, in a line short enough for a tag column: the scores compared."""
+        if self.champion_version is None:
+            return f"first champion, validation macro F1 {self.score:.4f}"
+        return f"{self.score:.4f} vs champion v{self.champion_version} {self.champion_score:.4f}"
+
+    def sentence(self) -> str:
+        """The decision for a person, for the version's description."""
+        became = "became **champion**" if self.decision == "champion" else "is the **challenger** (the champion stays)"
+        return f"Promotion: v{self.version} {became}. {self.reason[0].upper()}{self.reason[1:]}."
+
+
+def record_promotion(client: MlflowClient, name: str, promotion: Promotion) -> None:
+    """The decision on the version: short tags (decision, scores) and a sentence appended to its description."""
+    version = promotion.version
+    client.set_model_version_tag(name, version, DECISION_TAG, "promoted" if promotion.decision == "champion" else "not promoted")
+    client.set_model_version_tag(name, version, PROMOTION_TAG, promotion.short_reason)
+    described = client.get_model_version(name, version).description or ""
+    kept = described.split("\n\nPromotion: ")[0]  # a decision made again replaces the earlier one
+    client.update_model_version(name, version, description=f"{kept}\n\n{promotion.sentence()}".strip())
 
 
 def promote(
@@ -74,5 +97,5 @@ def promote(
                   + ("promoted" if better else "kept the champion"))  # fmt: skip
         result = Promotion("champion" if better else "challenger", version, score, champion.version, champion_score, reason)
     client.set_registered_model_alias(name, result.decision, version)
-    client.set_model_version_tag(name, version, "maskops.promotion", json.dumps(result.as_dict()))
+    record_promotion(client, name, result)
     return result

@@ -31,6 +31,12 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 MAX_PARAM_LENGTH = 6000
+# MLflow 3's UI opens an experiment on its GenAI dashboard (traces) unless the experiment says it trains models
+# (the UI maps this tag to its "machine learning" workflow: the runs table)
+EXPERIMENT_KIND_TAG, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
+RUN_NOTE_TAG = "mlflow.note.content"  # the run's description, markdown
+DEFAULT_UI_URL = "http://127.0.0.1:5000"  # where `maskops mlflow-ui` serves a local store
+DEFAULT_DAGSTER_UI_URL = "http://127.0.0.1:3000"  # where `maskops ui` serves Dagster
 
 
 def pinned(*packages: str) -> list[str]:
@@ -150,34 +156,74 @@ class TrackedRun:
         return self._log_model(name, save)
 
 
-class TrackingService:
-    """MLflow tracking and registry behind one client; an experiment that is created on first use."""
+def ui_url_for(tracking_uri: str, ui_url: str = "") -> str:
+    """The MLflow UI that shows `tracking_uri`: `ui_url` when given, a tracking server's own address, the address
+    `maskops mlflow-ui` serves a local store on (SQLite, a folder); "" for a database no UI is known for."""
+    if ui_url:
+        return ui_url.rstrip("/")
+    if tracking_uri.startswith(("http://", "https://")):
+        return tracking_uri.rstrip("/")
+    if tracking_uri.startswith(("sqlite:", "file:")) or "://" not in tracking_uri:
+        return DEFAULT_UI_URL
+    return ""
 
-    def __init__(self, tracking_uri: str, registry_uri: str = "", artifact_root: str = "", experiment: str = "maskops", ui_url: str = ""):
+
+def version_link(ui_url: str, name: str, version: str) -> str:
+    """A registered version's page in the MLflow UI at `ui_url`, or its models:/ URI when no UI is known."""
+    return f"{ui_url}/#/models/{name}/versions/{version}" if ui_url else f"models:/{name}/{version}"
+
+
+def dagster_links(tags: Mapping[str, str], dagster_ui_url: str) -> dict[str, str]:
+    """For a run made by a Dagster run (tag dagster.run_id): a link back to it (tag dagster.run_url) and a markdown
+    description linking the run and the asset; nothing for other runs."""
+    run_id, asset = tags.get("dagster.run_id"), tags.get("dagster.asset_key", "")
+    if not run_id or not dagster_ui_url:
+        return {}
+    base = dagster_ui_url.rstrip("/")
+    run_url = f"{base}/runs/{run_id}"
+    asset_part = f" materializing asset [{asset}]({base}/assets/{asset})" if asset else ""
+    return {"dagster.run_url": run_url, RUN_NOTE_TAG: f"Made by Dagster run [{run_id[:8]}]({run_url}){asset_part}."}
+
+
+class TrackingService:
+    """MLflow tracking and registry behind one client; an experiment that is created on first use.
+
+    `ui_url`: the MLflow UI links point at (default: see `ui_url_for`); `dagster_ui_url`: the Dagster UI that runs made by
+    Dagster link back to ("" for no links)."""
+
+    def __init__(self, tracking_uri: str, registry_uri: str = "", artifact_root: str = "", experiment: str = "maskops", ui_url: str = "",
+                 dagster_ui_url: str = DEFAULT_DAGSTER_UI_URL):  # fmt: skip
         self.tracking_uri = tracking_uri
         self.registry_uri = registry_uri or tracking_uri
-        self.artifact_root, self.experiment, self.ui_url = artifact_root, experiment, ui_url
+        self.artifact_root, self.experiment = artifact_root, experiment
+        self.ui_url, self.dagster_ui_url = ui_url_for(tracking_uri, ui_url), dagster_ui_url
         self.client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri)
         self._experiment_id: str | None = None
 
     def experiment_id(self) -> str:
+        """The experiment's id (created when missing), marked as model training so MLflow's UI opens on its runs."""
         if self._experiment_id is None:
             found = self.client.get_experiment_by_name(self.experiment)
             if found is not None:
                 self._experiment_id = found.experiment_id
+                if found.tags.get(EXPERIMENT_KIND_TAG) != MODEL_TRAINING:  # an experiment made before the tag existed
+                    self.client.set_experiment_tag(self._experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING)
             else:
                 location = self.artifact_root or None
                 if location and "://" not in location:
                     Path(location).mkdir(parents=True, exist_ok=True)
                     location = Path(location).absolute().as_uri()
-                self._experiment_id = self.client.create_experiment(self.experiment, artifact_location=location)
+                self._experiment_id = self.client.create_experiment(
+                    self.experiment, artifact_location=location, tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING}
+                )
         return self._experiment_id
 
     @contextlib.contextmanager
     def run(self, name: str, tags: Mapping[str, str]) -> Iterator[TrackedRun]:
-        """A run in the experiment, ended FINISHED, or FAILED when the block raises."""
+        """A run in the experiment, ended FINISHED, or FAILED when the block raises; a run made by Dagster links back."""
         experiment_id = self.experiment_id()
-        created = self.client.create_run(experiment_id, run_name=name, tags=dict(tags))
+        tags = {**dagster_links(tags, self.dagster_ui_url), **tags}
+        created = self.client.create_run(experiment_id, run_name=name, tags=tags)
         run = TrackedRun(self, created.info.run_id, experiment_id)
         try:
             yield run
@@ -187,19 +233,30 @@ class TrackingService:
         self.client.set_terminated(run.run_id, RunStatus.to_string(RunStatus.FINISHED))
 
     def run_link(self, experiment_id: str, run_id: str) -> str:
+        """The run's page in the MLflow UI, or where to find it when no UI is known."""
         if self.ui_url:
-            return f"{self.ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
-        return f"runs:/{run_id} in {self.tracking_uri} (start an MLflow UI with `maskops mlflow-ui`)"
+            return f"{self.ui_url}/#/experiments/{experiment_id}/runs/{run_id}"
+        return f"runs:/{run_id} in {self.tracking_uri} (set MASKOPS_MLFLOW_UI to the address of an MLflow UI on it)"
+
+    def version_link(self, name: str, version: str) -> str:
+        return version_link(self.ui_url, name, version)
+
+    def dagster_run_link(self, run_id: str) -> str:
+        """The Dagster run an MLflow run was made by (its dagster.run_url tag), or "" when none is known."""
+        return self.client.get_run(run_id).data.tags.get("dagster.run_url", "")
 
     # -- the registry -------------------------------------------------------------------------
 
-    def register(self, name: str, model: LoggedModel, tags: Mapping[str, str] | None = None, description: str = "") -> str:
-        """A new version of registered model `name` (created when missing); returns the version."""
+    def register(self, name: str, model: LoggedModel, tags: Mapping[str, str] | None = None, description: str = "",
+                 model_description: str = "") -> str:  # fmt: skip
+        """A new version of registered model `name` (created when missing, with `model_description`); returns the version."""
         try:
-            self.client.create_registered_model(name)
+            self.client.create_registered_model(name, description=model_description or None)
         except MlflowException as exc:
             if exc.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
                 raise
+            if model_description and self.client.get_registered_model(name).description != model_description:
+                self.client.update_registered_model(name, description=model_description)
         # The source is the model's storage location, not models:/<model id>: MLflow's SQL registry resolves
         # the latter through the process-wide tracking URI, which this service never sets.
         created = self.client.create_model_version(name, source=model.artifact_location, run_id=model.run_id, model_id=model.model_id,
