@@ -20,7 +20,7 @@ from expectations.balance import BalanceBounds
 from expectations.contract import ContractResult, Validation, rounded
 from maskops.cleaning import EXCLUSION_COLUMNS, exclusion_problems
 from maskops.corrections import CORRECTION_COLUMNS, correction_problems
-from resources import CompetitionDataset, DataQuality, LabelFiles
+from resources import DataQuality, LabelFiles
 
 LABELLED = ("raw_dataset", "relabeled_dataset", "cleaned_dataset", "generated_dataset")
 
@@ -152,10 +152,15 @@ exclusions_check = label_file_check("label_exclusions", EXCLUSION_COLUMNS, exclu
 
 
 @dg.asset_check(asset="submission", name="submission_contract", blocking=True,
-                description="One answer per evaluation image, in eval/info.csv's order, a class id 0..17.")  # fmt: skip
-def submission_check(submission: pd.DataFrame, data_quality: DataQuality, dataset: CompetitionDataset) -> dg.AssetCheckResult:
-    info = pd.read_csv(Path(dataset.root) / "eval" / "info.csv", dtype={"ImageID": str})
-    return _verdict(data_quality, "submission", "submission", submission_contract.validations(submission, list(info["ImageID"])))
+                additional_ins={"eval_dataset": dg.AssetIn("eval_dataset"), "eval_crops": dg.AssetIn(["cropped", "eval"])},
+                description="One answer per evaluation image, in eval/info.csv's order (as scan read it), a class id 0..17; "
+                f"at most {submission_contract.MAX_WITHOUT_CROP:.0%} of the answers guessed for images without a readable crop.")  # fmt: skip
+def submission_check(
+    submission: pd.DataFrame, eval_dataset: pd.DataFrame, eval_crops: pd.DataFrame, data_quality: DataQuality
+) -> dg.AssetCheckResult:
+    order = eval_dataset.sort_values("order")["stem"].astype(str).tolist()
+    cropped = set(eval_crops.loc[eval_crops["crop_path"].notna(), "stem"].astype(str))
+    return _verdict(data_quality, "submission", "submission", submission_contract.validations(submission, order, cropped))
 
 
 checks = [

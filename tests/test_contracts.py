@@ -146,6 +146,10 @@ def test_submission_contract():
     ]
     bad = good.assign(ans=[*range(9), 18])
     _failed(run_contract("submission", "submission", submission.validations(bad, info)), "expect_column_values_to_be_between", "ans")
+    # answers guessed for images without a crop: one in ten is too many (at most 5%), none is fine
+    assert run_contract("submission", "submission", submission.validations(good, info, cropped_ids=set(info))).success
+    blind = run_contract("submission", "submission", submission.validations(good, info, cropped_ids=set(info[1:])))
+    assert [r["ImageID"] for r in _failed(blind, "expect_column_values_to_be_in_set", "has_crop").offending_rows] == [info[0]]
 
 
 def test_html_summary_is_self_contained(manifest, tmp_path: Path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -304,6 +305,47 @@ def test_ensemble_and_submission_assets(pipeline_end, tiny_dataset: Path):
     # four identical members: the soft vote ties its best member, so it serves, and says why
     assert record["serving"]["earned"] and record["serving"]["members"] == [0, 1, 2, 3]
     assert "the soft vote of every member serves" in meta["serves"].value
+
+
+def _submission_of(pipeline_end, dataset: Path, state: Path, models_dir: Path, without_crops: bool = False):
+    """Materialize submission and its contract alone over the ensemble already made, on another evaluation set."""
+    from assets.checks import submission_check
+    from assets.ensemble import submission
+    from tests.conftest import photos_as_crops, pipeline_resources, stub_asset
+
+    result, _, tracking = pipeline_end
+    record = result.output_for_node("ensemble")
+    evaluation = scan_competition(dataset).eval
+    crops = photos_as_crops(evaluation, record["crop_recipe"])
+    if without_crops:
+        crops = crops.assign(crop_path=None)
+    stubs = [
+        stub_asset("ensemble", record, "record_io_manager"),
+        stub_asset(["cropped", "eval"], crops),
+        stub_asset("eval_dataset", evaluation),
+    ]
+    return dg.materialize([*stubs, submission, submission_check], resources=pipeline_resources(state, dataset, models_dir, tracking),
+                          instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)  # fmt: skip
+
+
+@pytest.mark.hostile
+def test_spaces_around_the_ids_of_info_csv_change_no_answer(pipeline_end, tiny_dataset: Path, models_dir: Path, tmp_path: Path):
+    root = tmp_path / "dataset"
+    shutil.copytree(tiny_dataset, root)
+    info = pd.read_csv(root / "eval/info.csv", dtype=str)
+    info.assign(ImageID="  " + info["ImageID"] + " ").to_csv(root / "eval/info.csv", index=False)
+    result = _submission_of(pipeline_end, root, tmp_path / "state", models_dir)
+    assert result.success and all(c.passed for c in result.get_asset_check_evaluations())
+    written = pd.read_csv(tmp_path / "state/submissions/submission.csv", dtype={"ImageID": str})
+    before = pd.read_csv(pipeline_end[1] / "submissions/submission.csv", dtype={"ImageID": str})
+    pd.testing.assert_frame_equal(written, before)  # the same ids, in the same order, with the same answers
+
+
+@pytest.mark.hostile
+def test_a_submission_of_guesses_fails_its_contract(pipeline_end, tiny_dataset: Path, models_dir: Path, tmp_path: Path):
+    result = _submission_of(pipeline_end, tiny_dataset, tmp_path / "state", models_dir, without_crops=True)
+    (check,) = result.get_asset_check_evaluations()
+    assert not check.passed and check.check_name == "submission_contract"  # blocking: nothing downstream takes it
 
 
 def _env(tracking) -> dict:
