@@ -126,7 +126,9 @@ def crop_box(face: Face | None, width: int, height: int, config: CropConfig) -> 
     side = min(side, width, height)
     left = min(max(cx - side / 2, 0), width - side)
     top = min(max(cy - side / 2, 0), height - side)
-    return (round(left), round(top), round(left + side), round(top + side)), fallback
+    x0, y0 = min(round(left), width - 1), min(round(top), height - 1)
+    # at least one pixel: rounding must not leave a tiny image an empty box
+    return (x0, y0, max(round(left + side), x0 + 1), max(round(top + side), y0 + 1)), fallback
 
 
 class Cropper:

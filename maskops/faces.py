@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -10,6 +11,8 @@ import numpy as np
 from PIL import Image
 
 from maskops.options import option
+
+log = logging.getLogger(__name__)
 
 
 class Lazy:
@@ -54,18 +57,42 @@ class FaceDetector:
                             post_process=False)  # fmt: skip
 
     def detect(self, images: Sequence[Image.Image | np.ndarray]) -> list[Face | None]:
-        """The most probable face of each image, or None where there is none."""
+        """The most probable face of each image, or None where there is none — or where MTCNN cannot look: an image
+        smaller than `min_face_size` (MTCNN's image pyramid is empty and it raises) or one it fails on. A failure
+        stays with its image; the others of its batch keep their faces."""
         arrays = [np.asarray(img.convert("RGB") if isinstance(img, Image.Image) else img) for img in images]
         by_size: dict[tuple[int, ...], list[int]] = defaultdict(list)
         for i, arr in enumerate(arrays):
-            by_size[arr.shape].append(i)
+            if self.searchable(arr.shape):
+                by_size[arr.shape].append(i)
         faces: list[Face | None] = [None] * len(arrays)
         for indices in by_size.values():
-            batch = np.stack([arrays[i] for i in indices])
-            boxes, probs, points = self._mtcnn.detect(batch, landmarks=True)
-            for i, b, p, pts in zip(indices, boxes, probs, points, strict=True):
-                if b is None or len(b) == 0:
-                    continue
-                best = int(np.nanargmax(p))
-                faces[i] = Face(tuple(float(v) for v in b[best]), float(p[best]), np.asarray(pts[best], dtype=float))
+            try:
+                found = self._detect(np.stack([arrays[i] for i in indices]))
+            except Exception:  # one bad image must not cost its batch: look again one by one
+                found = [self._detect_one(arrays[i]) for i in indices]
+            for i, face in zip(indices, found, strict=True):
+                faces[i] = face
+        return faces
+
+    def searchable(self, shape: tuple[int, ...]) -> bool:
+        """Whether MTCNN can search an image of this (H, W, 3) shape: at least `min_face_size` on each side."""
+        return len(shape) == 3 and shape[2] == 3 and min(shape[0], shape[1]) >= self.config.min_face_size
+
+    def _detect_one(self, array: np.ndarray) -> Face | None:
+        try:
+            return self._detect(array[None])[0]
+        except Exception as exc:
+            log.warning("MTCNN failed on a %sx%s image (%s: %s); no face for it", array.shape[1], array.shape[0], type(exc).__name__, exc)
+            return None
+
+    def _detect(self, batch: np.ndarray) -> list[Face | None]:
+        boxes, probs, points = self._mtcnn.detect(batch, landmarks=True)
+        faces: list[Face | None] = []
+        for b, p, pts in zip(boxes, probs, points, strict=True):
+            if b is None or len(b) == 0:
+                faces.append(None)
+                continue
+            best = int(np.nanargmax(p))
+            faces.append(Face(tuple(float(v) for v in b[best]), float(p[best]), np.asarray(pts[best], dtype=float)))
         return faces

@@ -431,12 +431,24 @@ def test_serve_answers_over_http(pipeline_end, tiny_dataset: Path, tmp_path: Pat
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     photos = [str(p) for p in sorted(sorted((tiny_dataset / "train/images").iterdir())[0].iterdir())[:2]]
-    with running([sys.executable, "-m", "apps.cli", "serve", "--port", str(port)], f"{base}/ping", tmp_path / "serve.log", _env(registry)):
-        body = {"dataframe_split": {"columns": ["image"], "data": [[photos[0]], [photos[1]], [str(tmp_path / "missing.jpg")]]}}
+    serve = [
+        sys.executable,
+        "-m",
+        "apps.cli",
+        "serve",
+        "--port",
+        str(port),
+        "--allow-path-root",
+        str(tiny_dataset),
+        "--allow-path-root",
+        str(tmp_path),
+    ]
+    with running(serve, f"{base}/ping", tmp_path / "serve.log", _env(registry)):
+        body = {"dataframe_split": {"columns": ["path"], "data": [[photos[0]], [photos[1]], [str(tmp_path / "missing.jpg")]]}}
         request = urllib.request.Request(
             f"{base}/invocations", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
         )
         with urllib.request.urlopen(request, timeout=120) as response:
             predictions = json.load(response)["predictions"]
-    assert [p["status"] for p in predictions][:2] == ["ok", "ok"] and predictions[2]["status"].startswith("unreadable image")
+    assert [p["status"] for p in predictions][:2] == ["ok", "ok"] and predictions[2]["status"].startswith("cannot open file")
     assert all(0 <= p["class_id"] < 18 and abs(sum(p[f"p_{i}"] for i in range(18)) - 1) < 1e-6 for p in predictions[:2])

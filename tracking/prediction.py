@@ -1,8 +1,13 @@
-"""Batch prediction with a registered model, for `maskops predict`."""
+"""Batch prediction with a registered model, for `maskops predict` and `maskops serve`."""
+
+from __future__ import annotations
 
 import contextlib
+import os
+import stat
 from collections.abc import Iterable
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 import pandas as pd
 from mlflow.exceptions import MlflowException
@@ -29,7 +34,7 @@ def expand_inputs(paths: Iterable[str | Path]) -> list[Path]:
                 )
             files.extend(found)
         elif path.exists():
-            files.append(path)  # whatever it is, the model reports it if it is not an image
+            files.append(path)  # whatever it is, it keeps a row: `predict_files` says why it has no prediction
         else:
             raise PredictionError(f"{path} does not exist; pass image files or folders")
     if not files:
@@ -37,10 +42,22 @@ def expand_inputs(paths: Iterable[str | Path]) -> list[Path]:
     return files
 
 
-def load_model(service: TrackingService, model_uri: str):
-    """The pyfunc model at `model_uri`, with a clear error for unknown names, versions or aliases."""
+def load_model(service: TrackingService, model_uri: str, models_dir: Path | None = None):
+    """The model at `model_uri` as something with `predict(DataFrame of images)`: a pyfunc that takes photos (the
+    ensemble), or a member model wrapped in the crop pipeline it was trained on (its background model from
+    `models_dir`). Files in a local store are read where they are, not copied. Clear errors for unknown names,
+    versions or aliases, and for models that take neither."""
+    import mlflow.pyfunc
+    from mlflow.models import Model
+
     try:
-        return service.load_pyfunc(model_uri)
+        local = _local_folder(service.storage_location(model_uri))
+        if local is None:  # a remote store: download once, into a folder that lives as long as the process
+            return service.load_pyfunc(model_uri)
+        flavors = Model.load(str(local)).flavors
+        if flavors.get("python_function", {}).get("loader_module") == "mlflow.pytorch":
+            return _member_predictor(local, model_uri, models_dir)
+        return mlflow.pyfunc.load_model(str(local), suppress_warnings=True)  # the requirement scan alone took 1-3 s
     except MlflowException as exc:
         known = ""
         with contextlib.suppress(MlflowException):
@@ -51,14 +68,114 @@ def load_model(service: TrackingService, model_uri: str):
         ) from None
 
 
+def _local_folder(location: str) -> Path | None:
+    parsed = urlparse(location)
+    if parsed.scheme in ("", "file"):
+        folder = Path(unquote(parsed.path) if parsed.scheme else location)
+        return folder if folder.is_dir() else None
+    return None
+
+
+def _member_predictor(local: Path, model_uri: str, models_dir: Path | None):
+    """One member served like the ensemble: the same crop pipeline (from the recipe in its metadata), one vote."""
+    import mlflow.pytorch
+    from mlflow.models import Model
+
+    from maskops.crop import CropRecipe
+    from maskops.files import file_digest
+    from tracking.ensemble_model import MaskopsEnsemble, type_hints_cached
+
+    metadata = Model.load(str(local)).metadata or {}
+    if "crop_recipe" not in metadata or "image_size" not in metadata:
+        raise PredictionError(
+            f"{model_uri} is a PyTorch model without a crop recipe in its metadata: it takes prepared crops, not photos. "
+            "Use a version of maskops-ensemble (models:/maskops-ensemble@champion), or a member registered by this maskops"
+        )
+    recipe = CropRecipe.from_json(metadata["crop_recipe"])
+    background = None
+    if recipe.config.remove_background:
+        found = [p for p in sorted(Path(models_dir).glob("*.onnx")) if file_digest(p) == recipe.background_sha256] if models_dir else []
+        if not found:
+            raise PredictionError(
+                f"{model_uri} was trained on crops whose background was removed with a model of sha256 {recipe.background_sha256[:12]}..., "
+                f"which is not in {models_dir} (MASKOPS_MODELS): run `maskops fetch-models`, or predict with maskops-ensemble, "
+                "which carries its background model"
+            )
+        background = found[0]
+    config = {"weights": [1.0], "temperatures": [1.0], "tta": False, "crop_recipe": metadata["crop_recipe"],
+              "background_model_name": recipe.config.background_model}  # fmt: skip
+    with type_hints_cached():
+        member = mlflow.pytorch.load_model(str(local), map_location="cpu")
+    return PhotoModel(MaskopsEnsemble().setup(config, [(int(metadata["image_size"]), member)], background))
+
+
+class PhotoModel:
+    """A MaskopsEnsemble used outside MLflow's pyfunc wrapper, with the pyfunc's interface."""
+
+    def __init__(self, ensemble):
+        self._ensemble = ensemble
+
+    def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
+        return self._ensemble.predict(None, frame)
+
+    def unwrap_python_model(self):
+        return self._ensemble
+
+
 def predict_files(model, files: list[Path], batch_size: int = 32, progress=None) -> pd.DataFrame:
-    """One output row per input file, in order, with its path first."""
-    parts = []
+    """One output row per input file, in order, with its path first. Anything but a regular file (a FIFO would block
+    the reader, a device never ends) gets a status and never reaches the model; a batch the model fails on is retried
+    file by file, so a failure stays with its file."""
+    rows = []
     for start in range(0, len(files), batch_size):
         chunk = files[start : start + batch_size]
-        out = model.predict(pd.DataFrame({"image": [str(p) for p in chunk]}))
-        parts.append(out.assign(path=[str(p) for p in chunk]))
+        regular = [p for p in chunk if _is_regular(p)]
+        answers = _predict_each(model, regular)
+        rows += [answers.get(p) or {"status": "not a regular file"} for p in chunk]
         if progress is not None:
             progress(len(chunk))
-    result = pd.concat(parts, ignore_index=True)
-    return result[["path", *[c for c in result.columns if c != "path"]]]
+    result = pd.DataFrame(rows)
+    result.insert(0, "path", [str(p) for p in files])
+    if "class_id" in result.columns:
+        result["class_id"] = result["class_id"].astype("Int64")
+    return result
+
+
+def _predict_each(model, files: list[Path]) -> dict[Path, dict]:
+    if not files:
+        return {}
+    try:
+        return dict(zip(files, _predict(model, files), strict=True))
+    except Exception:  # a model that raises for a whole batch: find the file it fails on
+        answers = {}
+        for path in files:
+            try:
+                answers[path] = _predict(model, [path])[0]
+            except Exception as exc:
+                answers[path] = {"status": f"prediction failed: {type(exc).__name__}: {str(exc)[:160]}"}
+        return answers
+
+
+def _predict(model, files: list[Path]) -> list[dict]:
+    return model.predict(pd.DataFrame({"image": [str(p) for p in files]})).to_dict("records")
+
+
+def _is_regular(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def summary(result: pd.DataFrame, show: int = 5) -> str:
+    """A table for the terminal: photos per predicted class, then the `show` least confident predictions."""
+    lines = []
+    ok = result[result["status"] == "ok"]
+    if not ok.empty:
+        counts = ok.groupby(["mask", "gender", "age_group"]).size().rename("photos").reset_index()
+        counts = counts.sort_values("photos", ascending=False, kind="stable")
+        lines += ["photos per predicted class:", counts.to_string(index=False), ""]
+        if "confidence" in ok.columns and show > 0:
+            low = ok.nsmallest(show, "confidence")[["path", "class_id", "mask", "gender", "age_group", "confidence"]]
+            lines += [f"least confident ({len(low)} of {len(ok)}):", low.to_string(index=False, float_format=lambda v: f"{v:.3f}"), ""]
+    return "\n".join(lines).rstrip()

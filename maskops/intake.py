@@ -1,0 +1,86 @@
+"""Photos from outside (a caller of the scoring server, a `predict` argument): read and decoded only within limits.
+
+Regular files only (a FIFO or a device would block or never end), bytes counted before reading, and the pixel count
+read from the image header before any pixel is decoded — a small PNG can declare 13000 x 13000 pixels.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from maskops.options import option
+
+
+class IntakeError(ValueError):
+    """One photo cannot be taken; the message is the reason given back for its row."""
+
+
+@dataclass(frozen=True)
+class IntakeLimits:
+    max_bytes: int = option(20 * 2**20, "Largest encoded photo accepted, in bytes.")
+    max_pixels: int = option(40_000_000, "Largest photo accepted, in pixels (width x height, read from the header before decoding).")
+
+
+DEFAULT_LIMITS = IntakeLimits()
+
+
+def read_regular_file(path: str | os.PathLike, limits: IntakeLimits = DEFAULT_LIMITS, roots: Sequence[Path] | None = None) -> bytes:
+    """The bytes of a regular file no larger than the limit; with `roots`, only a file whose real path lies under one of them.
+
+    Outside the roots the file is never looked at, so the reason does not tell whether it exists."""
+    if roots is not None:
+        real = Path(os.path.realpath(path))
+        if not any(real.is_relative_to(root) for root in roots):
+            raise IntakeError("path refused: not under an allowed root")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # non-blocking: opening a FIFO must not wait for a writer
+    except OSError as exc:
+        raise IntakeError(f"cannot open file: {exc.strerror}") from None
+    try:
+        info = os.fstat(fd)  # of what was opened, not of what the name pointed to a moment before
+        if not stat.S_ISREG(info.st_mode):
+            raise IntakeError("not a regular file")
+        if info.st_size > limits.max_bytes:
+            raise IntakeError(f"file too large: {info.st_size} bytes (limit {limits.max_bytes})")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(limits.max_bytes + 1)
+    finally:
+        os.close(fd)
+    if len(data) > limits.max_bytes:
+        raise IntakeError(f"file too large: more than {limits.max_bytes} bytes")
+    return data
+
+
+def decode_photo(data: bytes, limits: IntakeLimits = DEFAULT_LIMITS) -> Image.Image:
+    """An RGB image from encoded bytes, refusing oversize input before decoding a pixel."""
+    if len(data) > limits.max_bytes:
+        raise IntakeError(f"image too large: {len(data)} bytes (limit {limits.max_bytes})")
+    try:
+        image = Image.open(io.BytesIO(data))  # reads the header only
+    except Exception as exc:  # PIL raises many types for bad input
+        raise IntakeError(f"unreadable image: {type(exc).__name__}: {str(exc)[:120]}") from None
+    width, height = image.size
+    if width * height > limits.max_pixels:
+        raise IntakeError(f"image too large: {width}x{height} pixels (limit {limits.max_pixels} pixels)")
+    if width < 1 or height < 1:
+        raise IntakeError(f"unreadable image: {width}x{height} pixels")
+    try:
+        return image.convert("RGB")
+    except Exception as exc:
+        raise IntakeError(f"unreadable image: {type(exc).__name__}: {str(exc)[:120]}") from None
+
+
+def open_photo(value: bytes | bytearray | memoryview | str | os.PathLike, limits: IntakeLimits = DEFAULT_LIMITS) -> Image.Image:
+    """A photo given as encoded bytes or as a path to a regular file."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return decode_photo(bytes(value), limits)
+    if isinstance(value, str | os.PathLike):
+        return decode_photo(read_regular_file(value, limits), limits)
+    raise IntakeError(f"expected a file path or image bytes, got {type(value).__name__}")

@@ -1,0 +1,124 @@
+"""`maskops predict` and the per-image robustness under it: a tiny image, a FIFO or an unreadable file costs only its
+own row; --out FILE or DIR, a default under the state folder, a summary table, member-model URIs, no stray files."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from apps.cli import main
+from tests.registered import register_ensemble
+
+
+@pytest.fixture(scope="module")
+def registry(tracking_store, models_dir: Path):
+    return tracking_store, register_ensemble(tracking_store.service(), models_dir / "tiny_segmenter.onnx")
+
+
+@pytest.fixture
+def state(registry, models_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    tracking, _ = registry
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking.tracking_uri)
+    monkeypatch.setenv("MASKOPS_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MASKOPS_MODELS", str(models_dir))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def photos(tmp_path: Path, astronaut) -> Path:
+    """Two photos, an image too small for MTCNN, and a FIFO named like a photo."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    astronaut.save(folder / "a_face.jpg")
+    astronaut.transpose(Image.Transpose.FLIP_LEFT_RIGHT).resize((300, 300)).save(folder / "b_face.png")
+    Image.new("RGB", (15, 11), (90, 60, 40)).save(folder / "c_tiny.png")
+    os.mkfifo(folder / "d_pipe.jpg")
+    return folder
+
+
+def test_mtcnn_raises_on_a_tiny_image_and_the_detector_keeps_it_to_that_image(face_detector, astronaut):
+    tiny = np.zeros((11, 15, 3), np.uint8)
+    with pytest.raises(ValueError, match="non-empty list"):  # what MTCNN itself does (torch.cat of an empty image pyramid)
+        face_detector._mtcnn.detect(tiny[None])
+    faces = face_detector.detect([Image.fromarray(tiny), astronaut, np.zeros((1, 1, 3), np.uint8)])
+    assert faces[0] is None and faces[2] is None and faces[1] is not None and faces[1].prob > 0.99
+
+
+def test_crop_batch_falls_back_for_degenerate_images(face_detector, astronaut):
+    from maskops.crop import CropConfig, crop_batch
+
+    config = CropConfig(remove_background=False, size=32)
+    crops, records = crop_batch([Image.new("RGB", (1, 1)), astronaut, Image.new("RGB", (3, 40))], config, None, face_detector)
+    assert [c.size for c in crops] == [(32, 32)] * 3
+    assert [r["fallback"] for r in records] == [True, False, True]
+
+
+def test_the_pyfunc_answers_each_row_alone(registry, models_dir: Path, tmp_path: Path, astronaut):
+    from tracking.prediction import load_model
+
+    tracking, registered = registry
+    model = load_model(tracking.service(), registered.ensemble_uri, models_dir)
+    os.mkfifo(tmp_path / "pipe.jpg")
+    tiny = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(tiny, "PNG")
+    face = io.BytesIO()
+    astronaut.save(face, "JPEG")
+    out = model.predict(pd.DataFrame({"image": [face.getvalue(), tiny.getvalue(), str(tmp_path / "pipe.jpg"), "/dev/zero", b"GIF89a"]}))
+    assert list(out["status"][:2]) == ["ok", "ok"] and list(out["status"][2:4]) == ["not a regular file"] * 2
+    assert out["status"][4].startswith("unreadable image") and pd.isna(out["class_id"][4])
+    alone = model.predict(pd.DataFrame({"image": [face.getvalue()]}))
+    assert np.allclose(out.filter(like="p_").iloc[0], alone.filter(like="p_").iloc[0], atol=1e-6)
+
+
+def test_predict_out_dir_summary_confidence_and_per_file_status(state: Path, photos: Path, tmp_path: Path, capsys):
+    out_dir = tmp_path / "results"
+    out_dir.mkdir()
+    code = main(["predict", str(photos), str(photos / "d_pipe.jpg"), "--out", str(out_dir)])
+    printed = capsys.readouterr()
+    assert code == 1  # one input had no prediction
+    table = pd.read_csv(out_dir / "predictions.csv")
+    assert [Path(p).name for p in table["path"]] == ["a_face.jpg", "b_face.png", "c_tiny.png", "d_pipe.jpg"]  # folders skip FIFOs
+    assert list(table["status"]) == ["ok", "ok", "ok", "not a regular file"]
+    assert table["confidence"][:3].between(1 / 18, 1).all() and np.allclose(
+        table["confidence"][:3], table.filter(like="p_")[:3].max(axis=1)
+    )
+    assert "photos per predicted class:" in printed.out and "least confident (3 of 3):" in printed.out
+    assert f"4 predictions written to {out_dir / 'predictions.csv'}" in printed.out and "d_pipe.jpg: not a regular file" in printed.err
+    assert sorted(p.name for p in out_dir.iterdir()) == ["predictions.csv"]  # no temporary file left
+
+
+def test_predict_default_output_is_under_the_state_folder(state: Path, photos: Path, tmp_path: Path, capsys):
+    assert main(["predict", str(photos / "a_face.jpg"), "--show", "1"]) == 0
+    printed = capsys.readouterr().out
+    written = list((state / "predictions").glob("predictions-*.csv"))
+    assert len(written) == 1 and f"written to {written[0]}" in printed and written[0].is_absolute()
+    assert not (tmp_path / "predictions.csv").exists() and "least confident (1 of 1):" in printed
+
+
+def test_predict_with_a_member_model(state: Path, registry, photos: Path, tmp_path: Path, monkeypatch, capsys):
+    _, registered = registry
+    out = tmp_path / "member.csv"
+    assert main(["predict", str(photos / "a_face.jpg"), "--model", registered.member_uris[0], "--out", str(out)]) == 0
+    assert pd.read_csv(out)["status"].tolist() == ["ok"]
+    monkeypatch.setenv("MASKOPS_MODELS", str(tmp_path / "empty-models"))  # the member's background model is not provisioned
+    assert main(["predict", str(photos / "a_face.jpg"), "--model", registered.member_uris[0], "--out", str(tmp_path / "x.csv")]) == 2
+    assert "run `maskops fetch-models`" in capsys.readouterr().err and not (tmp_path / "x.csv").exists()
+
+
+def test_predict_errors_leave_no_files(state: Path, photos: Path, tmp_path: Path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    assert main(["predict", str(photos / "a_face.jpg"), "--out", str(blocker / "out.csv")]) == 2
+    assert "cannot write" in capsys.readouterr().err
+    assert (
+        main(["predict", str(photos / "a_face.jpg"), "--model", "models:/maskops-ensemble@nothing", "--out", str(tmp_path / "p.csv")]) == 2
+    )
+    assert "cannot load models:/maskops-ensemble@nothing" in capsys.readouterr().err
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp") or p.name.endswith(".csv")]
