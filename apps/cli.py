@@ -107,8 +107,11 @@ def _exec_mlflow(args: list[str], settings: Settings) -> None:
 
 
 def cmd_mlflow_ui(args: argparse.Namespace) -> int:
+    from tracking.service import experiment_link
+
     settings = Settings.from_env()
-    print(f"MLflow UI on http://{args.host}:{args.port} (store: {settings.mlflow_uri})", flush=True)
+    runs = experiment_link(f"http://{args.host}:{args.port}", _tracking(settings).experiment_id())
+    print(f"MLflow UI on http://{args.host}:{args.port} (store: {settings.mlflow_uri}); the runs: {runs}", flush=True)
     _exec_mlflow(["ui", "--backend-store-uri", settings.mlflow_uri, "--host", args.host, "--port", str(args.port)], settings)
     return 0  # not reached
 
@@ -118,7 +121,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from apps.scoring import Scorer, ScoringConfig, create_app
     from tracking.prediction import PredictionError, load_model
-    from tracking.service import TrackingService
 
     settings = Settings.from_env()
     roots = tuple(str(Path(r).resolve()) for r in args.allow_path_root or ())
@@ -129,7 +131,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = ScoringConfig(max_image_bytes=args.max_image_bytes, max_request_bytes=args.max_request_bytes, max_pixels=args.max_pixels,
                            timeout=args.timeout, workers=args.workers, path_roots=roots, allowed_origins=tuple(args.allow_origin or ()))  # fmt: skip
     try:
-        model = load_model(TrackingService(settings.mlflow_uri, ui_url=settings.mlflow_ui), args.model, settings.models)
+        model = load_model(_tracking(settings), args.model, settings.models)
     except PredictionError as exc:
         print(f"maskops serve: {exc}", file=sys.stderr)
         return 2
@@ -137,6 +139,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"serving {args.model} on http://{args.host}:{args.port}/invocations ({paths}; store: {settings.mlflow_uri})", flush=True)
     uvicorn.run(create_app(Scorer(model, args.model, config)), host=args.host, port=args.port, log_level="warning")
     return 0
+
+
+def _tracking(settings: Settings):
+    """The profile's tracking service, as the pipeline opens it (a moved local state folder follows its artifacts)."""
+    from tracking.service import TrackingService
+
+    artifact_root = "" if settings.production else str(settings.mlflow_artifacts)
+    return TrackingService(settings.mlflow_uri, artifact_root=artifact_root, ui_url=settings.mlflow_ui)
 
 
 def cmd_review(args: argparse.Namespace) -> int:
@@ -157,13 +167,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     from maskops.files import write_csv_atomic
     from tracking.prediction import PredictionError, expand_inputs, load_model, predict_files, summary
-    from tracking.service import TrackingService
 
     settings = Settings.from_env()
     out = _predictions_file(args.out, settings)
     try:
         files = expand_inputs(args.paths)
-        model = load_model(TrackingService(settings.mlflow_uri, ui_url=settings.mlflow_ui), args.model, settings.models)
+        model = load_model(_tracking(settings), args.model, settings.models)
     except PredictionError as exc:
         print(f"maskops predict: {exc}", file=sys.stderr)
         return 2

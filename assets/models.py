@@ -5,6 +5,7 @@ All variants are validated on the same people (the validation fold) with the bes
 available (the relabeled ones), so their scores compare.
 """
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -15,9 +16,11 @@ from assets.catalog import MODELS, WEEKLY
 from assets.config import overrides, settings_config
 from assets.metadata import mlflow_tags
 from assets.policies import GPU_POOL, stage
+from maskops.files import write_atomic
 from maskops.layout import fingerprint
 from maskops.train_config import PRESETS, TrainConfig, config_from
 from resources import CompetitionDataset, Compute, ImageStoreResource, MlflowTracking, ReportFiles
+from resources.runs import IN_PROGRESS, dead_runs
 
 VARIANTS = ("raw", "relabeled", "cleaned", "generated")
 TRAIN_CODE_VERSION = "2"
@@ -84,13 +87,16 @@ def train_variant(
     tags = {**mlflow_tags(context, TRAIN_CODE_VERSION), "maskops.variant": variant,
             "maskops.input_data_version": fingerprint(data.train, ("image_id", "crop_key", "class_id"))}  # fmt: skip
     checkpoints = Path(compute.checkpoints_dir) / variant
-    with tracking.service().run(f"model/{variant}", tags) as run:
+    with _training_run(context, tracking, f"model/{variant}", tags, checkpoints) as run:
         log_training_start(run, variant, cfg, data, config.preset)
         result = train_model(data.train_images, data.train_labels, data.val_images, data.val_labels, cfg, checkpoints,
                              epoch_logger(run, context.log.info))  # fmt: skip
         evaluation = evaluate_model(result, data.val_images, data.val_labels, f"model/{variant}", config.gradcam_images)
         logged = log_trained_model(run, cfg, result, evaluation, data.crop_recipe)
     (checkpoints / CHECKPOINT).unlink(missing_ok=True)  # tracked: the crash-recovery checkpoint has done its job
+    (checkpoints / RUN_ID_FILE).unlink(missing_ok=True)
+    if result.discarded_checkpoint:
+        context.log.warning(f"model/{variant}: the checkpoint could not be resumed and was set aside as {result.discarded_checkpoint}")
     record = model_record(variant, logged, cfg, result, data)
     context.log.info(f"model/{variant}: validation macro F1 {result.val_metrics['macro_f1']:.3f}, logged as {logged.uri}")
     resumed = {} if result.resumed_from_epoch is None else {"resumed_from_epoch": dg.MetadataValue.int(result.resumed_from_epoch)}
@@ -100,9 +106,32 @@ def train_variant(
         "mlflow_run": tracking.run_link(run),
         **{k: dg.MetadataValue.int(record[k]) for k in ("trainable_parameters", "total_parameters", "best_epoch")},
         "epochs_run": dg.MetadataValue.int(len(result.history)), **resumed,
+        **({"discarded_checkpoint": dg.MetadataValue.path(result.discarded_checkpoint)} if result.discarded_checkpoint else {}),
         "train_images_per_second": dg.MetadataValue.float(round(result.train_images_per_second, 2)),
         **{name[:-4]: reports.figure(f"model/{variant}", name[:-4], png) for name, png in evaluation.figures.items()},
     })  # fmt: skip
+
+
+RUN_ID_FILE = "mlflow_run_id"  # next to the checkpoint: the MLflow run a killed training resumes into
+
+
+@contextmanager
+def _training_run(context: dg.AssetExecutionContext, tracking: MlflowTracking, name: str, tags: dict, checkpoints: Path):
+    """The MLflow run a model trains in. Runs of this asset left RUNNING by a killed Dagster run are closed as KILLED;
+    when a crash-recovery checkpoint is there, training resumes into the run it was saved from, so every epoch's
+    metrics end up in one run."""
+    from maskops.train import CHECKPOINT
+
+    service = tracking.service()
+    dead = {r.run_id for r in dead_runs(context.instance)}
+    live = {r.run_id for r in context.instance.get_runs(dg.RunsFilter(statuses=IN_PROGRESS))} - dead
+    service.close_abandoned_runs(context.asset_key.to_user_string(), live)
+    run_file = checkpoints / RUN_ID_FILE
+    resume = run_file.read_text().strip() if (checkpoints / CHECKPOINT).exists() and run_file.exists() else None
+    with service.run(name, tags, resume_run_id=resume) as run:
+        checkpoints.mkdir(parents=True, exist_ok=True)
+        write_atomic(run_file, run.run_id.encode())
+        yield run
 
 
 model_assets = [build_model_asset(v) for v in VARIANTS]

@@ -73,7 +73,9 @@ def test_links_go_to_the_mlflow_ui_and_runs_link_back_to_dagster(tmp_path: Path)
     tags = {"dagster.run_id": "0123456789abcdef", "dagster.asset_key": "model/relabeled"}
     with service.run("model/relabeled", tags) as run:
         pass
-    assert run.link == f"http://127.0.0.1:5000/#/experiments/{run.experiment_id}/runs/{run.run_id}"  # `maskops mlflow-ui`'s address
+    assert (
+        run.link == f"http://127.0.0.1:5000/#/experiments/{run.experiment_id}/runs/{run.run_id}?workflowType=machine_learning"
+    )  # `maskops mlflow-ui`'s address
     assert service.version_link("maskops-raw", "3") == "http://127.0.0.1:5000/#/models/maskops-raw/versions/3"
     saved = service.client.get_run(run.run_id).data.tags
     assert saved["dagster.run_url"] == "http://127.0.0.1:3000/runs/0123456789abcdef" == service.dagster_run_link(run.run_id)
@@ -152,3 +154,65 @@ def test_the_promotion_decision_is_short_tags_and_a_sentence(tmp_path: Path):
     assert all(len(v) <= 60 for k, v in tags.items() if k in (DECISION_TAG, PROMOTION_TAG)) and kept.decision == "challenger"
     promote(client, name, second, 0.40, "val", margin=0.05)  # decided again: the sentence is replaced, not repeated
     assert client.get_model_version(name, second).description.count("Promotion:") == 1
+
+
+# -- kill -9: a run whose process died is closed as KILLED, and a resumed training continues in the same run -------------
+
+DIES_MID_TRAINING = """
+import os, signal, sys
+from tracking.service import TrackingService
+service = TrackingService(sys.argv[1], artifact_root=sys.argv[2])
+with service.run("model/raw", {"dagster.run_id": "dead-dagster-run", "dagster.asset_key": "model/raw"}) as run:
+    for epoch in range(2):
+        run.log_metrics({"epoch_val_macro_f1": 0.1 * epoch}, step=epoch)
+    print(run.run_id, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def killed_run(uri: str, artifacts: Path) -> str:
+    """The id of a run whose process was killed (kill -9) after logging two epochs."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", DIES_MID_TRAINING, uri, str(artifacts)], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).parents[1])  # fmt: skip
+    assert done.returncode == -9, done.stderr
+    return done.stdout.split()[0]
+
+
+def test_runs_of_dead_dagster_runs_are_closed_as_killed(tmp_path: Path):
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    service = TrackingService(uri, artifact_root=str(tmp_path / "art"))
+    service.experiment_id()
+    dead = killed_run(uri, tmp_path / "art")
+    assert service.client.get_run(dead).info.status == "RUNNING"  # nobody will ever end it
+    live = service.client.create_run(service.experiment_id(), tags={"dagster.run_id": "live", "dagster.asset_key": "model/raw"})
+    other = service.client.create_run(service.experiment_id(), tags={"dagster.run_id": "gone", "dagster.asset_key": "model/cleaned"})
+    untagged = service.client.create_run(service.experiment_id(), tags={"dagster.asset_key": "model/raw"})
+    assert service.close_abandoned_runs("model/raw", ["live"]) == [dead]
+    closed = service.client.get_run(dead)
+    assert closed.info.status == "KILLED" and closed.info.end_time >= closed.info.start_time
+    assert "dead-dagster-run" in closed.data.tags["maskops.abandoned"]
+    assert [service.client.get_run(r.info.run_id).info.status for r in (live, other, untagged)] == ["RUNNING"] * 3
+    assert service.close_abandoned_runs("model/raw", ["live"]) == []  # once
+
+
+def test_a_resumed_training_logs_its_remaining_epochs_into_the_killed_run(tmp_path: Path):
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    service = TrackingService(uri, artifact_root=str(tmp_path / "art"))
+    service.experiment_id()
+    dead = killed_run(uri, tmp_path / "art")
+    service.close_abandoned_runs("model/raw", [])  # what the model asset does first: the dead run is KILLED ...
+    with service.run("model/raw", {"dagster.run_id": "second", "dagster.asset_key": "model/raw"}, resume_run_id=dead) as run:
+        assert service.client.get_run(dead).info.status == "RUNNING"
+        run.log_metrics({"epoch_val_macro_f1": 0.3}, step=2)  # ... and then reopened by the resumed training
+    resumed = service.client.get_run(dead)
+    assert run.run_id == dead and resumed.info.status == "FINISHED"
+    assert [m.step for m in service.client.get_metric_history(dead, "epoch_val_macro_f1")] == [0, 1, 2]
+    assert resumed.data.tags["dagster.run_id"] == "second" and resumed.data.tags["maskops.resumed"] == "1"
+    assert resumed.data.tags["dagster.run_url"].endswith("/runs/second")
+    assert len(service.client.search_runs([service.experiment_id()])) == 1
+    with service.run("model/raw", {}, resume_run_id="0" * 32) as fresh:  # a run this store does not have: a new run
+        pass
+    assert fresh.run_id != dead and service.client.get_run(fresh.run_id).info.status == "FINISHED"

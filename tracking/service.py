@@ -15,7 +15,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import version as installed_version
 from pathlib import Path
@@ -27,6 +27,8 @@ from mlflow.entities import DatasetInput, InputTag, LoggedModelOutput, Metric, P
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, RESOURCE_DOES_NOT_EXIST, ErrorCode
 
+from tracking.relocate import follow_artifact_root
+
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
@@ -37,6 +39,8 @@ EXPERIMENT_KIND_TAG, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_dev
 RUN_NOTE_TAG = "mlflow.note.content"  # the run's description, markdown
 DEFAULT_UI_URL = "http://127.0.0.1:5000"  # where `maskops mlflow-ui` serves a local store
 DEFAULT_DAGSTER_UI_URL = "http://127.0.0.1:3000"  # where `maskops ui` serves Dagster
+RESUMED_TAG = "maskops.resumed"  # how many times a run was reopened to resume its training
+ABANDONED_TAG = "maskops.abandoned"  # why a run was closed as KILLED by another process
 
 
 def pinned(*packages: str) -> list[str]:
@@ -168,6 +172,16 @@ def ui_url_for(tracking_uri: str, ui_url: str = "") -> str:
     return ""
 
 
+# The MLflow 3 UI opens an experiment on its GenAI dashboard unless the URL (or the browser's saved choice) asks for the
+# model-training view; the mlflow.experimentKind tag does not change that default (seen in MLflow 3.17's UI).
+MODEL_TRAINING_VIEW = "workflowType=machine_learning"
+
+
+def experiment_link(ui_url: str, experiment_id: str) -> str:
+    """The experiment's runs in the MLflow UI, on the model-training view."""
+    return f"{ui_url}/#/experiments/{experiment_id}?{MODEL_TRAINING_VIEW}"
+
+
 def version_link(ui_url: str, name: str, version: str) -> str:
     """A registered version's page in the MLflow UI at `ui_url`, or its models:/ URI when no UI is known."""
     return f"{ui_url}/#/models/{name}/versions/{version}" if ui_url else f"models:/{name}/{version}"
@@ -197,6 +211,8 @@ class TrackingService:
         self.registry_uri = registry_uri or tracking_uri
         self.artifact_root, self.experiment = artifact_root, experiment
         self.ui_url, self.dagster_ui_url = ui_url_for(tracking_uri, ui_url), dagster_ui_url
+        if artifact_root:  # a local store that moved with its state folder: its recorded locations follow it
+            follow_artifact_root(self.tracking_uri, experiment, artifact_root)
         self.client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri)
         self._experiment_id: str | None = None
 
@@ -219,12 +235,18 @@ class TrackingService:
         return self._experiment_id
 
     @contextlib.contextmanager
-    def run(self, name: str, tags: Mapping[str, str]) -> Iterator[TrackedRun]:
-        """A run in the experiment, ended FINISHED, or FAILED when the block raises; a run made by Dagster links back."""
+    def run(self, name: str, tags: Mapping[str, str], resume_run_id: str | None = None) -> Iterator[TrackedRun]:
+        """A run in the experiment, ended FINISHED, or FAILED when the block raises; a run made by Dagster links back.
+
+        `resume_run_id`: reopen that run (RUNNING again, `tags` set anew: the Dagster run now writing it) so a training
+        resumed from a checkpoint logs its remaining epochs where the first ones are; a new run when it is not a live
+        run of this experiment (deleted, another store or experiment)."""
         experiment_id = self.experiment_id()
         tags = {**dagster_links(tags, self.dagster_ui_url), **tags}
-        created = self.client.create_run(experiment_id, run_name=name, tags=tags)
-        run = TrackedRun(self, created.info.run_id, experiment_id)
+        run_id = self._reopen(resume_run_id, experiment_id, tags) if resume_run_id else None
+        if run_id is None:
+            run_id = self.client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
+        run = TrackedRun(self, run_id, experiment_id)
         try:
             yield run
         except BaseException:
@@ -232,10 +254,44 @@ class TrackingService:
             raise
         self.client.set_terminated(run.run_id, RunStatus.to_string(RunStatus.FINISHED))
 
+    def _reopen(self, run_id: str, experiment_id: str, tags: Mapping[str, str]) -> str | None:
+        try:
+            found = self.client.get_run(run_id)
+        except MlflowException as exc:
+            if is_not_found(exc):
+                return None
+            raise
+        if found.info.experiment_id != experiment_id or found.info.lifecycle_stage != "active":
+            return None
+        self.client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+        self.client.set_tag(run_id, RESUMED_TAG, str(int(found.data.tags.get(RESUMED_TAG, "0")) + 1))
+        for key, value in tags.items():
+            self.client.set_tag(run_id, key, value)
+        return run_id
+
+    def close_abandoned_runs(self, asset_key: str, live_dagster_run_ids: Iterable[str]) -> list[str]:
+        """Mark KILLED (ended now) the runs of `asset_key` (tag dagster.asset_key) still RUNNING whose Dagster run
+        (tag dagster.run_id) is not one of `live_dagster_run_ids`: their process died (kill -9, a lost machine) and
+        will never end them. Runs without a Dagster run id are left alone. Returns the ids of the runs closed."""
+        live = set(live_dagster_run_ids)
+        query = f"tags.`dagster.asset_key` = '{asset_key}' and attributes.status = 'RUNNING'"
+        closed, token = [], None
+        while True:
+            page = self.client.search_runs([self.experiment_id()], query, max_results=1000, page_token=token)
+            for found in page:
+                dagster_run = found.data.tags.get("dagster.run_id")
+                if dagster_run and dagster_run not in live:
+                    self.client.set_tag(found.info.run_id, ABANDONED_TAG, f"Dagster run {dagster_run} is no longer running")
+                    self.client.set_terminated(found.info.run_id, RunStatus.to_string(RunStatus.KILLED))
+                    closed.append(found.info.run_id)
+            token = page.token
+            if not token:
+                return closed
+
     def run_link(self, experiment_id: str, run_id: str) -> str:
         """The run's page in the MLflow UI, or where to find it when no UI is known."""
         if self.ui_url:
-            return f"{self.ui_url}/#/experiments/{experiment_id}/runs/{run_id}"
+            return f"{self.ui_url}/#/experiments/{experiment_id}/runs/{run_id}?{MODEL_TRAINING_VIEW}"
         return f"runs:/{run_id} in {self.tracking_uri} (set MASKOPS_MLFLOW_UI to the address of an MLflow UI on it)"
 
     def version_link(self, name: str, version: str) -> str:
@@ -259,15 +315,26 @@ class TrackingService:
                 self.client.update_registered_model(name, description=model_description)
         # The source is the model's storage location, not models:/<model id>: MLflow's SQL registry resolves
         # the latter through the process-wide tracking URI, which this service never sets.
-        created = self.client.create_model_version(name, source=model.artifact_location, run_id=model.run_id, model_id=model.model_id,
+        created = self.client.create_model_version(name, source=self.location_of(model), run_id=model.run_id, model_id=model.model_id,
                                                    tags=dict(tags or {}), description=description or None)  # fmt: skip
         return str(created.version)
 
     def version_of(self, name: str, model: LoggedModel) -> str | None:
         """The registered version of `name` made from `model`, if there is one."""
         found = self.client.search_model_versions(f"name = '{name}' and run_id = '{model.run_id}'")
-        versions = [v for v in found if v.source == model.artifact_location]
+        location = self.location_of(model)
+        versions = [v for v in found if v.source == location]
         return str(max(int(v.version) for v in versions)) if versions else None
+
+    def location_of(self, model: LoggedModel) -> str:
+        """Where the store keeps the model's files now (a record's copy is stale once the state folder moved); the
+        record's own location for a model this store does not know."""
+        try:
+            return self.client.get_logged_model(model.model_id).artifact_location
+        except MlflowException as exc:
+            if is_not_found(exc):
+                return model.artifact_location
+            raise
 
     def registered_model_names(self) -> list[str]:
         return sorted(m.name for m in self.client.search_registered_models())

@@ -1,0 +1,57 @@
+"""The MLflow UI, in a real browser, as `maskops mlflow-ui` serves a maskops store: the experiment opens on its runs
+(the model-training view, not the GenAI traces dashboard), with the validation metric in the table, and a registered
+model shows its description."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.servers import BROWSER_ARGS, chromium, free_port, running
+
+REPO = Path(__file__).resolve().parents[1]
+SCREENSHOTS = REPO / "test-artifacts" / "screenshots"
+
+pytestmark = pytest.mark.slow
+
+
+def test_the_experiment_opens_on_its_runs_and_models_are_described(tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    from maskops.settings import Settings
+    from tracking.service import TrackingService, experiment_link
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    settings = Settings.from_env({"MASKOPS_HOME": str(tmp_path / "state")})
+    service = TrackingService(settings.mlflow_uri, artifact_root=str(settings.mlflow_artifacts), ui_url=base)
+    with service.run("model/relabeled", {"dagster.run_id": "0123abcd", "dagster.asset_key": "model/relabeled"}) as run:
+        run.log_metrics({"val_macro_f1": 0.4157})
+    experiment_id = service.experiment_id()
+    service.client.create_registered_model("maskops-relabeled", description="The relabeled variant's model, for the UI test.")
+    env = {**os.environ, "MASKOPS_HOME": str(tmp_path / "state")}
+    log = tmp_path / "mlflow.log"
+    with running([sys.executable, "-m", "apps.cli", "mlflow-ui", "--port", str(port)], f"{base}/health", log, env, cwd=REPO, timeout=120), \
+            sync_playwright() as p:  # fmt: skip
+        printed = re.search(r"the runs: (\S+)", log.read_text()).group(1)  # what `maskops mlflow-ui` tells a person to open
+        assert printed == experiment_link(base, experiment_id)
+        browser = p.chromium.launch(executable_path=chromium(), args=BROWSER_ARGS)
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.goto(printed)
+        page.get_by_text("model/relabeled").first.wait_for(timeout=60000)  # the runs table, straight away
+        page.get_by_text("Model registry").first.wait_for(timeout=30000)  # the model-training sidebar
+        assert page.get_by_text("Token usage").count() == 0 and page.get_by_text("Observability").count() == 0  # not GenAI's
+        page.screenshot(path=str(SCREENSHOTS / "mlflow-experiment.png"), full_page=True)
+        page.goto(service.run_link(experiment_id, run.run_id))  # what a Dagster asset's mlflow_run links to
+        page.get_by_text("val_macro_f1").first.wait_for(timeout=60000)
+        page.get_by_text("0.4157").first.wait_for(timeout=30000)
+        page.screenshot(path=str(SCREENSHOTS / "mlflow-run.png"), full_page=True)
+        page.goto(f"{base}/#/models/maskops-relabeled")
+        page.get_by_text("The relabeled variant's model").first.wait_for(timeout=30000)
+        page.screenshot(path=str(SCREENSHOTS / "mlflow-registered-model.png"), full_page=True)
+        browser.close()
