@@ -61,7 +61,7 @@ def relabeled_dataset(
         "relabeled_images": dg.MetadataValue.int(len(changed)),
         "relabeled_profiles": dg.MetadataValue.int(int(changed["profile_id"].nunique())),
         "relabeled_samples": sheet(reports, "relabeled_dataset", "relabeled", changed[changed["readable"]], ImageSource(dataset.root).open_rgb,
-                                   lambda r: f"{r['raw_class_id']}->{r['class_id']} {r['stem'][:7]}"),
+                                   lambda r: f"{CLASS_NAMES[int(r['raw_class_id'])]} -> {CLASS_NAMES[int(r['class_id'])]} {r['stem']}"),
         "relabeled_rows": table(names[["image_id", "before", "after", "correction_reason"]]),
     })  # fmt: skip
 
@@ -118,7 +118,7 @@ def cleaned_dataset(
         "removed_by_reason": table(summary),
         "removed_rows": table(removed[["image_id", "removal"]]),
         "removed_samples": sheet(reports, "cleaned_dataset", "removed", removed[removed["readable"]], ImageSource(dataset.root).open_rgb,
-                                 lambda r: r["removal"][:18]),
+                                 lambda r: r["removal"]),
     })  # fmt: skip
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from maskops.figures import confusion_png, gradcam_grid_png
+from maskops.figures import confusion_png, gradcam_grid_png, prediction_captions
 from maskops.gradcam import gradcam
 from maskops.metrics import confusion, per_class_report
 
@@ -28,7 +28,7 @@ def evaluate_model(result, val_images: torch.Tensor, y_val: np.ndarray, title: s
     matrix = confusion(y_val, result.val_probabilities)
     sample = np.random.default_rng(0).choice(len(y_val), size=min(gradcam_images, len(y_val)), replace=False)
     predicted = result.val_probabilities[sample].argmax(axis=1)
-    captions = [f"{y_val[i]}->{p}" for i, p in zip(sample, predicted, strict=True)]
+    captions = prediction_captions(y_val[sample], predicted)
     figures = {
         "confusion_matrix.png": confusion_png(matrix, f"{title}: validation"),
         "gradcam.png": gradcam_grid_png(val_images[sample], gradcam(result.model, val_images[sample]), captions),

@@ -50,6 +50,15 @@ class StateFolder:
 
 PROFILES = ("local", "production")
 
+# Telemetry is off everywhere (DESIGN), whatever DO_NOT_TRACK says: DO_NOT_TRACK=1 alone would leave MLflow 3 on (it
+# honours DO_NOT_TRACK only when the value is "true"), so each tool gets its own switch.
+TELEMETRY_OFF = {
+    "MLFLOW_DISABLE_TELEMETRY": "true",  # mlflow.telemetry.utils.is_telemetry_disabled
+    "GX_ANALYTICS_ENABLED": "false",  # Great Expectations' data contexts
+    "DAGSTER_DISABLE_TELEMETRY": "true",  # Dagster's upload thread; dagster.yaml also says telemetry: enabled: false
+    "DO_NOT_TRACK": "1",  # consoledonottrack.com, for every other tool
+}
+
 
 class SettingsError(ValueError):
     """The environment does not describe a usable profile; the message lists what to set."""
@@ -171,8 +180,6 @@ class Settings:
             "MASKOPS_MODELS": str(self.models),
             "MASKOPS_EXECUTOR": self.services.executor,
             "DAGSTER_HOME": str(self.dagster_home),
-            "MLFLOW_DISABLE_TELEMETRY": "true",
             "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-            "GX_ANALYTICS_ENABLED": "false",
-            "DO_NOT_TRACK": "1",
+            **TELEMETRY_OFF,
         }

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
+import logging
 import math
 import os
 import random
@@ -34,6 +35,7 @@ from maskops.train_config import PRESETS, TrainConfig, config_from
 __all__ = ["CHECKPOINT", "PRESETS", "TrainConfig", "TrainResult", "config_from", "predict", "serving_model", "train_model"]
 
 CHECKPOINT = "last.pt"
+log = logging.getLogger(__name__)
 
 
 def resolve_device(name: str, rank: int = 0) -> torch.device:
@@ -84,6 +86,7 @@ class TrainResult:
     stopped_early: bool
     device: str
     timings: dict[str, float] = field(default_factory=dict)
+    discarded_checkpoint: str | None = None  # where an unreadable checkpoint was moved aside, when one was
 
 
 def _seed_everything(seed: int) -> None:
@@ -98,6 +101,53 @@ def _fingerprint(images: torch.Tensor, labels: np.ndarray) -> str:
     digest.update(str(tuple(images.shape)).encode())
     digest.update(images[:: max(1, len(images) // 64)].numpy().tobytes())
     return digest.hexdigest()[:16]
+
+
+def _resumable(model, optimizer, scheduler, sampler_rng: torch.Generator, augment_rng: torch.Generator) -> dict:
+    """Everything a checkpoint restores besides the run's bookkeeping: weights, optimizer, schedule and every random state."""
+    return {
+        "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+        "sampler_rng": sampler_rng.get_state(), "augment_rng": augment_rng.get_state(), "torch_rng": torch.get_rng_state(),
+        "numpy_rng": np.random.get_state(), "python_rng": random.getstate(),
+    }  # fmt: skip
+
+
+def _restore(state: dict, model, optimizer, scheduler, sampler_rng: torch.Generator, augment_rng: torch.Generator) -> None:
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    sampler_rng.set_state(state["sampler_rng"])
+    augment_rng.set_state(state["augment_rng"])
+    torch.set_rng_state(state["torch_rng"])
+    np.random.set_state(state["numpy_rng"])
+    random.setstate(state["python_rng"])
+
+
+def _read_checkpoint(path: Path) -> dict | None:
+    """The state saved in `path`, or None (with a warning) when the file cannot be read: truncated, garbage, not a checkpoint."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)  # generator states must stay on the host
+        if not isinstance(state, dict) or not {"config", "data", "epoch"} <= state.keys():
+            raise ValueError(f"not a maskops checkpoint (a {type(state).__name__})")
+        return state
+    except Exception as error:  # torch.load raises anything from EOFError to UnpicklingError on a damaged file
+        log.warning("checkpoint %s cannot be read (%s: %s)", path, type(error).__name__, error)
+        return None
+
+
+def _set_aside(path: Path, rank: int) -> str:
+    """Move a checkpoint that cannot be resumed to last.pt.corrupt-<timestamp> (never deleted), so training starts afresh."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target = path.with_name(f"{path.name}.corrupt-{stamp}")
+    for n in range(2, 1000):
+        if not target.exists():
+            break
+        target = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
+    if rank == 0:  # in a data-parallel run every process reads the file; one moves it
+        with contextlib.suppress(FileNotFoundError):
+            path.replace(target)
+            log.warning("moved the checkpoint %s aside to %s; training starts from the first epoch", path, target.name)
+    return str(target)
 
 
 @torch.no_grad()
@@ -189,25 +239,24 @@ def train_model(
     history: list[dict[str, float]] = []
     best_f1, best_state, best_epoch, bad_epochs, start_epoch, resumed = -1.0, None, -1, 0, 0, None
     checkpoint = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir else None
+    discarded = None
     if checkpoint is not None and checkpoint.exists():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)  # generator states must stay on the host
-        if state["config"] == asdict(cfg) and state["data"] == fingerprint:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            sampler.generator.set_state(state["sampler_rng"])
-            augment_rng.set_state(state["augment_rng"])
-            torch.set_rng_state(state["torch_rng"])
-            np.random.set_state(state["numpy_rng"])
-            random.setstate(state["python_rng"])
-            history, best_f1, best_state, best_epoch, bad_epochs = (
-                state["history"],
-                state["best_f1"],
-                state["best_state"],
-                state["best_epoch"],
-                state["bad_epochs"],
-            )
-            start_epoch = resumed = state["epoch"] + 1
+        state = _read_checkpoint(checkpoint)
+        if state is None:
+            discarded = _set_aside(checkpoint, rank)
+        elif state["config"] == asdict(cfg) and state["data"] == fingerprint:
+            objects = (model, optimizer, scheduler, sampler.generator, augment_rng)
+            fresh = copy.deepcopy(_resumable(*objects))
+            try:
+                _restore(state, *objects)
+                history, best_f1, best_state, best_epoch, bad_epochs = (
+                    state["history"], state["best_f1"], state["best_state"], state["best_epoch"], state["bad_epochs"],
+                )  # fmt: skip
+                start_epoch = resumed = state["epoch"] + 1
+            except (KeyError, TypeError, ValueError, RuntimeError) as error:  # saved by another model under the same settings
+                log.warning("checkpoint %s does not fit this model (%s)", checkpoint, error)
+                _restore(fresh, *objects)
+                discarded = _set_aside(checkpoint, rank)
 
     seen, train_seconds, stopped_early = 0, 0.0, False
     for epoch in range(start_epoch, cfg.epochs):
@@ -258,9 +307,7 @@ def train_model(
             bad_epochs += 1
         if checkpoint is not None and rank == 0:
             state = {
-                "config": asdict(cfg), "data": fingerprint, "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "sampler_rng": sampler.generator.get_state(), "augment_rng": augment_rng.get_state(),
-                "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(), "python_rng": random.getstate(),
+                "config": asdict(cfg), "data": fingerprint, "epoch": epoch, **_resumable(model, optimizer, scheduler, sampler.generator, augment_rng),
                 "history": history, "best_f1": best_f1, "best_state": best_state, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
             }  # fmt: skip
             write_atomic(checkpoint, lambda f, state=state: torch.save(state, f))
@@ -273,7 +320,7 @@ def train_model(
         model=model, history=history, best_epoch=best_epoch, val_metrics=evaluate(val_labels, probs), val_probabilities=probs,
         trainable_parameters=trainable, total_parameters=total_parameters(model),
         train_images_per_second=seen / train_seconds if train_seconds else 0.0, resumed_from_epoch=resumed,
-        stopped_early=stopped_early, device=str(device), timings={"train_seconds": train_seconds},
+        stopped_early=stopped_early, device=str(device), timings={"train_seconds": train_seconds}, discarded_checkpoint=discarded,
     )  # fmt: skip
 
 

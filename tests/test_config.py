@@ -1,6 +1,7 @@
 """Run configuration is derived from the domain's settings dataclasses: one source of truth per stage, mapped by keyword."""
 
 import dataclasses
+import os
 
 import dagster as dg
 import pytest
@@ -66,3 +67,23 @@ def test_training_config_overrides_only_what_is_set():
     assert set(TrainingConfig.model_fields) == {f.name for f in dataclasses.fields(TrainConfig)} - {"device"} | {"preset", "gradcam_images"}
     with pytest.raises(ValueError, match="unknown preset"):
         TrainingConfig(preset="nope").train_config("cpu")
+
+
+@pytest.mark.parametrize("do_not_track", [None, "1", "true", "0"])
+def test_the_environment_maskops_gives_its_processes_switches_every_telemetry_off(monkeypatch, tmp_path, do_not_track):
+    """Read back by the tools' own switches; DO_NOT_TRACK=1 on its own would not stop MLflow 3 (it reads only "true")."""
+    from dagster._core.telemetry_upload import is_running_in_test as dagster_upload_off
+    from mlflow.environment_variables import MLFLOW_DISABLE_TELEMETRY
+
+    from maskops.settings import Settings
+
+    for name in ("MLFLOW_DISABLE_TELEMETRY", "GX_ANALYTICS_ENABLED", "DAGSTER_DISABLE_TELEMETRY", "DO_NOT_TRACK"):
+        monkeypatch.delenv(name, raising=False)
+    if do_not_track is not None:
+        monkeypatch.setenv("DO_NOT_TRACK", do_not_track)
+    assert not MLFLOW_DISABLE_TELEMETRY.get() and not dagster_upload_off()  # the switches can be seen off
+    env = Settings.from_env({**os.environ, "MASKOPS_HOME": str(tmp_path)}).environment()
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert MLFLOW_DISABLE_TELEMETRY.get() and dagster_upload_off()
+    assert env["GX_ANALYTICS_ENABLED"] == "false" and env["DO_NOT_TRACK"] == "1"

@@ -35,7 +35,14 @@ def test_asset_keys_and_specs_snapshot():
         "model/raw", "model/relabeled", "profile_split", "raw_dataset", "relabeled_dataset", "submission", *SOURCES,
     ])  # fmt: skip
     for key, node in specs.items():  # groups follow the flow: inputs, datasets, crops, models, serving, review
-        group = {"cropped/": "crops", "label_issues": "review", "label_": "inputs", "model/": "models", "ensemble": "serving", "submission": "serving"}
+        group = {
+            "cropped/": "crops",
+            "label_issues": "review",
+            "label_": "inputs",
+            "model/": "models",
+            "ensemble": "serving",
+            "submission": "serving",
+        }
         expected = "inputs" if key in SOURCES else next((g for prefix, g in group.items() if key.startswith(prefix)), "datasets")
         assert node.group_name == expected, key
         # a catalog a team can read: every asset says what it is, who owns it, and carries the tags to filter on

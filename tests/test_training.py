@@ -140,6 +140,46 @@ def test_resume_continues_from_the_saved_epoch_with_identical_state(tmp_path: Pa
     assert fresh.resumed_from_epoch is None
 
 
+def _truncated(data: bytes) -> bytes:
+    return data[: len(data) // 2]
+
+
+def _garbage(data: bytes) -> bytes:
+    return np.random.default_rng(0).bytes(len(data))
+
+
+def _another_model(data: bytes) -> bytes:
+    """A readable checkpoint under the same settings whose weights belong to another network (keys and shapes differ)."""
+    import io
+
+    state = torch.load(io.BytesIO(data), weights_only=False)
+    state["model"] = MaskNet("resnet10t", "soft").state_dict()
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("damage", [_truncated, _garbage, _another_model])
+def test_a_checkpoint_that_cannot_be_resumed_is_moved_aside_and_training_starts_fresh(tmp_path: Path, damage, caplog):
+    images, labels = _data(32)
+    cfg = replace(TINY, epochs=1)
+    fresh = train_model(images, labels, images[:8], labels[:8], cfg, tmp_path / "fresh")
+    folder = tmp_path / "damaged"
+    folder.mkdir()
+    bad = damage((tmp_path / "fresh" / "last.pt").read_bytes())
+    (folder / "last.pt").write_bytes(bad)
+    with caplog.at_level("WARNING", logger="maskops.train"):
+        result = train_model(images, labels, images[:8], labels[:8], cfg, folder)
+    assert result.resumed_from_epoch is None and [h["epoch"] for h in result.history] == [0]
+    assert all(torch.equal(x, y) for x, y in zip(fresh.model.state_dict().values(), result.model.state_dict().values(), strict=True))
+    aside = list(folder.glob("last.pt.corrupt-*"))
+    assert [str(p) for p in aside] == [result.discarded_checkpoint] and aside[0].read_bytes() == bad  # kept, never deleted
+    assert str(folder / "last.pt") in caplog.text and "moved the checkpoint" in caplog.text
+    # the new run wrote a good checkpoint: the next call resumes from it (nothing left to train)
+    again = train_model(images, labels, images[:8], labels[:8], cfg, folder)
+    assert again.resumed_from_epoch == 1 and again.discarded_checkpoint is None
+
+
 def test_early_stopping_and_sampler_settings(monkeypatch: pytest.MonkeyPatch):
     import maskops.train
 
