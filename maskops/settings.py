@@ -8,7 +8,8 @@ the image store, models, reports and the demo data; deleting it resets everythin
                          for real data, point it at a folder under version control
     MASKOPS_IMAGE_STORE  image store root, a folder or fsspec URL (default: <home>/images)
     MLFLOW_TRACKING_URI  MLflow tracking store (default: sqlite:///<home>/mlflow.db, artifacts in <home>/mlartifacts)
-    MASKOPS_MLFLOW_UI    base URL of an MLflow UI, for links from Dagster to runs (e.g. http://127.0.0.1:5000)
+    MASKOPS_MLFLOW_UI    base URL of the MLflow UI Dagster links to (default: a tracking server's own address, or
+                         http://127.0.0.1:5000, where `maskops mlflow-ui` serves a local store)
     MASKOPS_OBSERVE_CRON how often the automation looks at the dataset and label files (default every 5 minutes)
     MASKOPS_MODELS       model files provisioned offline (default: <home>/models)
     MASKOPS_BACKGROUND_MODEL  a U2-Net-family ONNX file in the models folder, for crop setting background_model=u2net_custom
