@@ -197,7 +197,7 @@ def _predictions_file(out: Path | None, settings: Settings) -> Path:
     if out is None:
         from datetime import datetime
 
-        return settings.home / "predictions" / f"predictions-{datetime.now():%Y%m%d-%H%M%S}.csv"
+        return settings.home / "predictions" / f"predictions-{datetime.now():%Y%m%d-%H%M%S-%f}.csv"
     out = out.expanduser().absolute()
     return out / "predictions.csv" if out.is_dir() or out.suffix.lower() != ".csv" else out
 

@@ -24,6 +24,10 @@ def local_instance(settings: Settings) -> dg.DagsterInstance:
 def show_runs(settings: Settings, do_sweep: bool) -> int:
     """Print the runs in progress (dead ones marked) and the pool waits; sweep the dead ones if asked. Exit 1 when a
     dead run is left holding things (so scripts can tell), else 0."""
+    if settings.production:
+        print("maskops runs judges runs by their process ids, which only works where the runs execute (the local profile); "
+              "in production use the Dagster UI (Runs, Terminate) — run monitoring frees the slots of runs that ended")  # fmt: skip
+        return 2
     instance = local_instance(settings)
     dead = {run.run_id for run in dead_runs(instance)}
     running = instance.get_runs(RunsFilter(statuses=IN_PROGRESS))

@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from maskops.intake import IntakeError, IntakeLimits, read_regular_file
+from maskops.intake import IntakeError, IntakeLimits, header_pixels, read_regular_file
 from maskops.options import option
 
 
@@ -34,6 +34,11 @@ class ScoringConfig:
     max_image_bytes: int = option(20 * 2**20, "Largest photo, in bytes (after base64 decoding).")
     max_request_bytes: int = option(64 * 2**20, "Largest request body, in bytes (413 above).")
     max_pixels: int = option(40_000_000, "Largest photo, in pixels, read from its header before decoding.")
+    max_request_pixels: int = option(
+        100_000_000,
+        "Pixels of all the photos of one request together (headers, before decoding); "
+        "rows past it are refused. 100 M is about 500 photos of 512 x 384.",
+    )
     timeout: float = option(60.0, "Seconds a request may take before it is answered 504.")
     workers: int = option(2, "Requests predicted at once; more wait up to `timeout`, then 503.")
     path_roots: tuple[str, ...] = option((), "Folders whose files may be named in a `path` column; none: paths are refused.")
@@ -52,6 +57,7 @@ class Scorer:
     model_uri: str
     config: ScoringConfig = field(default_factory=ScoringConfig)
     busy: int = 0  # predictions running, including timed-out ones still finishing
+    stuck: int = 0  # of those, the ones whose request already timed out
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -72,8 +78,8 @@ class RequestError(ValueError):
 
 def create_app(scorer: Scorer) -> Starlette:
     async def ping(request: Request) -> Response:
-        if scorer.busy >= scorer.config.workers:  # every worker held, e.g. by requests that timed out and still run
-            return JSONResponse({"status": "busy"}, status_code=503)
+        if scorer.stuck >= scorer.config.workers:  # every worker held by requests that timed out and still run
+            return JSONResponse({"status": "stuck: every worker is held by a request that timed out"}, status_code=503)
         return JSONResponse({"status": "ok"})
 
     async def version(request: Request) -> Response:
@@ -86,13 +92,17 @@ def create_app(scorer: Scorer) -> Starlette:
     async def invocations(request: Request) -> Response:
         try:
             check_headers(request, scorer.config)
-            rows = parse_rows(json.loads(await read_body(request, scorer.config.max_request_bytes)))
-            statuses, images = take_images(rows, scorer)
+            body = await read_body(request, scorer.config.max_request_bytes)
+            loop = asyncio.get_running_loop()
+            rows = parse_rows(await loop.run_in_executor(None, json.loads, body))  # parsing and decoding off the event loop
+            statuses, images = await loop.run_in_executor(None, take_images, rows, scorer)
             result = await predict_within(scorer, images)
         except RequestError as exc:
             return JSONResponse({"error_code": "BAD_REQUEST", "message": str(exc)}, status_code=exc.status)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             return JSONResponse({"error_code": "BAD_REQUEST", "message": f"the body is not JSON: {exc}"}, status_code=400)
+        except RecursionError:
+            return JSONResponse({"error_code": "BAD_REQUEST", "message": "the JSON is nested too deeply"}, status_code=400)
         return Response(to_json(merge(statuses, result)), media_type="application/json")
 
     return Starlette(routes=[Route("/ping", ping), Route("/health", ping), Route("/version", version),
@@ -132,6 +142,8 @@ def parse_rows(payload) -> list[dict]:
         split = payload["dataframe_split"]
         if not isinstance(split, dict) or not isinstance(split.get("columns"), list) or not isinstance(split.get("data"), list):
             raise RequestError(400, "dataframe_split needs 'columns' and 'data' lists")
+        if not all(isinstance(c, str) for c in split["columns"]):
+            raise RequestError(400, "dataframe_split columns must be strings")
         rows = [dict(zip(split["columns"], row, strict=False)) for row in split["data"] if isinstance(row, list)]
     elif "dataframe_records" in payload:
         rows = payload["dataframe_records"]
@@ -152,12 +164,18 @@ def parse_rows(payload) -> list[dict]:
 
 def take_images(rows: list[dict], scorer: Scorer) -> tuple[list[str | None], dict[int, bytes]]:
     """Each row's status (None: it goes to the model) and the image bytes of those that go."""
-    limits = scorer.config.limits
+    limits, budget = scorer.config.limits, scorer.config.max_request_pixels
     statuses: list[str | None] = []
     images: dict[int, bytes] = {}
     for i, row in enumerate(rows):
         try:
-            images[i] = image_bytes(row, limits, scorer.roots)
+            data = image_bytes(row, limits, scorer.roots)
+            pixels = header_pixels(data, limits)
+            if pixels > budget:
+                raise IntakeError(f"refused: the request's photos are over {scorer.config.max_request_pixels} pixels together; "
+                                  "send fewer or smaller photos per request")  # fmt: skip
+            budget -= pixels
+            images[i] = data
             statuses.append(None)
         except IntakeError as exc:
             statuses.append(str(exc))
@@ -195,11 +213,19 @@ async def predict_within(scorer: Scorer, images: dict[int, bytes]) -> pd.DataFra
     try:
         return await asyncio.wait_for(asyncio.shield(future), scorer.config.timeout)
     except TimeoutError:
+        with scorer.lock:
+            scorer.stuck += 1
+        future.add_done_callback(lambda _: _unstick(scorer))
         raise RequestError(504, f"the prediction took longer than {scorer.config.timeout:g} s") from None
     except RequestError:
         raise
     except Exception as exc:
         raise RequestError(500, f"prediction failed: {type(exc).__name__}: {str(exc)[:200]}") from None
+
+
+def _unstick(scorer: Scorer) -> None:
+    with scorer.lock:
+        scorer.stuck -= 1
 
 
 def _predict(scorer: Scorer, frame: pd.DataFrame) -> pd.DataFrame:

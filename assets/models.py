@@ -18,6 +18,7 @@ from assets.metadata import mlflow_tags
 from assets.policies import GPU_POOL, stage
 from maskops.files import write_atomic
 from maskops.layout import fingerprint
+from maskops.settings import Settings
 from maskops.train_config import PRESETS, TrainConfig, config_from
 from resources import CompetitionDataset, Compute, ImageStoreResource, MlflowTracking, ReportFiles
 from resources.runs import IN_PROGRESS, dead_runs
@@ -123,7 +124,8 @@ def _training_run(context: dg.AssetExecutionContext, tracking: MlflowTracking, n
     from maskops.train import CHECKPOINT
 
     service = tracking.service()
-    dead = {r.run_id for r in dead_runs(context.instance)}
+    # process ids tell a dead run only where runs execute on this machine (the local profile)
+    dead = set() if Settings.from_env().production else {r.run_id for r in dead_runs(context.instance)}
     live = {r.run_id for r in context.instance.get_runs(dg.RunsFilter(statuses=IN_PROGRESS))} - dead
     service.close_abandoned_runs(context.asset_key.to_user_string(), live)
     run_file = checkpoints / RUN_ID_FILE

@@ -34,6 +34,7 @@ BENCHMARKS = {
     "label_issues": [],
     "real_photos": [],
     "event_log": [],
+    "predict_load": [],
     "orchestration": ["--people", "16", "--scales", "1,2,4"],
 }
 NEEDS_DEMO = {"ensemble", "event_log", "label_issues", "real_photos", "variants"}  # they read a finished demo's state (MASKOPS_HOME)

@@ -26,6 +26,7 @@ class IntakeError(ValueError):
 class IntakeLimits:
     max_bytes: int = option(20 * 2**20, "Largest encoded photo accepted, in bytes.")
     max_pixels: int = option(40_000_000, "Largest photo accepted, in pixels (width x height, read from the header before decoding).")
+    max_side: int = option(2048, "Longer side a photo is shrunk to as it is decoded (a face crop needs far less; memory stays bounded).")
 
 
 DEFAULT_LIMITS = IntakeLimits()
@@ -58,8 +59,12 @@ def read_regular_file(path: str | os.PathLike, limits: IntakeLimits = DEFAULT_LI
     return data
 
 
-def decode_photo(data: bytes, limits: IntakeLimits = DEFAULT_LIMITS) -> Image.Image:
-    """An RGB image from encoded bytes, refusing oversize input before decoding a pixel."""
+def header_pixels(data: bytes, limits: IntakeLimits = DEFAULT_LIMITS) -> int:
+    """Width x height from the image header (no pixel decoded); refused like decode_photo would refuse it."""
+    return _opened(data, limits)[1]
+
+
+def _opened(data: bytes, limits: IntakeLimits) -> tuple[Image.Image, int]:
     if len(data) > limits.max_bytes:
         raise IntakeError(f"image too large: {len(data)} bytes (limit {limits.max_bytes})")
     try:
@@ -71,8 +76,19 @@ def decode_photo(data: bytes, limits: IntakeLimits = DEFAULT_LIMITS) -> Image.Im
         raise IntakeError(f"image too large: {width}x{height} pixels (limit {limits.max_pixels} pixels)")
     if width < 1 or height < 1:
         raise IntakeError(f"unreadable image: {width}x{height} pixels")
+    return image, width * height
+
+
+def decode_photo(data: bytes, limits: IntakeLimits = DEFAULT_LIMITS) -> Image.Image:
+    """An RGB image from encoded bytes, refusing oversize input before decoding a pixel, its longer side shrunk to
+    `limits.max_side` (JPEGs are decoded at the reduced size straight away)."""
+    image, _ = _opened(data, limits)
     try:
-        return image.convert("RGB")
+        image.draft("RGB", (limits.max_side, limits.max_side))  # JPEG: decode at 1/2, 1/4, 1/8 scale when that is enough
+        image = image.convert("RGB")
+        if max(image.size) > limits.max_side:
+            image.thumbnail((limits.max_side, limits.max_side), Image.Resampling.BILINEAR)
+        return image
     except Exception as exc:
         raise IntakeError(f"unreadable image: {type(exc).__name__}: {str(exc)[:120]}") from None
 

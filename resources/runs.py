@@ -63,6 +63,14 @@ def _process_started(pid: int) -> float | None:
     return None if boot is None else boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
 
 
+def _looks_like_a_run_worker(pid: int) -> bool:
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").lower()
+    except OSError:
+        return True  # cannot tell: never call a live run dead on a guess
+    return b"python" in command or b"dagster" in command
+
+
 def process_alive(pid: int, seen_at: float) -> bool:
     """Whether the process that wrote an event at `seen_at` (epoch seconds) still runs (not a later one with its pid)."""
     try:
@@ -72,8 +80,8 @@ def process_alive(pid: int, seen_at: float) -> bool:
     except PermissionError:
         return True  # exists, another user's
     started = _process_started(pid)
-    if started is not None and started > seen_at + START_SLACK_S:
-        return False  # the pid was reused by a process born after the event
+    if started is not None and started > seen_at + START_SLACK_S and not _looks_like_a_run_worker(pid):
+        return False  # the pid was reused by another program, born after the event (a clock step alone is not enough)
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie is dead
     except OSError:

@@ -1,6 +1,8 @@
 """The MLflow UI, in a real browser, as `maskops mlflow-ui` serves a maskops store: the experiment opens on its runs
-(the model-training view, not the GenAI traces dashboard), with the validation metric in the table, and a registered
-model shows its description."""
+(the model-training view, not the GenAI traces dashboard) at the address `maskops mlflow-ui` prints and the links of
+Dagster's metadata carry (MLflow 3.17 picks the view from the URL, or from a choice saved in the browser; the
+experiment's mlflow.experimentKind tag does not change its default), a run page shows the validation metric, and a
+registered model shows its description."""
 
 from __future__ import annotations
 

@@ -6,6 +6,7 @@ the rest of the suite."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -201,7 +202,8 @@ def test_the_production_profile_end_to_end(production, tiny_dataset: Path, tmp_p
     laptop_stack = Stack(tmp_path, laptop)
     try:
         laptop_stack.start("serve", [*MASKOPS, "serve", "--port", str(port)], answers(f"http://127.0.0.1:{port}/ping"), timeout=240)
-        body = json.dumps({"dataframe_split": {"columns": ["image"], "data": [[str(next(photos.iterdir()))]]}}).encode()
+        photo = base64.b64encode(next(photos.iterdir()).read_bytes()).decode()  # image bytes: the server reads no paths by default
+        body = json.dumps({"dataframe_split": {"columns": ["image"], "data": [[photo]]}}).encode()
         request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body, headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=120) as response:
             assert json.load(response)["predictions"][0]["status"] == "ok"

@@ -7,7 +7,6 @@ import base64
 import io
 import json
 import os
-import resource
 import struct
 import subprocess
 import sys
@@ -166,16 +165,49 @@ def test_paths_only_under_allowed_roots_and_only_regular_files(server, model, ro
     assert status == 200 and body["predictions"][0]["status"].startswith("path refused: this server reads no server-side files")
 
 
-def test_a_huge_pixel_count_is_refused_from_the_header_before_decoding(server, astronaut):
+def test_a_huge_pixel_count_is_refused_from_the_header_before_decoding(server, astronaut, monkeypatch: pytest.MonkeyPatch):
+    from PIL import Image
+
+    decoded = []
+    load = Image.Image.load
+    monkeypatch.setattr(Image.Image, "load", lambda self: decoded.append(self.size) or load(self))  # every pixel decode
     png = huge_png_header()
     assert len(png) < 200
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     status, body = post(f"{server.url}/invocations", rows({"image": b64(png)}, {"image": b64(jpeg(astronaut))}))
-    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     assert status == 200
     huge, face = body["predictions"]
     assert huge["status"] == "image too large: 13000x13000 pixels (limit 40000000 pixels)" and face["status"] == "ok"
-    assert grown_mb < 150, f"peak memory grew by {grown_mb:.0f} MB: the image was decoded"  # decoding it would take 500 MB
+    assert (13000, 13000) not in decoded and astronaut.size in decoded  # refused from the header; the face was decoded
+
+
+def test_the_photos_of_one_request_share_a_pixel_budget(model, astronaut):
+    from apps.scoring import Scorer, ScoringConfig
+
+    pixels = astronaut.size[0] * astronaut.size[1]
+    served = Served(Scorer(model, "m", replace(ScoringConfig(), max_request_pixels=int(pixels * 1.5))))
+    try:
+        status, body = post(f"{served.url}/invocations", rows({"image": b64(jpeg(astronaut))}, {"image": b64(jpeg(astronaut))}))
+    finally:
+        served.stop()
+    first, second = body["predictions"]
+    assert status == 200 and first["status"] == "ok"
+    assert second["status"].startswith("refused: the request's photos are over") and second["class_id"] is None
+
+
+def test_a_big_photo_is_shrunk_as_it_is_decoded(astronaut):
+    from maskops.intake import IntakeLimits, decode_photo
+
+    big = jpeg(astronaut.resize((4096, 4096)))
+    assert decode_photo(big).size == (2048, 2048)  # JPEG draft: decoded at half size, never at full
+    assert decode_photo(jpeg(astronaut)).size == astronaut.size  # a photo within the limit is left as it is
+    assert decode_photo(big, IntakeLimits(max_side=1000)).size == (1000, 1000)
+
+
+def test_nested_or_odd_json_is_a_400_never_a_500(server):
+    invocations = f"{server.url}/invocations"
+    for body in (b"[" * 100_000 + b"]" * 100_000, b'{"dataframe_split": {"columns": [[1]], "data": [[1]]}}', b'{"inputs": 3}'):
+        status, answer = post(invocations, body, {})
+        assert status == 400 and answer["message"], body[:40]
 
 
 def test_request_limits_media_type_and_origin(server, astronaut):
@@ -240,6 +272,8 @@ def test_a_slow_request_times_out_while_another_is_answered(model, astronaut):
         )
         slow.start()
         time.sleep(0.5)
+        with urllib.request.urlopen(f"{served.url}/ping", timeout=10) as response:
+            assert response.status == 200  # a worker at work is not a sick server
         started = time.monotonic()
         answers["fast"] = post(f"{served.url}/invocations", rows({"image": b64(jpeg(astronaut))}))
         fast_seconds = time.monotonic() - started

@@ -27,6 +27,7 @@ from mlflow.entities import DatasetInput, InputTag, LoggedModelOutput, Metric, P
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, RESOURCE_DOES_NOT_EXIST, ErrorCode
 
+from maskops.csv_safety import escape_formulas
 from tracking.relocate import follow_artifact_root
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -111,8 +112,8 @@ class TrackedRun:
         with tempfile.TemporaryDirectory() as tmp:
             for name, content in files.items():
                 path = Path(tmp) / name
-                if isinstance(content, pd.DataFrame):
-                    content.to_csv(path, index=isinstance(content.index, pd.Index) and content.index.name is not None)
+                if isinstance(content, pd.DataFrame):  # people open these in spreadsheets: formulas escaped
+                    escape_formulas(content).to_csv(path, index=isinstance(content.index, pd.Index) and content.index.name is not None)
                 elif isinstance(content, str):
                     path.write_text(content)
                 else:

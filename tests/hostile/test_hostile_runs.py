@@ -92,3 +92,10 @@ def test_a_failed_blocking_check_is_named_with_its_verdict_and_report() -> None:
     [line] = failed_checks(instance, result.run_id)
     assert line.startswith("table:balance failed (blocking, ERROR): KL 0.22 > 0.15; rarest age group >=60")
     assert "report: http://127.0.0.1:8095/balance.html" in line and "rows" not in line
+
+
+def test_process_ids_judge_runs_only_in_the_local_profile(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    # in production the runs execute in other containers: their pids mean nothing here, so nothing is swept
+    production = Settings.from_env({"MASKOPS_PROFILE": "production", "MASKOPS_HOME": str(tmp_path / "state")})
+    assert show_runs(production, do_sweep=True) == 2 and "only works where the runs execute" in capsys.readouterr().out
+    assert not (tmp_path / "state").exists()  # not even an instance was opened
