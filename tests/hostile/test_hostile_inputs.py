@@ -74,3 +74,27 @@ def test_exclusions_of_every_profile_are_refused_with_the_file_named(tiny_datase
     # the rules alone can empty it too (every age in the band): a clear error, not a TypeError further on
     with pytest.raises(CleaningError, match="would remove all 42 images"):
         clean(manifest, read_exclusions(tmp_path / "none.csv", manifest), CleaningRules(age_band_low=0, age_band_high=120))
+
+
+@pytest.mark.slow
+def test_a_photo_under_20_pixels_falls_back_to_its_own_crop_and_blocks_nothing(
+    dataset_copy: Path, models_dir: Path, tmp_path: Path
+) -> None:
+    import dagster as dg
+    from PIL import Image
+
+    from assets.cropped import build_cropped
+    from assets.raw import competition_dataset
+    from assets.sources import sources
+    from tests.test_data_assets import _resources
+
+    name = pd.read_csv(dataset_copy / "eval/info.csv")["ImageID"].iloc[0]
+    Image.new("RGB", (12, 9), (200, 150, 120)).save(dataset_copy / "eval/images" / name)  # MTCNN itself raises on it
+    assets = [sources, competition_dataset, build_cropped("eval", "eval_dataset")]
+    result = dg.materialize(assets, resources=_resources(dataset_copy, tmp_path / "state", models_dir),
+                            run_config={"ops": {"cropped__eval": {"config": {"background_model": "u2net_custom"}}}})  # fmt: skip
+    assert result.success
+    crops = result.output_for_node("cropped__eval").set_index("stem")
+    assert crops["crop_path"].notna().all()  # every image has a crop, the tiny one too
+    assert bool(crops.loc[name, "fallback"]) and not bool(crops.loc[name, "face_found"])
+    assert crops.drop(index=name)["face_found"].mean() > 0.5  # its neighbours kept their faces
