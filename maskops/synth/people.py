@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from maskops.csv_safety import escape_formulas
 from maskops.labels import PROFILE_STEMS, STEM_MASK, Gender, MaskState, age_group, encode
 from maskops.synth.face import RACE_WEIGHTS, background, random_look, random_pose, render
 from maskops.synth.masks import INCORRECT_PLACEMENTS, Placement, random_style
@@ -229,14 +230,14 @@ def synthesize(
             for k, _ in enumerate(pool.map(_render_profile, jobs, chunksize=4), 1):
                 if progress:
                     progress(k, len(jobs))
-        train.to_csv(tmp / "train" / "train.csv", index=False)
+        # formulas escaped like every CSV maskops writes (drawn values hold none: the bytes stay the same)
+        escape_formulas(train).to_csv(tmp / "train" / "train.csv", index=False)
         if config.eval_profiles:
-            info.to_csv(tmp / "eval" / "info.csv", index=False)
+            escape_formulas(info).to_csv(tmp / "eval" / "info.csv", index=False)
         truth = tmp / TRUTH_DIR
         truth.mkdir()
-        answers.to_csv(truth / "eval_answers.csv", index=False)
-        noise.to_csv(truth / "label_noise.csv", index=False)
-        people.to_csv(truth / "people.csv", index=False)
+        for table, name in ((answers, "eval_answers.csv"), (noise, "label_noise.csv"), (people, "people.csv")):
+            escape_formulas(table).to_csv(truth / name, index=False)
         receipt |= {
             "train_images": 7 * config.profiles,
             "eval_images": 7 * config.eval_profiles,
