@@ -15,14 +15,13 @@ from typing import Any
 import pandas as pd
 
 from maskops.files import slug
-from maskops.labels import CLASS_NAMES, AgeGroup, Gender, MaskState
+from maskops.labels import AGE_GROUP_WORDS, CLASS_NAMES, Gender, MaskState
 
-AGE_GROUP_NAMES = {AgeGroup.YOUNG: "<30", AgeGroup.MIDDLE: "30-59", AgeGroup.OLD: ">=60"}
 # label codes in human words, for every column that holds one
 LABEL_NAMES: dict[str, dict[int, str]] = {
     "mask": {int(m): m.name.lower() for m in MaskState},
     "gender": {int(g): g.name.lower() for g in Gender},
-    "age_group": {int(a): name for a, name in AGE_GROUP_NAMES.items()},
+    "age_group": {int(a): name for a, name in AGE_GROUP_WORDS.items()},
     "class_id": dict(enumerate(CLASS_NAMES)),
 }
 for _derived in ("age_group_from_age", "rarest_age_group"):

@@ -98,11 +98,14 @@ def age_group_array(age: np.ndarray) -> np.ndarray:
     return np.digitize(np.asarray(age), AGE_BOUNDARIES).astype(np.int8)
 
 
+# The age groups in words, everywhere a person reads them (Dagster, checks, the review page, predict): <30, 30-59, >=60
+AGE_GROUP_WORDS: dict[AgeGroup, str] = {AgeGroup.YOUNG: "<30", AgeGroup.MIDDLE: "30-59", AgeGroup.OLD: ">=60"}
+
+
 def class_name(class_id: int) -> str:
     """Human-readable name, e.g. 'wear/female/30-59'."""
     mask, gender, grp = decode(class_id)
-    ages = {AgeGroup.YOUNG: "<30", AgeGroup.MIDDLE: "30-59", AgeGroup.OLD: ">=60"}
-    return f"{mask.name.lower()}/{gender.name.lower()}/{ages[grp]}"
+    return f"{mask.name.lower()}/{gender.name.lower()}/{AGE_GROUP_WORDS[grp]}"
 
 
 CLASS_NAMES: tuple[str, ...] = tuple(class_name(c) for c in range(NUM_CLASSES))

@@ -90,6 +90,9 @@ def test_predict_out_dir_summary_confidence_and_per_file_status(state: Path, pho
         table["confidence"][:3], table.filter(like="p_")[:3].max(axis=1)
     )
     assert "photos per predicted class:" in printed.out and "least confident (3 of 3):" in printed.out
+    words = {"young": "<30", "middle": "30-59", "old": ">=60"}
+    assert {words[g] for g in table["age_group"][:3]} <= set(printed.out.split())  # age groups in Dagster's words
+    assert not {"young", "middle", "old"} & set(printed.out.split())
     assert f"4 predictions written to {out_dir / 'predictions.csv'}" in printed.out and "d_pipe.jpg: not a regular file" in printed.err
     assert sorted(p.name for p in out_dir.iterdir()) == ["predictions.csv"]  # no temporary file left
 

@@ -12,8 +12,10 @@ from urllib.parse import unquote, urlparse
 import pandas as pd
 from mlflow.exceptions import MlflowException
 
+from maskops.labels import AGE_GROUP_WORDS
 from tracking.service import TrackingService
 
+AGE_WORDS = {g.name.lower(): words for g, words in AGE_GROUP_WORDS.items()}  # the model answers "young"; people read "<30"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
 
 
@@ -171,6 +173,7 @@ def summary(result: pd.DataFrame, show: int = 5) -> str:
     """A table for the terminal: photos per predicted class, then the `show` least confident predictions."""
     lines = []
     ok = result[result["status"] == "ok"]
+    ok = ok.assign(age_group=ok["age_group"].map(lambda g: AGE_WORDS.get(str(g), g))) if "age_group" in ok else ok
     if not ok.empty:
         counts = ok.groupby(["mask", "gender", "age_group"]).size().rename("photos").reset_index()
         counts = counts.sort_values("photos", ascending=False, kind="stable")
