@@ -3,6 +3,7 @@ and the watch `maskops demo` keeps on the pools while its run goes."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 
@@ -18,6 +19,7 @@ REPORT_KEYS = ("report", "report_file", "data_docs")
 
 
 def local_instance(settings: Settings) -> dg.DagsterInstance:
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # Dagster's storage checks its schema on open, at INFO
     return dg.DagsterInstance.from_config(str(ensure_dagster_home(settings)))
 
 
