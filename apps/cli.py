@@ -145,8 +145,7 @@ def _tracking(settings: Settings):
     """The profile's tracking service, as the pipeline opens it (a moved local state folder follows its artifacts)."""
     from tracking.service import TrackingService
 
-    artifact_root = "" if settings.production else str(settings.mlflow_artifacts)
-    return TrackingService(settings.mlflow_uri, artifact_root=artifact_root, ui_url=settings.mlflow_ui)
+    return TrackingService(settings.mlflow_uri, artifact_root=settings.mlflow_artifact_root, ui_url=settings.mlflow_ui)
 
 
 def cmd_review(args: argparse.Namespace) -> int:

@@ -30,6 +30,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from apps.http_checks import Refused, own_origin, read_body, require_json
 from maskops.review_queue import FIELD_VALUES, DecisionError, label_words, pending, record_decision, undo_last
 
 PAGE_SIZE = 40
@@ -44,14 +45,6 @@ HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
-
-
-class Refused(Exception):
-    """A request the server will not serve: its status and a message for the person."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
 
 
 class ReviewState:
@@ -78,8 +71,12 @@ class ReviewState:
         return self._photos
 
     def queue(self, field: str = "") -> pd.DataFrame:
-        queue = pending(self.issues(), self.labels_dir)
-        return queue[queue["field"] == field].reset_index(drop=True) if field else queue
+        return of_field(pending(self.issues(), self.labels_dir), field)
+
+
+def of_field(queue: pd.DataFrame, field: str) -> pd.DataFrame:
+    """The suspects of one field (all of them for '')."""
+    return queue[queue["field"] == field].reset_index(drop=True) if field else queue
 
 
 # -- the page ---------------------------------------------------------------------------------------------------------
@@ -222,8 +219,7 @@ def _cards(queue: pd.DataFrame, photos: pd.DataFrame, offset: int) -> str:
     return "\n".join(_card(i, photos) for i in queue.iloc[offset : offset + PAGE_SIZE].itertuples())
 
 
-def _nav(state: ReviewState, field: str) -> str:
-    queue = state.queue()
+def _nav(queue: pd.DataFrame, field: str) -> str:
     links = [("", f"all ({len(queue)})")] + [(f, f"{FIELD_NAMES[f]} ({int((queue['field'] == f).sum())})") for f in FIELD_NAMES]
     return "".join(
         f'<a href="./{"?" + urlencode({"field": f}) if f else ""}"{" class=current" if f == field else ""}>{html.escape(text)}</a>'
@@ -263,26 +259,18 @@ def _check_write(request: Request, token: str) -> None:
             local = False
         if not local:
             raise Refused(403, "a request without an Origin header is accepted only from this machine")
-    elif origin != f"{request.url.scheme}://{request.headers.get('host', '')}":
+    elif origin != own_origin(request):
         raise Refused(403, f"cross-site request refused: Origin {origin!r} is not this page")
     if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
         raise Refused(403, "cross-site request refused (Sec-Fetch-Site)")
-    if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
-        raise Refused(415, "send application/json")
+    require_json(request)
     if not hmac.compare_digest(request.headers.get("x-csrf-token", "").encode(), token.encode()):
         raise Refused(403, "missing or wrong CSRF token: reload the page")
 
 
 async def _json_body(request: Request) -> dict[str, str]:
     """The body as a flat JSON object of text (at most MAX_BODY bytes)."""
-    length = request.headers.get("content-length", "")
-    if length and (not length.isdigit() or int(length) > MAX_BODY):
-        raise Refused(413, f"the request is larger than {MAX_BODY} bytes")
-    raw = b""
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > MAX_BODY:
-            raise Refused(413, f"the request is larger than {MAX_BODY} bytes")
+    raw = await read_body(request, MAX_BODY)
     try:
         body = json.loads(raw or b"{}")
     except RecursionError:
@@ -334,8 +322,8 @@ def create_app(state: ReviewState, allowed_hosts: tuple[str, ...] = ()) -> Starl
     async def index(request: Request, nonce: str) -> Response:
         field = field_of(request)
         try:
-            queue, photos = state.queue(field), state.photos()
-            nav = _nav(state, field)
+            everything, photos = state.queue(), state.photos()  # the label files are read once per page
+            queue, nav = of_field(everything, field), _nav(everything, field)
         except FileNotFoundError as exc:
             page = PAGE.format(
                 token=token, nav="", status=html.escape(str(exc)), field="", cards="", more_hidden="hidden", nonce=nonce, script=""
@@ -343,7 +331,7 @@ def create_app(state: ReviewState, allowed_hosts: tuple[str, ...] = ()) -> Starl
             return HTMLResponse(page, status_code=404)
         more = "" if len(queue) > PAGE_SIZE else "hidden"
         page = PAGE.format(
-            token=token, nav=nav, status=_status(len(state.queue())), field=field, cards=_cards(queue, photos, 0),
+            token=token, nav=nav, status=_status(len(everything)), field=field, cards=_cards(queue, photos, 0),
             more_hidden=more, nonce=nonce, script=SCRIPT,
         )  # fmt: skip
         return HTMLResponse(page)

@@ -25,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from apps.http_checks import Refused, own_origin, read_body, require_json
 from maskops.intake import IntakeError, IntakeLimits, header_pixels, read_regular_file
 from maskops.options import option
 
@@ -70,12 +71,6 @@ class Scorer:
             inner.limits = self.config.limits
 
 
-class RequestError(ValueError):
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-
-
 def create_app(scorer: Scorer) -> Starlette:
     async def ping(request: Request) -> Response:
         if scorer.stuck >= scorer.config.workers:  # every worker held by requests that timed out and still run
@@ -97,7 +92,7 @@ def create_app(scorer: Scorer) -> Starlette:
             rows = parse_rows(await loop.run_in_executor(None, json.loads, body))  # parsing and decoding off the event loop
             statuses, images = await loop.run_in_executor(None, take_images, rows, scorer)
             result = await predict_within(scorer, images)
-        except RequestError as exc:
+        except Refused as exc:
             return JSONResponse({"error_code": "BAD_REQUEST", "message": str(exc)}, status_code=exc.status)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             return JSONResponse({"error_code": "BAD_REQUEST", "message": f"the body is not JSON: {exc}"}, status_code=400)
@@ -110,40 +105,23 @@ def create_app(scorer: Scorer) -> Starlette:
 
 
 def check_headers(request: Request, config: ScoringConfig) -> None:
-    """JSON only (a form or text/csv body can be sent cross-site without a preflight); an Origin, when sent, must be ours."""
-    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media != "application/json":
-        raise RequestError(415, f"Content-Type must be application/json, got {media or 'none'}")
+    """JSON only; an Origin, when sent, must be ours or an allowed one."""
+    require_json(request)
     origin = request.headers.get("origin")
-    if origin is not None:
-        own = {f"{request.url.scheme}://{request.headers.get('host', '')}"}
-        if origin not in own | set(config.allowed_origins):
-            raise RequestError(403, f"requests from origin {origin} are not allowed (--allow-origin to add one)")
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refused with 413 as soon as it passes `limit` (Content-Length is checked first, then counted)."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise RequestError(413, f"request body of {declared} bytes is over the limit of {limit}")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise RequestError(413, f"request body over the limit of {limit} bytes")
-    return bytes(body)
+    if origin is not None and origin not in {own_origin(request), *config.allowed_origins}:
+        raise Refused(403, f"requests from origin {origin} are not allowed (--allow-origin to add one)")
 
 
 def parse_rows(payload) -> list[dict]:
     """Rows of MLflow's input formats: dataframe_split, dataframe_records, or inputs (columns or records)."""
     if not isinstance(payload, dict):
-        raise RequestError(400, "expected a JSON object with dataframe_split, dataframe_records or inputs")
+        raise Refused(400, "expected a JSON object with dataframe_split, dataframe_records or inputs")
     if "dataframe_split" in payload:
         split = payload["dataframe_split"]
         if not isinstance(split, dict) or not isinstance(split.get("columns"), list) or not isinstance(split.get("data"), list):
-            raise RequestError(400, "dataframe_split needs 'columns' and 'data' lists")
+            raise Refused(400, "dataframe_split needs 'columns' and 'data' lists")
         if not all(isinstance(c, str) for c in split["columns"]):
-            raise RequestError(400, "dataframe_split columns must be strings")
+            raise Refused(400, "dataframe_split columns must be strings")
         rows = [dict(zip(split["columns"], row, strict=False)) for row in split["data"] if isinstance(row, list)]
     elif "dataframe_records" in payload:
         rows = payload["dataframe_records"]
@@ -156,9 +134,9 @@ def parse_rows(payload) -> list[dict]:
         else:
             rows = inputs
     else:
-        raise RequestError(400, "expected one of dataframe_split, dataframe_records, inputs")
+        raise Refused(400, "expected one of dataframe_split, dataframe_records, inputs")
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-        raise RequestError(400, "rows must be objects with an 'image' (base64 image bytes) or a 'path'")
+        raise Refused(400, "rows must be objects with an 'image' (base64 image bytes) or a 'path'")
     return rows
 
 
@@ -205,7 +183,7 @@ async def predict_within(scorer: Scorer, images: dict[int, bytes]) -> pd.DataFra
     loop = asyncio.get_running_loop()
     acquired = await loop.run_in_executor(None, scorer.slots.acquire, True, scorer.config.timeout)
     if not acquired:
-        raise RequestError(503, f"every worker is busy (for more than {scorer.config.timeout:g} s); try again later")
+        raise Refused(503, f"every worker is busy (for more than {scorer.config.timeout:g} s); try again later")
     with scorer.lock:
         scorer.busy += 1
     frame = pd.DataFrame({"image": list(images.values())}, index=list(images))
@@ -216,11 +194,11 @@ async def predict_within(scorer: Scorer, images: dict[int, bytes]) -> pd.DataFra
         with scorer.lock:
             scorer.stuck += 1
         future.add_done_callback(lambda _: _unstick(scorer))
-        raise RequestError(504, f"the prediction took longer than {scorer.config.timeout:g} s") from None
-    except RequestError:
+        raise Refused(504, f"the prediction took longer than {scorer.config.timeout:g} s") from None
+    except Refused:
         raise
     except Exception as exc:
-        raise RequestError(500, f"prediction failed: {type(exc).__name__}: {str(exc)[:200]}") from None
+        raise Refused(500, f"prediction failed: {type(exc).__name__}: {str(exc)[:200]}") from None
 
 
 def _unstick(scorer: Scorer) -> None:

@@ -166,6 +166,11 @@ class Settings:
     records = StateFolder("records", "Small JSON records of the model assets.")
     submissions = StateFolder("submissions", "submission.csv.")
 
+    @property
+    def mlflow_artifact_root(self) -> str:
+        """Where MLflow clients put artifacts: the local store's folder, or "" when a tracking server decides (proxied)."""
+        return "" if self.production else str(self.mlflow_artifacts)
+
     def environment(self) -> dict[str, str]:
         """Variables for child processes (dagster CLI, webserver) so they see the same state."""
         return {

@@ -24,7 +24,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
         # a tracking server decides where artifacts go (proxied); a local store keeps them under <home>/mlartifacts
         "tracking": MlflowTracking(
             tracking_uri=settings.mlflow_uri,
-            artifact_root="" if settings.production else str(settings.mlflow_artifacts),
+            artifact_root=settings.mlflow_artifact_root,
             ui_url=settings.mlflow_ui,
         ),
         "compute": Compute(checkpoints_dir=str(settings.checkpoints)),

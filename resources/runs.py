@@ -98,21 +98,25 @@ def run_processes(instance: dg.DagsterInstance, run_id: str) -> dict[int, float]
     return pids
 
 
-def dead_runs(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
-    """Runs in progress none of whose processes is alive on this machine (runs with no recorded process are left alone)."""
+def _dead_runs_and_pids(instance: dg.DagsterInstance) -> list[tuple[dg.DagsterRun, list[int]]]:
     dead = []
     for run in instance.get_runs(RunsFilter(statuses=IN_PROGRESS)):
         pids = run_processes(instance, run.run_id)
         if pids and not any(process_alive(pid, seen) for pid, seen in pids.items()):
-            dead.append(run)
+            dead.append((run, sorted(pids)))
     return dead
+
+
+def dead_runs(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
+    """Runs in progress none of whose processes is alive on this machine (runs with no recorded process are left alone)."""
+    return [run for run, _ in _dead_runs_and_pids(instance)]
 
 
 def sweep(instance: dg.DagsterInstance) -> list[str]:
     """Mark dead runs failed and free every slot held by a run that is not in progress; what was done, a line each."""
     done = []
-    for run in dead_runs(instance):
-        pids = ", ".join(map(str, sorted(run_processes(instance, run.run_id))))
+    for run, gone in _dead_runs_and_pids(instance):
+        pids = ", ".join(map(str, gone))
         instance.report_run_failed(run, f"maskops: the run's processes ({pids}) are gone (killed or crashed); marked failed "
                                         "and its pool slots freed. Re-execute it (from failure) to resume.")  # fmt: skip
         done.append(f"run {run.run_id} ({run.job_name}): processes {pids} gone, marked failed")

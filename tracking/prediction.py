@@ -56,9 +56,9 @@ def load_model(service: TrackingService, model_uri: str, models_dir: Path | None
         local = _local_folder(service.storage_location(model_uri))
         if local is None:  # a remote store: download once, into a folder that lives as long as the process
             return service.load_pyfunc(model_uri)
-        flavors = Model.load(str(local)).flavors
-        if flavors.get("python_function", {}).get("loader_module") == "mlflow.pytorch":
-            return _member_predictor(local, model_uri, models_dir)
+        model = Model.load(str(local))
+        if model.flavors.get("python_function", {}).get("loader_module") == "mlflow.pytorch":
+            return _member_predictor(local, model.metadata or {}, model_uri, models_dir)
         return mlflow.pyfunc.load_model(str(local), suppress_warnings=True)  # the requirement scan alone took 1-3 s
     except MlflowException as exc:
         known = ""
@@ -78,16 +78,14 @@ def _local_folder(location: str) -> Path | None:
     return None
 
 
-def _member_predictor(local: Path, model_uri: str, models_dir: Path | None):
+def _member_predictor(local: Path, metadata: dict, model_uri: str, models_dir: Path | None):
     """One member served like the ensemble: the same crop pipeline (from the recipe in its metadata), one vote."""
     import mlflow.pytorch
-    from mlflow.models import Model
 
     from maskops.crop import CropRecipe
     from maskops.files import file_digest
     from tracking.ensemble_model import MaskopsEnsemble, type_hints_cached
 
-    metadata = Model.load(str(local)).metadata or {}
     if "crop_recipe" not in metadata or "image_size" not in metadata:
         raise PredictionError(
             f"{model_uri} is a PyTorch model without a crop recipe in its metadata: it takes prepared crops, not photos. "
