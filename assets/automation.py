@@ -19,6 +19,7 @@ import dagster as dg
 from assets.models import VARIANTS
 from assets.sources import EVERYTHING
 from maskops.settings import Settings
+from maskops.variants import model_name
 from resources.execution import job_executor
 from resources.instance import TRIGGER_TAG
 from resources.runs import pool_waits, sweep
@@ -38,7 +39,7 @@ automation_sensor = dg.AutomationConditionSensorDefinition(
 executor, execution_config = job_executor(Settings.from_env())
 challenger_job = dg.define_asset_job(
     "train_challenger",
-    selection=dg.AssetSelection.assets(*(["model", v] for v in VARIANTS), "ensemble", "submission"),
+    selection=dg.AssetSelection.assets(*(model_name(v) for v in VARIANTS), "ensemble", "submission"),
     description="Retrain the four variant models and the ensemble on the current data (a new seed from the schedule); "
     "promotion decides champion or challenger.",
     config=execution_config or None,
@@ -59,7 +60,7 @@ def weekly_challenger(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
     seed = int(when.strftime("%G%V"))  # e.g. 202648: a new seed each week, the same one if the tick is retried
     return dg.RunRequest(
         run_key=f"challenger-{seed}",
-        run_config={**execution_config, "ops": {f"model__{v}": {"config": {"seed": seed}} for v in VARIANTS}},
+        run_config={**execution_config, "ops": {model_name(v): {"config": {"seed": seed}} for v in VARIANTS}},
         tags={TRIGGER_TAG: f"weekly challenger, seed {seed}"},
     )
 

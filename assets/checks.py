@@ -152,7 +152,7 @@ exclusions_check = label_file_check("label_exclusions", EXCLUSION_COLUMNS, exclu
 
 
 @dg.asset_check(asset="submission", name="submission_contract", blocking=True,
-                additional_ins={"eval_dataset": dg.AssetIn("eval_dataset"), "eval_crops": dg.AssetIn(["cropped", "eval"])},
+                additional_ins={"eval_dataset": dg.AssetIn("eval_dataset"), "eval_crops": dg.AssetIn("eval_crops")},
                 description="One answer per evaluation image, in eval/info.csv's order (as scan read it), a class id 0..17; "
                 f"at most {submission_contract.MAX_WITHOUT_CROP:.0%} of the answers guessed for images without a readable crop.")  # fmt: skip
 def submission_check(

@@ -1,4 +1,4 @@
-"""cropped/<variant>: background removal and face crop for every dataset variant, one factory.
+"""<variant>_crops: background removal and face crop for every dataset variant, one factory.
 
 The crops live in the content-addressed image store, so variants that share images
 (raw, relabeled and cleaned share almost all) compute each crop once.
@@ -17,6 +17,7 @@ from maskops.crop import CROP_CODE_VERSION, CropConfig, Cropper, CropRecipe, cro
 from maskops.faces import Lazy
 from maskops.files import file_digest
 from maskops.layout import fingerprint
+from maskops.variants import crops_name
 from resources import BackgroundRemoverResource, CompetitionDataset, FaceDetectorResource, ImageStoreResource, ReportFiles
 
 VARIANTS = {
@@ -40,7 +41,7 @@ def crop_recipe(config: CropSettings, face_detector: FaceDetectorResource, backg
 
 
 def build_cropped(variant: str, upstream: str) -> dg.AssetsDefinition:
-    @stage(key=["cropped", variant], ins={"manifest": dg.AssetIn(upstream)}, group=CROPS, tags={"variant": variant}, code_version=CROP_CODE_VERSION,
+    @stage(key=crops_name(variant), ins={"manifest": dg.AssetIn(upstream)}, group=CROPS, tags={"variant": variant}, code_version=CROP_CODE_VERSION,
            kinds=("pytorch", "parquet"), pool=IMAGE_MODELS_POOL,
            description=f"{upstream} with a face crop per image (crop_path, face_prob, box, fallback, crop_recipe) from the image store.")  # fmt: skip
     def cropped(
@@ -68,14 +69,14 @@ def build_cropped(variant: str, upstream: str) -> dg.AssetsDefinition:
             value=out,
             data_version=dg.DataVersion(fingerprint(out, ("image_id", "crop_key", "class_id") if labelled else ("image_id", "crop_key"))),
             metadata={
-                **(dataset_metadata(f"cropped/{variant}", out, reports) if labelled else {"images": dg.MetadataValue.int(len(out))}),
+                **(dataset_metadata(crops_name(variant), out, reports) if labelled else {"images": dg.MetadataValue.int(len(out))}),
                 **{k: dg.MetadataValue.float(v) for k, v in summary.items()},
                 "processed_images": dg.MetadataValue.int(stats.processed),
                 "reused_images": dg.MetadataValue.int(stats.reused),
                 "seconds": dg.MetadataValue.float(round(seconds, 2)),
                 "images_per_second": dg.MetadataValue.float(round(stats.processed / seconds, 3) if stats.processed else 0.0),
                 "crop_recipe": dg.MetadataValue.json(recipe.key_params()),
-                "samples": sheet(reports, f"cropped/{variant}", "samples", sample, image_store.source(dataset.root).open_rgb,
+                "samples": sheet(reports, crops_name(variant), "samples", sample, image_store.source(dataset.root).open_rgb,
                                  lambda r: ("face" if r["face_found"] else "fallback") + f" {r['stem'][:8]}", "crop_path"),
             },
         )  # fmt: skip

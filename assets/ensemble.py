@@ -16,23 +16,24 @@ from maskops.ensemble import EnsembleConfig, choose_serving, evaluate_ensemble, 
 from maskops.figures import class_distribution_png
 from maskops.files import write_csv_atomic
 from maskops.reports import class_counts
+from maskops.variants import model_name
 from resources import BackgroundRemoverResource, CompetitionDataset, ImageStoreResource, MlflowTracking, ReportFiles, SubmissionStore
 
 CODE_VERSION = "3"
-MEMBER_INS = {f"model_{v}": dg.AssetIn(["model", v]) for v in VARIANTS}
+MEMBER_INS = {model_name(v): dg.AssetIn(model_name(v)) for v in VARIANTS}
 
 
 class EnsembleSettings(settings_config(EnsembleConfig)):
     """How the members are combined and when the new version becomes champion (maskops.ensemble.EnsembleConfig)."""
 
 
-@stage(ins={**MEMBER_INS, "validation_crops": dg.AssetIn(["cropped", "relabeled"]), "profile_split": dg.AssetIn("profile_split")},
+@stage(ins={**MEMBER_INS, "validation_crops": dg.AssetIn("relabeled_crops"), "profile_split": dg.AssetIn("profile_split")},
        group=SERVING, kinds=("mlflow", "pytorch"), code_version=CODE_VERSION, io_manager_key="record_io_manager", pool=IMAGE_MODELS_POOL,
        freshness_policy=WEEKLY)  # fmt: skip
 def ensemble(
     context: dg.AssetExecutionContext, config: EnsembleSettings, validation_crops: pd.DataFrame, profile_split: pd.DataFrame,
     dataset: CompetitionDataset, image_store: ImageStoreResource, background_remover: BackgroundRemoverResource, tracking: MlflowTracking,
-    reports: ReportFiles, model_raw: dict, model_relabeled: dict, model_cleaned: dict, model_generated: dict,
+    reports: ReportFiles, raw_model: dict, relabeled_model: dict, cleaned_model: dict, generated_model: dict,
 ) -> dg.MaterializeResult:  # fmt: skip
     """Soft voting over the variant models' probabilities, validated beside each member on the shared validation
     people; registered as maskops-ensemble (a pyfunc taking raw photos) with champion/challenger promotion."""
@@ -41,12 +42,12 @@ def ensemble(
     from tracking.registry import promote
 
     settings, service = to_settings(EnsembleConfig, config), tracking.service()
-    records = [model_raw, model_relabeled, model_cleaned, model_generated]
-    recipe = shared_recipe({f"model/{r['variant']}": r["crop_recipe"] for r in records})
+    records = [raw_model, relabeled_model, cleaned_model, generated_model]
+    recipe = shared_recipe({model_name(r["variant"]): r["crop_recipe"] for r in records})
     members = registered_members(service, records)
     val, open_image = validation_rows(validation_crops, profile_split), image_store.source(dataset.root).open_rgb
     paths, y = list(val["crop_path"]), val["class_id"].to_numpy()
-    evaluation = evaluate_ensemble([f"model/{m['variant']}" for m in members], probabilities(service, members, paths, open_image, settings.tta),
+    evaluation = evaluate_ensemble([model_name(m['variant']) for m in members], probabilities(service, members, paths, open_image, settings.tta),
                                    y, settings.weights, groups=list(val["profile_id"]), temperature=settings.temperature)  # fmt: skip
     validation_set = validation_set_id(val["image_id"], val["class_id"])
     background = background_remover.model_file(recipe.config.background_model) if recipe.config.remove_background else None
@@ -99,7 +100,7 @@ def ensemble_check(ensemble: dict) -> dg.AssetCheckResult:
     })  # fmt: skip
 
 
-@stage(ins={"ensemble": dg.AssetIn("ensemble"), "eval_crops": dg.AssetIn(["cropped", "eval"]), "eval_dataset": dg.AssetIn("eval_dataset")},
+@stage(ins={"ensemble": dg.AssetIn("ensemble"), "eval_crops": dg.AssetIn("eval_crops"), "eval_dataset": dg.AssetIn("eval_dataset")},
        group=SERVING, kinds=("pandas", "csv"), code_version=CODE_VERSION, pool=IMAGE_MODELS_POOL)  # fmt: skip
 def submission(
     context: dg.AssetExecutionContext, ensemble: dict, eval_crops: pd.DataFrame, eval_dataset: pd.DataFrame, dataset: CompetitionDataset,
@@ -108,8 +109,8 @@ def submission(
     """eval/info.csv with `ans` filled by the ensemble, in the original order; written to the state folder and logged to MLflow."""
     from tracking.ensemble import voted
 
-    if recipe_of(eval_crops, "cropped/eval") != CropRecipe.from_json(ensemble["crop_recipe"]):
-        raise CropRecipeError("cropped/eval was made with other crop settings than the ensemble's members: re-materialize cropped/eval")
+    if recipe_of(eval_crops, "eval_crops") != CropRecipe.from_json(ensemble["crop_recipe"]):
+        raise CropRecipeError("eval_crops was made with other crop settings than the ensemble's members: re-materialize eval_crops")
     order = eval_dataset.sort_values("order")["stem"].astype(str).tolist()  # info.csv's order, ids as scan read them
     crops = eval_crops.set_index("stem")
     usable = [i for i in order if i in crops.index and pd.notna(crops.loc[i, "crop_path"])]

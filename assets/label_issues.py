@@ -26,7 +26,7 @@ class LabelIssuesSettings(settings_config(LabelIssuesConfig)):
     """The out-of-fold models that judge the labels (maskops.label_issues.LabelIssuesConfig)."""
 
 
-@stage(ins={"crops": dg.AssetIn(["cropped", "relabeled"]), "profile_split": dg.AssetIn("profile_split")}, group=REVIEW,
+@stage(ins={"crops": dg.AssetIn("relabeled_crops"), "profile_split": dg.AssetIn("profile_split")}, group=REVIEW,
        kinds=("pytorch", "parquet"), code_version="1", pool=GPU_POOL)  # fmt: skip
 def label_issues(
     context: dg.AssetExecutionContext, config: LabelIssuesSettings, crops: pd.DataFrame, profile_split: pd.DataFrame,

@@ -20,10 +20,10 @@ from maskops.files import write_atomic
 from maskops.layout import fingerprint
 from maskops.settings import Settings
 from maskops.train_config import PRESETS, TrainConfig, config_from
+from maskops.variants import VARIANTS, crops_name, model_name
 from resources import CompetitionDataset, Compute, ImageStoreResource, MlflowTracking, ReportFiles
 from resources.runs import IN_PROGRESS, dead_runs
 
-VARIANTS = ("raw", "relabeled", "cleaned", "generated")
 TRAIN_CODE_VERSION = "2"
 
 
@@ -40,11 +40,11 @@ class TrainingConfig(settings_config(TrainConfig, optional=True, exclude=("devic
 
 
 def build_model_asset(variant: str) -> dg.AssetsDefinition:
-    ins = {"crops": dg.AssetIn(["cropped", variant]), "profile_split": dg.AssetIn("profile_split")}
+    ins = {"crops": dg.AssetIn(crops_name(variant)), "profile_split": dg.AssetIn("profile_split")}
     if variant != "relabeled":  # validation always uses the relabeled crops of the validation fold
-        ins["validation_crops"] = dg.AssetIn(["cropped", "relabeled"])
+        ins["validation_crops"] = dg.AssetIn("relabeled_crops")
     spec = dict(
-        key=["model", variant], ins=ins, group=MODELS, tags={"variant": variant}, kinds=("pytorch", "mlflow"),
+        key=model_name(variant), ins=ins, group=MODELS, tags={"variant": variant}, kinds=("pytorch", "mlflow"),
         code_version=TRAIN_CODE_VERSION, io_manager_key="record_io_manager", pool=GPU_POOL, freshness_policy=WEEKLY,
         description=f"A model trained on the {variant} variant's training profiles, validated on the shared validation fold "
         f"(relabeled labels); an MLflow run, registered as a version of maskops-{variant} when model_quality passes.",
@@ -88,18 +88,20 @@ def train_variant(
     tags = {**mlflow_tags(context, TRAIN_CODE_VERSION), "maskops.variant": variant,
             "maskops.input_data_version": fingerprint(data.train, ("image_id", "crop_key", "class_id"))}  # fmt: skip
     checkpoints = Path(compute.checkpoints_dir) / variant
-    with _training_run(context, tracking, f"model/{variant}", tags, checkpoints) as run:
+    with _training_run(context, tracking, model_name(variant), tags, checkpoints) as run:
         log_training_start(run, variant, cfg, data, config.preset)
         result = train_model(data.train_images, data.train_labels, data.val_images, data.val_labels, cfg, checkpoints,
                              epoch_logger(run, context.log.info))  # fmt: skip
-        evaluation = evaluate_model(result, data.val_images, data.val_labels, f"model/{variant}", config.gradcam_images)
+        evaluation = evaluate_model(result, data.val_images, data.val_labels, model_name(variant), config.gradcam_images)
         logged = log_trained_model(run, cfg, result, evaluation, data.crop_recipe)
     (checkpoints / CHECKPOINT).unlink(missing_ok=True)  # tracked: the crash-recovery checkpoint has done its job
     (checkpoints / RUN_ID_FILE).unlink(missing_ok=True)
     if result.discarded_checkpoint:
-        context.log.warning(f"model/{variant}: the checkpoint could not be resumed and was set aside as {result.discarded_checkpoint}")
+        context.log.warning(
+            f"{model_name(variant)}: the checkpoint could not be resumed and was set aside as {result.discarded_checkpoint}"
+        )
     record = model_record(variant, logged, cfg, result, data)
-    context.log.info(f"model/{variant}: validation macro F1 {result.val_metrics['macro_f1']:.3f}, logged as {logged.uri}")
+    context.log.info(f"{model_name(variant)}: validation macro F1 {result.val_metrics['macro_f1']:.3f}, logged as {logged.uri}")
     resumed = {} if result.resumed_from_epoch is None else {"resumed_from_epoch": dg.MetadataValue.int(result.resumed_from_epoch)}
     return dg.MaterializeResult(value=record, data_version=dg.DataVersion(logged.run_id[:12]), metadata={
         **{f"val_{k}": dg.MetadataValue.float(round(v, 4)) for k, v in result.val_metrics.items()},
@@ -109,7 +111,7 @@ def train_variant(
         "epochs_run": dg.MetadataValue.int(len(result.history)), **resumed,
         **({"discarded_checkpoint": dg.MetadataValue.path(result.discarded_checkpoint)} if result.discarded_checkpoint else {}),
         "train_images_per_second": dg.MetadataValue.float(round(result.train_images_per_second, 2)),
-        **{name[:-4]: reports.figure(f"model/{variant}", name[:-4], png) for name, png in evaluation.figures.items()},
+        **{name[:-4]: reports.figure(model_name(variant), name[:-4], png) for name, png in evaluation.figures.items()},
     })  # fmt: skip
 
 
@@ -144,7 +146,7 @@ class ModelCheckConfig(dg.Config):
 
 
 def build_model_check(variant: str) -> dg.AssetChecksDefinition:
-    @dg.asset_check(asset=["model", variant], name="model_quality", blocking=True,
+    @dg.asset_check(asset=model_name(variant), name="model_quality", blocking=True,
                     description=f"Validation macro F1 at least the floor and every weight finite (read back from MLflow); "
                     f"a model that passes becomes a version of maskops-{variant}, one that fails is never registered.")  # fmt: skip
     def check(config: ModelCheckConfig, record: dict, tracking: MlflowTracking) -> dg.AssetCheckResult:

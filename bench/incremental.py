@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/incremental.py [--profiles 40]
 
-Materializes every data asset (raw -> relabeled -> split -> cleaned -> generated -> cropped/*,
+Materializes every data asset (raw -> relabeled -> split -> cleaned -> generated -> *_crops,
 real u2netp and MTCNN) on a synthetic dataset, adds 5% more people (drawn by the same seed,
 so the others stay byte-identical), and materializes again on the same instance.
 incremental_vs_full: seconds of the second run / seconds of the first. Target <= 0.10.

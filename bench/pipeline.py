@@ -44,8 +44,7 @@ from maskops.store import ImageSource, ImageStore
 from maskops.synth.people import TRUTH_DIR, SynthConfig, synthesize
 from maskops.synth.reviewer import demo_review
 from maskops.train import resolve_device
-
-VARIANTS = ("raw", "relabeled", "cleaned", "generated")
+from maskops.variants import VARIANTS, model_name
 
 
 class Stages:
@@ -181,11 +180,11 @@ def train_stage(args: argparse.Namespace, work: Path, device: str, stages: Stage
             result = train_model(data.train_images, data.train_labels, data.val_images, data.val_labels, cfg)
         if args.extras:
             with stages("evaluation"):
-                evaluate_model(result, data.val_images, data.val_labels, f"model/{variant}", 16)
+                evaluate_model(result, data.val_images, data.val_labels, model_name(variant), 16)
         with stages("predict"):
             eval_probs.append(predict(result.model, eval_images))
         y_val, val_people = data.val_labels, list(data.val["profile_id"])
-        members.append(f"model/{variant}")
+        members.append(model_name(variant))
         val_probs.append(result.val_probabilities)
         members_meta[variant] = {"train_images": len(data.train), "val_macro_f1": round(result.val_metrics["macro_f1"], 4),
                                  "epochs": len(result.history), "train_images_per_second": round(result.train_images_per_second, 1)}  # fmt: skip

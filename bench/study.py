@@ -27,8 +27,10 @@ sys.path.insert(0, str(HERE))
 import pipeline  # noqa: E402
 from common import emit  # noqa: E402
 
-ARMS = ("model/raw", "model/relabeled", "model/cleaned", "model/generated", "soft_vote", "ensemble")
-PAIRS = (("model/relabeled", "model/raw"), ("model/cleaned", "model/raw"), ("model/generated", "model/raw"), ("soft_vote", "best_member"))
+from maskops.variants import model_name  # noqa: E402
+
+ARMS = ("raw_model", "relabeled_model", "cleaned_model", "generated_model", "soft_vote", "ensemble")
+PAIRS = (("relabeled_model", "raw_model"), ("cleaned_model", "raw_model"), ("generated_model", "raw_model"), ("soft_vote", "best_member"))
 
 
 def run_seeds(args: argparse.Namespace, work: Path) -> list[dict]:
@@ -50,7 +52,7 @@ def arm_scores(run: dict, metric: str) -> dict[str, float]:
     """Every arm's evaluation score in one seed's run, plus best_member: the member the validation people chose."""
     scores = dict(run[f"evaluation_{metric}"])
     best = max(run["members"], key=lambda v: run["members"][v]["val_macro_f1"])
-    return scores | {"best_member": scores[f"model/{best}"]}
+    return scores | {"best_member": scores[model_name(best)]}
 
 
 def summarize(runs: list[dict]) -> dict:
@@ -118,10 +120,10 @@ def main(argv: list[str] | None = None) -> dict:
     summary = summarize(runs)
     machine = runs[0]["machine"]
     for arm, m in summary["arms"].items():
-        emit(f"study_{arm.replace('/', '_')}_macro_f1", m["macro_f1"]["mean"], "macro F1 (mean over seeds)", n=summary["seeds"],
+        emit(f"study_{arm}_macro_f1", m["macro_f1"]["mean"], "macro F1 (mean over seeds)", n=summary["seeds"],
              sd=round(m["macro_f1"]["sd"], 4), old_f1=m["old_f1"]["mean"], old_f1_sd=round(m["old_f1"]["sd"], 4), people=args.people)  # fmt: skip
     for pair, m in summary["paired"].items():
-        name = "study_" + pair.replace("model/", "").replace(" vs ", "_vs_")
+        name = "study_" + pair.replace("_model", "").replace(" vs ", "_vs_")
         emit(f"{name}_macro_f1_difference", m["macro_f1"]["mean_difference"], "macro F1 difference (paired mean)", n=m["macro_f1"]["n"],
              sd=round(m["macro_f1"]["sd"], 4), wins=m["macro_f1"]["wins"], old_f1_difference=m["old_f1"]["mean_difference"],
              old_f1_wins=m["old_f1"]["wins"], people=args.people)  # fmt: skip

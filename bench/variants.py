@@ -42,7 +42,7 @@ def main() -> None:
         raise SystemExit(f"no trained models in {settings.home} ({missing[0]} missing): run `make demo` first")
     raw = pd.read_parquet(settings.manifests / "raw_dataset.parquet")
     truth = apply_corrections(raw, parse_corrections(ground_truth_corrections(settings.dataset), raw, "ground truth"))
-    crops = pd.read_parquet(settings.manifests / "cropped" / "relabeled.parquet")
+    crops = pd.read_parquet(settings.manifests / "relabeled_crops.parquet")
     split = pd.read_parquet(settings.manifests / "profile_split.parquet")
     val = assign_split(crops[crops["crop_path"].notna()], split)
     val = val[val["role"] == VALIDATION].reset_index(drop=True)

@@ -88,8 +88,8 @@ def test_a_changed_corrections_file_retrains_what_depends_on_it(automation: Auto
     automation.observe()
     requested = automation.cascade()
     assert requested == automation.downstream_of("corrections_file") - {"corrections_file"}
-    assert {"label_corrections", "relabeled_dataset", "cropped/relabeled", "model/relabeled", "ensemble", "submission"} <= requested
-    assert not {"raw_dataset", "eval_dataset", "cropped/raw", "cropped/eval", "label_exclusions"} & requested  # nothing upstream or beside
+    assert {"label_corrections", "relabeled_dataset", "relabeled_crops", "relabeled_model", "ensemble", "submission"} <= requested
+    assert not {"raw_dataset", "eval_dataset", "raw_crops", "eval_crops", "label_exclusions"} & requested  # nothing upstream or beside
     automation.observe()
     assert automation.tick() == set()  # done: the same file does not retrain again
 
@@ -102,7 +102,7 @@ def test_new_or_replaced_photos_reread_the_dataset_and_retrain(automation: Autom
     automation.observe()
     requested = automation.cascade()
     assert requested == automation.downstream_of("dataset_folder") - {"dataset_folder"}
-    assert {"raw_dataset", "eval_dataset", "cropped/raw", "cropped/eval", "model/raw", "ensemble", "submission"} <= requested
+    assert {"raw_dataset", "eval_dataset", "raw_crops", "eval_crops", "raw_model", "ensemble", "submission"} <= requested
     assert not {"label_corrections", "label_exclusions"} & requested
     for path in (automation.dataset / "train/train.csv", automation.dataset / "eval/info.csv"):
         assert path.exists()  # observing only reads
@@ -129,12 +129,12 @@ def test_a_failed_blocking_check_stops_the_run_and_is_not_retried_until_the_file
 def test_weekly_challenger_trains_with_the_weeks_seed():
     job = code_location.resolve_job_def("train_challenger")
     assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} == {
-        "model/raw", "model/relabeled", "model/cleaned", "model/generated", "ensemble", "submission",
+        "raw_model", "relabeled_model", "cleaned_model", "generated_model", "ensemble", "submission",
     }  # fmt: skip
     monday = dt.datetime(2026, 11, 30, 3, tzinfo=dt.UTC)
     request = weekly_challenger(dg.build_schedule_context(scheduled_execution_time=monday))
     assert request.run_key == "challenger-202649"
-    assert request.run_config["ops"]["model__cleaned"]["config"]["seed"] == 202649
+    assert request.run_config["ops"]["cleaned_model"]["config"]["seed"] == 202649
     assert dg.validate_run_config(job, request.run_config)
     next_week = weekly_challenger(dg.build_schedule_context(scheduled_execution_time=monday + dt.timedelta(days=7)))
-    assert next_week.run_config["ops"]["model__raw"]["config"]["seed"] == 202650
+    assert next_week.run_config["ops"]["raw_model"]["config"]["seed"] == 202650

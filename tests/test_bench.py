@@ -51,20 +51,20 @@ def test_the_gpu_check_runs_every_section_on_the_cpu(tmp_path: Path):
     data, train = report["fullsize-data"], report["fullsize-train"]
     assert data["images"]["raw"]["cropped"] == 7 * 12 and data["images"]["relabeled"]["cropped"] == 0  # shared through the store
     assert set(train["evaluation_macro_f1"]) == {
-        "model/raw",
-        "model/relabeled",
-        "model/cleaned",
-        "model/generated",
+        "raw_model",
+        "relabeled_model",
+        "cleaned_model",
+        "generated_model",
         "soft_vote",
         "ensemble",
     }
     assert {"synthesize", "crop", "generate"} <= set(data["seconds"]) and {"train/raw", "ensemble"} <= set(train["seconds"])
     assert train["evaluation_images"] == 14
     study = report["study"]["summary"]  # two seeds on the same toy data: every arm, and the pairs against raw
-    assert study["seeds"] == 2 and len(study["arms"]["model/raw"]["macro_f1"]["values"]) == 2
-    pair = study["paired"]["model/generated vs model/raw"]["macro_f1"]
-    assert pair["differences"] == pytest.approx([g - r for g, r in zip(study["arms"]["model/generated"]["macro_f1"]["values"],
-                                                                        study["arms"]["model/raw"]["macro_f1"]["values"], strict=True)])  # fmt: skip
+    assert study["seeds"] == 2 and len(study["arms"]["raw_model"]["macro_f1"]["values"]) == 2
+    pair = study["paired"]["generated_model vs raw_model"]["macro_f1"]
+    assert pair["differences"] == pytest.approx([g - r for g, r in zip(study["arms"]["generated_model"]["macro_f1"]["values"],
+                                                                        study["arms"]["raw_model"]["macro_f1"]["values"], strict=True)])  # fmt: skip
     assert "| soft_vote vs best_member |" in report["study"]["table"]
 
 
@@ -79,15 +79,15 @@ def test_the_harness_folds_gpu_figures_and_writes_a_table(tmp_path: Path):
         "crop": {"images_per_second": 410.0, "batch_size": 64},
         "fullsize-data": {"wall_seconds": 250.0, "seconds": {"crop": 120.0}},
         "fullsize-train": {"wall_seconds": 300.0, "seconds": {"train/raw": 60.0}, "evaluation_macro_f1": {"ensemble": 0.8}},
-        "study": {"people": 480, "summary": {"paired": {"model/relabeled vs model/raw": {
+        "study": {"people": 480, "summary": {"paired": {"relabeled_model vs raw_model": {
             "macro_f1": {"mean_difference": 0.03, "sd": 0.01, "wins": 3, "n": 3}, "old_f1": {"mean_difference": 0.0, "sd": 0.02, "wins": 1, "n": 3}}}}},
     }  # fmt: skip
     (tmp_path / "results-gpu.json").write_text(json.dumps(report))
     figures = run.gpu_figures(tmp_path / "results-gpu.json")
     by_name = {f["name"]: f for f in figures}
     assert set(by_name) == {"gpu_train_loop_vs_compute[resnet26d,128px,b128]", "gpu_crop_stage", "gpu_full_size_end_to_end",
-                            "gpu_study[model/relabeled vs model/raw]"}  # fmt: skip
-    assert by_name["gpu_study[model/relabeled vs model/raw]"]["ours"] == 0.03
+                            "gpu_study[relabeled_model vs raw_model]"}  # fmt: skip
+    assert by_name["gpu_study[relabeled_model vs raw_model]"]["ours"] == 0.03
     full = by_name["gpu_full_size_end_to_end"]
     assert full["ours"] == 550.0 and full["ratio"] == pytest.approx(0.917, abs=1e-3) and full["machine"] == "NVIDIA H200"
     assert full["details"]["stages"] == {"crop": 120.0, "train/raw": 60.0}

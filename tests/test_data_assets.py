@@ -1,4 +1,4 @@
-"""The whole data graph in Dagster: raw -> relabeled -> split -> cleaned -> generated -> cropped/*."""
+"""The whole data graph in Dagster: raw -> relabeled -> split -> cleaned -> generated -> *_crops."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from tests.conftest import TINY, pipeline_resources
 from tests.onnx_models import brightness_segmenter
 
 ASSETS = [sources, *data_assets]
-CROP_OPS = {f"cropped__{v}": {"config": {"background_model": "u2net_custom"}} for v in VARIANTS}
+CROP_OPS = {f"{v}_crops": {"config": {"background_model": "u2net_custom"}} for v in VARIANTS}
 RUN_CONFIG = {"ops": {**CROP_OPS, "profile_split": {"config": {"n_folds": 3}}, "generated_dataset": {"config": {"stage": 2}}}}
 
 
@@ -49,7 +49,9 @@ def test_whole_graph_materializes_with_lineage_and_metadata(labelled_state, mode
     assert result.success
     manifests = {p.stem: pd.read_parquet(p) for p in (state / "manifests").rglob("*.parquet")}
     assert {"raw_dataset", "relabeled_dataset", "cleaned_dataset", "generated_dataset", "profile_split", "eval_dataset"} <= set(manifests)
-    assert {"raw", "relabeled", "cleaned", "generated", "eval"} == {p.stem for p in (state / "manifests/cropped").iterdir()}
+    assert {"raw", "relabeled", "cleaned", "generated", "eval"} == {
+        p.stem.removesuffix("_crops") for p in (state / "manifests").glob("*_crops.parquet")
+    }
 
     relabeled = manifests["relabeled_dataset"]
     assert relabeled["label_changed"].sum() == 7 and (relabeled.loc[relabeled["label_changed"], "age_group"] == 2).all()
@@ -64,15 +66,15 @@ def test_whole_graph_materializes_with_lineage_and_metadata(labelled_state, mode
     training = set(split.loc[split["role"] == "train", "profile_id"])
     assert set(new["source_profile_id"]) <= training  # generated people come from training profiles only
 
-    processed = {v: _meta(result, f"cropped/{v}")["processed_images"] for v in VARIANTS}
+    processed = {v: _meta(result, f"{v}_crops")["processed_images"] for v in VARIANTS}
     assert processed["raw"] + processed["relabeled"] + processed["cleaned"] == 7 * TINY.profiles  # each crop computed once
     assert processed["generated"] == len(new) and processed["eval"] == 7 * TINY.eval_profiles
-    cropped = pd.read_parquet(state / "manifests/cropped/generated.parquet")
+    cropped = pd.read_parquet(state / "manifests/generated_crops.parquet")
     assert cropped["crop_path"].str.startswith("store:").all() and len(cropped) == len(generated)
     assert cropped["crop_recipe"].nunique() == 1  # every row says how its crop was made
-    meta = _meta(result, "cropped/raw")
+    meta = _meta(result, "raw_crops")
     assert 0 <= meta["detection_rate"] <= 1 and meta["crop_recipe"]["detector"] == {"thresholds": [0.6, 0.7, 0.7], "min_face_size": 20}
-    sheets = [("cropped/raw", "samples"), ("generated_dataset", "samples"), ("raw_dataset", "samples"),
+    sheets = [("raw_crops", "samples"), ("generated_dataset", "samples"), ("raw_dataset", "samples"),
               ("relabeled_dataset", "relabeled_samples"), ("cleaned_dataset", "removed_samples")]  # fmt: skip
     for key, sheet in sheets:  # contact sheets are files the metadata links to
         assert Path(_meta(result, key)[sheet]).read_bytes()[:4] == b"\x89PNG", key
@@ -99,10 +101,10 @@ def test_adding_profiles_processes_only_the_new_images(labelled_state, models_di
     split_after = pd.read_parquet(state / "manifests/profile_split.parquet")
     assert split_before.merge(split_after, on=["profile_id", "fold", "role"]).shape[0] == TINY.profiles  # nobody moved
     assert _meta(again, "profile_split")["profiles_placed"] == 1
-    processed = {v: _meta(again, f"cropped/{v}")["processed_images"] for v in VARIANTS}
+    processed = {v: _meta(again, f"{v}_crops")["processed_images"] for v in VARIANTS}
     assert processed["raw"] == 7 and processed["relabeled"] == 0 and processed["eval"] == 0
     assert processed["cleaned"] == 0  # its images are the raw ones, already cropped
-    assert _meta(again, "cropped/raw")["reused_images"] == 7 * TINY.profiles
+    assert _meta(again, "raw_crops")["reused_images"] == 7 * TINY.profiles
 
 
 def test_bad_corrections_stop_the_run_naming_the_row(labelled_state, models_dir: Path):
@@ -122,14 +124,12 @@ def test_crops_are_keyed_on_every_setting_and_on_the_model_files_content(dataset
     brightness_segmenter(own_models / "tiny_segmenter.onnx")
     resources = _resources(dataset_copy, tmp_path / "state", own_models)
     assets = [sources, competition_dataset, build_cropped("eval", "eval_dataset")]
-    config = {"ops": {"cropped__eval": {"config": {"background_model": "u2net_custom"}}}}
+    config = {"ops": {"eval_crops": {"config": {"background_model": "u2net_custom"}}}}
     instance = dg.DagsterInstance.ephemeral()
 
     def processed(resources: dict) -> int:
-        result = dg.materialize(
-            assets, resources=resources, run_config=config, instance=instance, selection=[dg.AssetKey(["cropped", "eval"])]
-        )
-        return _meta(result, "cropped/eval")["processed_images"]
+        result = dg.materialize(assets, resources=resources, run_config=config, instance=instance, selection=[dg.AssetKey("eval_crops")])
+        return _meta(result, "eval_crops")["processed_images"]
 
     assert dg.materialize(assets[:2], resources=resources, instance=instance).success
     images = 7 * TINY.eval_profiles

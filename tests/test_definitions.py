@@ -30,34 +30,34 @@ def test_asset_keys_and_specs_snapshot():
     graph = defs.resolve_asset_graph()
     specs = {key.to_user_string(): graph.get(key) for key in graph.get_all_asset_keys()}
     assert sorted(specs) == sorted([
-        "cleaned_dataset", "cropped/cleaned", "cropped/eval", "cropped/generated", "cropped/raw", "cropped/relabeled",
-        "ensemble", "eval_dataset", "generated_dataset", "label_corrections", "label_exclusions", "label_issues", "model/cleaned", "model/generated",
-        "model/raw", "model/relabeled", "profile_split", "raw_dataset", "relabeled_dataset", "submission", *SOURCES,
+        "cleaned_dataset", "cleaned_crops", "eval_crops", "generated_crops", "raw_crops", "relabeled_crops",
+        "ensemble", "eval_dataset", "generated_dataset", "label_corrections", "label_exclusions", "label_issues", "cleaned_model", "generated_model",
+        "raw_model", "relabeled_model", "profile_split", "raw_dataset", "relabeled_dataset", "submission", *SOURCES,
     ])  # fmt: skip
     for key, node in specs.items():  # groups follow the flow: inputs, datasets, crops, models, serving, review
         group = {
-            "cropped/": "crops",
+            "_crops": "crops",
             "label_issues": "review",
             "label_": "inputs",
-            "model/": "models",
+            "_model": "models",
             "ensemble": "serving",
             "submission": "serving",
         }
-        expected = "inputs" if key in SOURCES else next((g for prefix, g in group.items() if key.startswith(prefix)), "datasets")
+        expected = "inputs" if key in SOURCES else next((g for part, g in group.items() if part in key), "datasets")
         assert node.group_name == expected, key
         # a catalog a team can read: every asset says what it is, who owns it, and carries the tags to filter on
         assert node.description and len(node.description) > 30, key
         assert node.owners and all(o.startswith("team:") for o in node.owners), key
         assert {"domain", "stage"} <= set(node.tags) and node.tags["stage"] == expected, key
-        if key.startswith(("cropped/", "model/")):
-            assert node.tags["variant"] == key.split("/")[1], key
+        if key.endswith(("_crops", "_model")):
+            assert node.tags["variant"] == key.rsplit("_", 1)[0], key
         # the weekly challenger retrains models and the ensemble: older than a week warns, two weeks fails
-        assert (node.freshness_policy is not None) == key.startswith(("model/", "ensemble")), key
+        assert (node.freshness_policy is not None) == key.endswith("_model") or key == "ensemble", key
         if key in SOURCES:
             assert node.is_observable and not node.is_materializable
             continue
         assert node.code_version is not None
-        kind = "mlflow" if key.startswith(("model/", "ensemble")) else "csv" if key == "submission" else "parquet"
+        kind = "mlflow" if key.endswith("_model") or key == "ensemble" else "csv" if key == "submission" else "parquet"
         assert kind in node.kinds, key
     parents = {key: sorted(k.to_user_string() for k in node.parent_keys) for key, node in specs.items()}
     assert parents["raw_dataset"] == parents["eval_dataset"] == ["dataset_folder"]  # the folder itself is in the lineage
@@ -66,12 +66,12 @@ def test_asset_keys_and_specs_snapshot():
     assert parents["profile_split"] == ["relabeled_dataset"]
     assert parents["cleaned_dataset"] == ["label_exclusions", "relabeled_dataset"]
     assert parents["generated_dataset"] == ["cleaned_dataset", "profile_split"]
-    assert parents["cropped/generated"] == ["generated_dataset"] and parents["cropped/eval"] == ["eval_dataset"]
-    assert parents["model/raw"] == ["cropped/raw", "cropped/relabeled", "profile_split"]  # validated on relabeled crops
-    assert parents["model/relabeled"] == ["cropped/relabeled", "profile_split"]
-    assert parents["ensemble"] == ["cropped/relabeled", "model/cleaned", "model/generated", "model/raw", "model/relabeled", "profile_split"]
-    assert parents["submission"] == ["cropped/eval", "ensemble", "eval_dataset"]
-    assert parents["label_issues"] == ["cropped/relabeled", "profile_split"]  # the current labels, judged out of fold
+    assert parents["generated_crops"] == ["generated_dataset"] and parents["eval_crops"] == ["eval_dataset"]
+    assert parents["raw_model"] == ["profile_split", "raw_crops", "relabeled_crops"]  # validated on relabeled crops
+    assert parents["relabeled_model"] == ["profile_split", "relabeled_crops"]
+    assert parents["ensemble"] == ["cleaned_model", "generated_model", "profile_split", "raw_model", "relabeled_crops", "relabeled_model"]
+    assert parents["submission"] == ["ensemble", "eval_crops", "eval_dataset"]
+    assert parents["label_issues"] == ["profile_split", "relabeled_crops"]  # the current labels, judged out of fold
     assert defs.resolve_job_def("maskops_pipeline") is not None
 
 
@@ -85,7 +85,7 @@ def test_data_contracts_guard_the_assets():
         "generated_dataset:generated_split_contract": True,
         "label_corrections:corrections_contract": True,
         "label_exclusions:exclusions_contract": True,
-        **{f"model/{v}:model_quality": True for v in ("raw", "relabeled", "cleaned", "generated")},
+        **{f"{v}_model:model_quality": True for v in ("raw", "relabeled", "cleaned", "generated")},
         "ensemble:ensemble_earns_its_place": False,
         "submission:submission_contract": True,
     }

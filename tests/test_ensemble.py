@@ -48,21 +48,21 @@ def test_ensemble_evaluation_scores_every_member_on_the_same_people():
     y = np.arange(18).repeat(2)
     good = np.eye(18)[y] * 0.9 + 0.1 / 18
     noisy = np.roll(good, 1, axis=1)
-    equal = evaluate_ensemble(["model/a", "model/b"], [good, noisy], y, "equal")
-    assert list(equal.table["model"]) == ["model/a", "model/b", "ensemble"] and equal.weights == [1.0, 1.0]
+    equal = evaluate_ensemble(["a_model", "b_model"], [good, noisy], y, "equal")
+    assert list(equal.table["model"]) == ["a_model", "b_model", "ensemble"] and equal.weights == [1.0, 1.0]
     assert equal.member_metrics[0]["macro_f1"] == pytest.approx(1.0) and equal.member_metrics[1]["macro_f1"] == 0.0
     assert {m.sum() for m in equal.matrices.values()} == {len(y)}
     people = [f"p{i % 6}" for i in range(len(y))]
-    fitted = evaluate_ensemble(["model/a", "model/b"], [good, noisy], y, "fitted", groups=people)
+    fitted = evaluate_ensemble(["a_model", "b_model"], [good, noisy], y, "fitted", groups=people)
     assert fitted.weights[0] > fitted.weights[1] and fitted.ensemble_metrics["macro_f1"] == pytest.approx(1.0)
     assert fitted.scoring.startswith("cross-fitted") and equal.scoring == "nothing fitted"
     assert set(fitted.figures()) == {"comparison_chart.png", "confusion_matrix.png", "confusion_matrices.png", "reliability_diagram.png"}
-    assert list(fitted.calibration["model"]) == ["model/a", "model/b", "ensemble"] and "calibration.csv" in fitted.tables()
+    assert list(fitted.calibration["model"]) == ["a_model", "b_model", "ensemble"] and "calibration.csv" in fitted.tables()
     with pytest.raises(ValueError, match="pass the items' person ids"):
-        evaluate_ensemble(["model/a", "model/b"], [good, noisy], y, "fitted")
+        evaluate_ensemble(["a_model", "b_model"], [good, noisy], y, "fitted")
     assert all(png[:4] == b"\x89PNG" for png in fitted.figures().values())
     with pytest.raises(ValueError, match="weights must be one of"):
-        evaluate_ensemble(["model/a"], [good], y, "best")
+        evaluate_ensemble(["a_model"], [good], y, "best")
     table, missing, fallback = fill_answers(["c", "a", "b"], ["a", "b"], np.eye(18)[[4, 4]])
     assert list(table["ImageID"]) == ["c", "a", "b"] and list(table["ans"]) == [4, 4, 4] and missing == ["c"] and fallback == 4
     assert validation_set_id(["x", "y"], [1, 2]) == validation_set_id(["x", "y"], [1, 2]) != validation_set_id(["x", "y"], [1, 3])
@@ -78,7 +78,7 @@ def test_fitted_weights_and_temperatures_are_scored_on_people_they_were_not_fitt
     members = [rng.dirichlet(np.full(18, 0.3), len(y)) for _ in range(3)]
     members[0][np.arange(len(y)), y] += 0.5  # one member knows something; the rest are noise
     members = [m / m.sum(axis=1, keepdims=True) for m in members]
-    scored = evaluate_ensemble(["model/a", "model/b", "model/c"], members, y, "fitted", groups=people, temperature=True)
+    scored = evaluate_ensemble(["a_model", "b_model", "c_model"], members, y, "fitted", groups=people, temperature=True)
     half = halves(people)
     assert 100 <= (half == 0).sum() <= 140  # the people split in two, whole
     assert all(len({h for h, p in zip(half, people, strict=True) if p == person}) == 1 for person in set(people))
@@ -116,15 +116,15 @@ def test_the_soft_vote_serves_only_when_it_earns_it():
     y = np.repeat(np.arange(18), 4)
     good = np.eye(18)[y] * 0.9 + 0.1 / 18  # right on every image
     bad = np.roll(np.eye(18), 1, axis=1)[y] * 0.9 + 0.1 / 18  # wrong on every image
-    evaluation = evaluate_ensemble(["model/a", "model/b", "model/c"], [bad, good, bad], y, "equal")
+    evaluation = evaluate_ensemble(["a_model", "b_model", "c_model"], [bad, good, bad], y, "equal")
     assert evaluation.ensemble_metrics["macro_f1"] < 1.0
     alone = choose_serving(evaluation, margin=0.0)
     assert not alone.earned and alone.members == [1] and alone.weights == [1.0] and alone.score == pytest.approx(1.0)
     assert alone.temperatures == [evaluation.temperatures[1]] == [1.0]  # not scaled unless asked
-    assert "model/b serves alone" in alone.reason and alone.soft_vote_score == pytest.approx(evaluation.ensemble_metrics["macro_f1"])
+    assert "b_model serves alone" in alone.reason and alone.soft_vote_score == pytest.approx(evaluation.ensemble_metrics["macro_f1"])
     generous = choose_serving(evaluation, margin=1.0)  # a margin that forgives the vote
     assert generous.earned and generous.members == [0, 1, 2] and generous.score == pytest.approx(evaluation.ensemble_metrics["macro_f1"])
-    sure = choose_serving(evaluate_ensemble(["model/a", "model/b", "model/c"], [bad, good, bad], y, "equal", groups=[f"p{i % 12}" for i in range(len(y))]),
+    sure = choose_serving(evaluate_ensemble(["a_model", "b_model", "c_model"], [bad, good, bad], y, "equal", groups=[f"p{i % 12}" for i in range(len(y))]),
                           margin=0.0, confidence=0.9)  # fmt: skip
     assert not sure.earned and sure.member_wins == 1.0 and "in 100% of bootstrap resamples" in sure.reason  # a clear lead: the member
 
@@ -147,7 +147,7 @@ def test_a_lead_within_the_noise_of_the_validation_people_keeps_the_vote():
     right = np.eye(18)[y] * 0.9 + 0.1 / 18
     slip = right.copy()
     slip[:3] = np.eye(18)[(y[:3] + 1) % 18] * 0.95 + 0.05 / 18  # wrong, and sure of it, on p0's photos only
-    evaluation = evaluate_ensemble(["model/a", "model/b"], [right, slip], y, "equal", groups=people)
+    evaluation = evaluate_ensemble(["a_model", "b_model"], [right, slip], y, "equal", groups=people)
     assert evaluation.ensemble_metrics["macro_f1"] < evaluation.member_metrics[0]["macro_f1"] == 1.0  # the vote follows b on p0
     wins = member_wins(evaluation, 0)
     assert 0.5 < wins < 0.8  # a is better only when p0 is drawn (1 - (19/20)^20 = 0.64 of resamples)
@@ -219,17 +219,17 @@ def test_members_must_share_one_crop_recipe(models_dir: Path):
     from maskops.ensemble import shared_recipe
     from tests.conftest import tiny_recipe
 
-    same = shared_recipe({"model/raw": tiny_recipe(models_dir), "model/cleaned": tiny_recipe(models_dir)})
+    same = shared_recipe({"raw_model": tiny_recipe(models_dir), "cleaned_model": tiny_recipe(models_dir)})
     assert same.config.background_model == "u2net_custom"
-    with pytest.raises(CropRecipeError, match=r"model/cleaned.*'margin': 10"):
-        shared_recipe({"model/raw": tiny_recipe(models_dir), "model/cleaned": tiny_recipe(models_dir, margin=10)})
+    with pytest.raises(CropRecipeError, match=r"cleaned_model.*'margin': 10"):
+        shared_recipe({"raw_model": tiny_recipe(models_dir), "cleaned_model": tiny_recipe(models_dir, margin=10)})
 
 
 def test_an_unregistered_member_is_refused(tracking_store):
     from tracking.ensemble import MemberError, registered_members
 
     record = {"variant": "raw", "model_id": "m-none", "run_id": "r-none", "artifact_location": "file:///nowhere", "image_size": 32}
-    with pytest.raises(MemberError, match=r"model/raw .* passed its model_quality check"):
+    with pytest.raises(MemberError, match=r"raw_model .* passed its model_quality check"):
         registered_members(tracking_store.service(), [record])
 
 
@@ -259,8 +259,8 @@ def pipeline_end(tiny_dataset: Path, models_dir: Path, tracking_store, tmp_path_
         records.append({"variant": v, "model_uri": logged.uri, "model_id": logged.model_id, "run_id": logged.run_id,
                         "artifact_location": logged.artifact_location, "image_size": 32, "crop_recipe": recipe})  # fmt: skip
     layout = scan_competition(tiny_dataset)
-    stubs = [stub_asset(["model", r["variant"]], r, "record_io_manager") for r in records]
-    stubs += [stub_asset(["cropped", "relabeled"], photos_as_crops(layout.train, recipe)), stub_asset(["cropped", "eval"], photos_as_crops(layout.eval, recipe)),
+    stubs = [stub_asset(f"{r['variant']}_model", r, "record_io_manager") for r in records]
+    stubs += [stub_asset("relabeled_crops", photos_as_crops(layout.train, recipe)), stub_asset("eval_crops", photos_as_crops(layout.eval, recipe)),
               stub_asset("eval_dataset", layout.eval), stub_asset("profile_split", split_profiles(layout.train, n_folds=3, seed=0))]  # fmt: skip
     resources = pipeline_resources(state, tiny_dataset, models_dir, tracking_store)
     result = dg.materialize([*stubs, ensemble, ensemble_check, submission, submission_check], resources=resources,
@@ -275,11 +275,11 @@ def test_ensemble_and_submission_assets(pipeline_end, tiny_dataset: Path):
     result, state, tracking = pipeline_end
     record = result.output_for_node("ensemble")
     assert record["promotion"]["decision"] == "champion" and record["model_uri"].startswith("models:/maskops-ensemble/")
-    assert [m["model"] for m in record["member_metrics"]] == ["model/raw", "model/relabeled", "model/cleaned", "model/generated"]
+    assert [m["model"] for m in record["member_metrics"]] == ["raw_model", "relabeled_model", "cleaned_model", "generated_model"]
     assert record["members"][0]["model_uri"].startswith("models:/maskops-raw/")  # registered versions, not runs
     meta = result.asset_materializations_for_node("ensemble")[0].metadata
     models = [r.data["model"] for r in meta["comparison"].records]
-    assert models == [*(f"model/{v}" for v in ("raw", "relabeled", "cleaned", "generated")), "ensemble"]
+    assert models == [*(f"{v}_model" for v in ("raw", "relabeled", "cleaned", "generated")), "ensemble"]
     for figure in ("comparison_chart", "confusion_matrix", "confusion_matrices"):  # files the metadata links to
         assert Path(meta[figure].value).read_bytes()[:4] == b"\x89PNG"
     client = tracking.service().client
@@ -288,12 +288,12 @@ def test_ensemble_and_submission_assets(pipeline_end, tiny_dataset: Path):
         "evaluation/comparison.csv",
         "evaluation/confusion_matrix.png",
         "evaluation/confusion_matrices.png",
-        *(f"evaluation/confusion_model_{v}.csv" for v in ("raw", "relabeled", "cleaned", "generated")),
+        *(f"evaluation/confusion_{v}_model.csv" for v in ("raw", "relabeled", "cleaned", "generated")),
         "evaluation/confusion_ensemble.csv",
     }
     folder = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="evaluation", dst_path=str(state / "dl"),
                                                       tracking_uri=tracking.tracking_uri))  # fmt: skip
-    matrices = {m: pd.read_csv(folder / f"confusion_{m}.csv", index_col=0).to_numpy() for m in ("model_raw", "model_generated", "ensemble")}
+    matrices = {m: pd.read_csv(folder / f"confusion_{m}.csv", index_col=0).to_numpy() for m in ("raw_model", "generated_model", "ensemble")}
     totals = {m.sum() for m in matrices.values()}
     assert len(totals) == 1 and totals.pop() > 0 and matrices["ensemble"].shape == (18, 18)  # the same validation images for all
     assert np.trace(matrices["ensemble"]) / matrices["ensemble"].sum() == pytest.approx(record["val_metrics"]["accuracy"])
@@ -321,7 +321,7 @@ def _submission_of(pipeline_end, dataset: Path, state: Path, models_dir: Path, w
         crops = crops.assign(crop_path=None)
     stubs = [
         stub_asset("ensemble", record, "record_io_manager"),
-        stub_asset(["cropped", "eval"], crops),
+        stub_asset("eval_crops", crops),
         stub_asset("eval_dataset", evaluation),
     ]
     return dg.materialize([*stubs, submission, submission_check], resources=pipeline_resources(state, dataset, models_dir, tracking),

@@ -28,7 +28,7 @@ from maskops.figures import (
 from maskops.labels import CLASS_NAMES, NUM_CLASSES
 
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "screenshots"
-MODELS = ["model/raw", "model/relabeled", "model/cleaned", "model/generated", "ensemble"]
+MODELS = ["raw_model", "relabeled_model", "cleaned_model", "generated_model", "ensemble"]
 
 
 def _save(name: str, data: bytes) -> Image.Image:

@@ -151,7 +151,7 @@ def test_label_issues_asset(tiny_dataset: Path, tmp_path: Path):
     split = split_profiles(layout.train, n_folds=3, seed=0)
     config = {"ops": {"label_issues": {"config": {"image_size": 32, "epochs": 1, "sheet": 4}}}}
     result = dg.materialize(
-        [stub_asset(["cropped", "relabeled"], crops), stub_asset("profile_split", split), label_issues],
+        [stub_asset("relabeled_crops", crops), stub_asset("profile_split", split), label_issues],
         resources=pipeline_resources(tmp_path, tiny_dataset), run_config=config, instance=dg.DagsterInstance.ephemeral(),
     )  # fmt: skip
     assert result.success

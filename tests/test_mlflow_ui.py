@@ -1,7 +1,8 @@
 """The MLflow UI, in a real browser, as `maskops mlflow-ui` serves a maskops store: the experiment opens on its runs
 (the model-training view, not the GenAI traces dashboard) at the address `maskops mlflow-ui` prints and the links of
 Dagster's metadata carry (MLflow 3.17 picks the view from the URL, or from a choice saved in the browser; the
-experiment's mlflow.experimentKind tag does not change its default), a run page shows the validation metric, and a
+experiment's mlflow.experimentKind tag does not change its default) with the validation metrics as columns (a shared
+view stored on the experiment; MLflow's default columns hold no metric), a run page shows the validation metric, and a
 registered model shows its description."""
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def test_the_experiment_opens_on_its_runs_and_models_are_described(tmp_path: Pat
     base = f"http://127.0.0.1:{port}"
     settings = Settings.from_env({"MASKOPS_HOME": str(tmp_path / "state")})
     service = TrackingService(settings.mlflow_uri, artifact_root=str(settings.mlflow_artifacts), ui_url=base)
-    with service.run("model/relabeled", {"dagster.run_id": "0123abcd", "dagster.asset_key": "model/relabeled"}) as run:
+    with service.run("relabeled_model", {"dagster.run_id": "0123abcd", "dagster.asset_key": "relabeled_model"}) as run:
         run.log_metrics({"val_macro_f1": 0.4157})
     experiment_id = service.experiment_id()
     service.client.create_registered_model("maskops-relabeled", description="The relabeled variant's model, for the UI test.")
@@ -45,7 +46,9 @@ def test_the_experiment_opens_on_its_runs_and_models_are_described(tmp_path: Pat
         page = browser.new_page(viewport={"width": 1600, "height": 1000})
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         page.goto(printed)
-        page.get_by_text("model/relabeled").first.wait_for(timeout=60000)  # the runs table, straight away
+        page.get_by_text("relabeled_model").first.wait_for(timeout=60000)  # the runs table, straight away
+        page.get_by_text("0.4157").first.wait_for(timeout=30000)  # the validation metric is a column of the table
+        assert page.get_by_text("val_macro_f1").count() >= 1
         page.get_by_text("Model registry").first.wait_for(timeout=30000)  # the model-training sidebar
         assert page.get_by_text("Token usage").count() == 0 and page.get_by_text("Observability").count() == 0  # not GenAI's
         page.screenshot(path=str(SCREENSHOTS / "mlflow-experiment.png"), full_page=True)

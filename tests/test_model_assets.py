@@ -21,7 +21,7 @@ def _upstream(tiny_dataset: Path, models_dir: Path, **crop) -> list:
     manifest = scan_competition(tiny_dataset).train
     crops = photos_as_crops(manifest, tiny_recipe(models_dir, **crop))
     split = split_profiles(manifest, n_folds=3, seed=0)
-    return [stub_asset(["cropped", "relabeled"], crops), stub_asset(["cropped", "raw"], crops), stub_asset("profile_split", split)]
+    return [stub_asset("relabeled_crops", crops), stub_asset("raw_crops", crops), stub_asset("profile_split", split)]
 
 
 def _versions(tracking, name: str) -> list:
@@ -35,28 +35,28 @@ def test_model_asset_tracks_and_registers_once_its_check_passes(tiny_dataset: Pa
         [*_upstream(tiny_dataset, models_dir), model, check],
         resources=pipeline_resources(tmp_path, tiny_dataset, models_dir, tracking_store),
         run_config={
-            "ops": {"model__relabeled": {"config": TRAINING}, "model__relabeled_model_quality": {"config": {"min_val_macro_f1": 0.0}}}
+            "ops": {"relabeled_model": {"config": TRAINING}, "relabeled_model_model_quality": {"config": {"min_val_macro_f1": 0.0}}}
         },
     )
     assert result.success
-    record = result.output_for_node("model__relabeled")
+    record = result.output_for_node("relabeled_model")
     assert (
         record["model_uri"] == f"models:/{record['model_id']}"
         and json.loads(record["crop_recipe"])["config"]["background_model"] == "u2net_custom"
     )
-    assert (tmp_path / "records/model/relabeled.json").exists() and not list((tmp_path / "checkpoints").rglob("last.pt"))
+    assert (tmp_path / "records/relabeled_model.json").exists() and not list((tmp_path / "checkpoints").rglob("last.pt"))
 
     client = tracking_store.service().client
     run = client.get_run(record["run_id"])
     assert run.data.params["backbone"] == "resnet10t" and run.data.params["variant"] == "relabeled" and run.data.params["epochs"] == "2"
-    assert run.data.tags["dagster.run_id"] == result.run_id and run.data.tags["dagster.asset_key"] == "model/relabeled"
+    assert run.data.tags["dagster.run_id"] == result.run_id and run.data.tags["dagster.asset_key"] == "relabeled_model"
     assert "maskops.input_data_version" in run.data.tags and run.data.tags["maskops.code_version"]
     assert [m.step for m in client.get_metric_history(run.info.run_id, "epoch_val_macro_f1")] == [0, 1]
     assert run.data.metrics["val_macro_f1"] == pytest.approx(record["val_metrics"]["macro_f1"])  # the best epoch, as in Dagster
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
     names = ("confusion_matrix.png", "gradcam.png", "per_class_report.csv", "config.json", "history.json", "crop_recipe.json")
     assert artifacts == {f"evaluation/{n}" for n in names}
-    assert {d.dataset.name for d in run.inputs.dataset_inputs} == {"cropped/relabeled (training)", "cropped/relabeled (validation)"}
+    assert {d.dataset.name for d in run.inputs.dataset_inputs} == {"relabeled_crops (training)", "relabeled_crops (validation)"}
 
     (evaluation,) = result.get_asset_check_evaluations()
     assert evaluation.passed and evaluation.metadata["non_finite_tensors"].value == []
@@ -73,7 +73,7 @@ def test_model_asset_tracks_and_registers_once_its_check_passes(tiny_dataset: Pa
     assert "maskops" not in requirements.read_text().split()  # only pinned, published packages
     assert all("==" in line for line in requirements.read_text().split())
 
-    meta = result.asset_materializations_for_node("model__relabeled")[0].metadata
+    meta = result.asset_materializations_for_node("relabeled_model")[0].metadata
     for figure in ("confusion_matrix", "gradcam"):  # pictures are files the metadata links to, not inlined
         assert isinstance(meta[figure], dg.PathMetadataValue) and Path(meta[figure].value).read_bytes()[:4] == b"\x89PNG"
     assert meta["trainable_parameters"].value > 0 and "resumed_from_epoch" not in meta
@@ -85,14 +85,14 @@ def test_a_model_below_the_floor_is_never_registered(tiny_dataset: Path, models_
         [*_upstream(tiny_dataset, models_dir), model, check],
         resources=pipeline_resources(tmp_path, tiny_dataset, models_dir, tracking_store),
         run_config={
-            "ops": {"model__raw": {"config": {**TRAINING, "epochs": 1}}, "model__raw_model_quality": {"config": {"min_val_macro_f1": 0.99}}}
+            "ops": {"raw_model": {"config": {**TRAINING, "epochs": 1}}, "raw_model_model_quality": {"config": {"min_val_macro_f1": 0.99}}}
         },
         raise_on_error=False,
     )
     (evaluation,) = result.get_asset_check_evaluations()
     assert not evaluation.passed and evaluation.metadata["floor"].value == 0.99
     assert evaluation.metadata["val_macro_f1"].value < 0.99 and evaluation.metadata["registered"].value.startswith("no")
-    record = result.output_for_node("model__raw")
+    record = result.output_for_node("raw_model")
     assert not [v for v in _versions(tracking_store, "maskops-raw") if v.run_id == record["run_id"]]  # logged, but not in the registry
     assert tracking_store.service().client.get_run(record["run_id"]).info.status == "FINISHED"
 
@@ -100,11 +100,11 @@ def test_a_model_below_the_floor_is_never_registered(tiny_dataset: Path, models_
 def test_training_and_validation_crops_made_differently_are_refused(tiny_dataset: Path, models_dir: Path, tmp_path: Path, tracking_store):
     manifest = scan_competition(tiny_dataset).train
     upstream = [
-        stub_asset(["cropped", "raw"], photos_as_crops(manifest, tiny_recipe(models_dir, margin=10))),
-        stub_asset(["cropped", "relabeled"], photos_as_crops(manifest, tiny_recipe(models_dir))),
+        stub_asset("raw_crops", photos_as_crops(manifest, tiny_recipe(models_dir, margin=10))),
+        stub_asset("relabeled_crops", photos_as_crops(manifest, tiny_recipe(models_dir))),
         stub_asset("profile_split", split_profiles(manifest, n_folds=3, seed=0)),
     ]
     result = dg.materialize([*upstream, build_model_asset("raw")], resources=pipeline_resources(tmp_path, tiny_dataset, models_dir, tracking_store),
-                            run_config={"ops": {"model__raw": {"config": TRAINING}}}, raise_on_error=False)  # fmt: skip
+                            run_config={"ops": {"raw_model": {"config": TRAINING}}}, raise_on_error=False)  # fmt: skip
     failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
     assert "different crop settings" in failure.step_failure_data.error.to_string()

@@ -43,11 +43,9 @@ TINY_MODEL = {"preset": "scratch", "epochs": 1, "image_size": 32, "batch_size": 
 
 
 def run_config(settings: Settings, data_stages: bool = True, **model_overrides: dict) -> dict:
-    ops = (
-        {f"cropped__{v}": {"config": {"background_model": "u2net_custom", "size": 64}} for v in (*VARIANTS, "eval")} if data_stages else {}
-    )
-    ops |= {f"model__{v}": {"config": {**TINY_MODEL, **model_overrides.get(v, {})}} for v in VARIANTS}
-    ops |= {f"model__{v}_model_quality": {"config": {"min_val_macro_f1": 0.0}} for v in VARIANTS}
+    ops = {f"{v}_crops": {"config": {"background_model": "u2net_custom", "size": 64}} for v in (*VARIANTS, "eval")} if data_stages else {}
+    ops |= {f"{v}_model": {"config": {**TINY_MODEL, **model_overrides.get(v, {})}} for v in VARIANTS}
+    ops |= {f"{v}_model_model_quality": {"config": {"min_val_macro_f1": 0.0}} for v in VARIANTS}
     if data_stages:
         ops |= {"profile_split": {"config": {"n_folds": 3}}, "label_issues": {"config": {"image_size": 32, "epochs": 1, "sheet": 4}}}
     return {"ops": ops, "execution": {"config": celery_config(settings)}}
@@ -145,11 +143,11 @@ def test_the_production_profile_end_to_end(production, tiny_dataset: Path, tmp_p
     from tracking.service import TrackingService
 
     stack, settings, workspace, bucket, workers, s3 = production
-    # model/raw trains long enough to lose its worker in the middle of the step
+    # raw_model trains long enough to lose its worker in the middle of the step
     run_id = launch(stack, "maskops_pipeline", run_config(settings, raw={"epochs": 32, "patience": 32}), workspace)
     deadline = time.monotonic() + 300
-    while not (first := workers_by_step(run_id).get("model__raw")):
-        assert time.monotonic() < deadline and not dg.DagsterInstance.get().get_run_by_id(run_id).is_finished, "model__raw never started"
+    while not (first := workers_by_step(run_id).get("raw_model")):
+        assert time.monotonic() < deadline and not dg.DagsterInstance.get().get_run_by_id(run_id).is_finished, "raw_model never started"
         time.sleep(1)
     checkpoint = settings.checkpoints / "raw" / "last.pt"
     while not checkpoint.exists():  # an epoch or more in (a fixed sleep was too short on a busy machine)
@@ -162,7 +160,7 @@ def test_the_production_profile_end_to_end(production, tiny_dataset: Path, tmp_p
 
     # steps ran on both workers, checks included; the events are in PostgreSQL
     placed = workers_by_step(run_id)
-    assert {"model__relabeled", "model__relabeled_model_quality", "raw_dataset_labels_contract", "ensemble"} <= set(placed)
+    assert {"relabeled_model", "relabeled_model_model_quality", "raw_dataset_labels_contract", "ensemble"} <= set(placed)
     assert {w.split("@")[0] for ws in placed.values() for w in ws} == {"worker-1", "worker-2"}
     with (
         contextlib.closing(psycopg2.connect(settings.services.dagster_postgres_url.replace("+psycopg2", ""))) as connection,
@@ -173,11 +171,11 @@ def test_the_production_profile_end_to_end(production, tiny_dataset: Path, tmp_p
 
     # the killed worker's step went back to the broker, ran on the other worker and resumed from its checkpoint;
     # what the dead worker half did is not what got registered
-    assert len(placed["model__raw"]) == 2 and placed["model__raw"][0] != placed["model__raw"][1]
-    meta = dg.DagsterInstance.get().fetch_materializations(dg.AssetKey(["model", "raw"]), limit=1).records[0].asset_materialization.metadata
+    assert len(placed["raw_model"]) == 2 and placed["raw_model"][0] != placed["raw_model"][1]
+    meta = dg.DagsterInstance.get().fetch_materializations(dg.AssetKey("raw_model"), limit=1).records[0].asset_materialization.metadata
     assert meta["epochs_run"].value <= 32 and meta.get("resumed_from_epoch") is not None
     service = TrackingService(settings.mlflow_uri)
-    record = json.loads(s3.get_object(Bucket=bucket, Key="maskops/records/model/raw.json")["Body"].read())
+    record = json.loads(s3.get_object(Bucket=bucket, Key="maskops/records/raw_model.json")["Body"].read())
     assert [v.run_id for v in service.client.search_model_versions("name = 'maskops-raw'")] == [record["run_id"]]
 
     # models and the ensemble on the tracking server; images, manifests and artifacts in the object store

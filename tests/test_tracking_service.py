@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -54,8 +55,8 @@ def test_unknown_models_are_reported_as_not_found(tmp_path: Path):
 # -- what a person sees in MLflow's UI: the runs, the same numbers as Dagster, links both ways, described models --------
 
 
-def test_the_experiment_is_marked_as_model_training(tmp_path: Path):
-    from tracking.service import EXPERIMENT_KIND_TAG, MODEL_TRAINING
+def test_the_experiment_is_marked_as_model_training_with_a_metrics_view(tmp_path: Path):
+    from tracking.service import EXPERIMENT_KIND_TAG, MODEL_TRAINING, RUNS_VIEW_TAG
 
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     service = TrackingService(uri, artifact_root=str(tmp_path / "art"))
@@ -64,14 +65,19 @@ def test_the_experiment_is_marked_as_model_training(tmp_path: Path):
     assert EXPERIMENT_KIND_TAG not in service.client.get_experiment(old).tags
     TrackingService(uri, experiment="made-before-the-tag").experiment_id()
     assert service.client.get_experiment(old).tags[EXPERIMENT_KIND_TAG] == MODEL_TRAINING
+    # the shared runs view the experiment link opens: the saved-view form MLflow's UI reads, validation metrics as columns
+    view = json.loads(service.client.get_experiment(old).tags[RUNS_VIEW_TAG])
+    assert view["name"] and isinstance(view["createdAt"], int)
+    columns = json.loads(view["state"])["selectedColumns"]
+    assert "metrics.`val_macro_f1`" in columns and "params.`variant`" in columns and "attributes.`Models`" in columns
 
 
 def test_links_go_to_the_mlflow_ui_and_runs_link_back_to_dagster(tmp_path: Path):
     from tracking.service import ui_url_for
 
     service = TrackingService(f"sqlite:///{tmp_path / 'm.db'}", artifact_root=str(tmp_path / "art"))
-    tags = {"dagster.run_id": "0123456789abcdef", "dagster.asset_key": "model/relabeled"}
-    with service.run("model/relabeled", tags) as run:
+    tags = {"dagster.run_id": "0123456789abcdef", "dagster.asset_key": "relabeled_model"}
+    with service.run("relabeled_model", tags) as run:
         pass
     assert (
         run.link == f"http://127.0.0.1:5000/#/experiments/{run.experiment_id}/runs/{run.run_id}?workflowType=machine_learning"
@@ -81,7 +87,7 @@ def test_links_go_to_the_mlflow_ui_and_runs_link_back_to_dagster(tmp_path: Path)
     assert saved["dagster.run_url"] == "http://127.0.0.1:3000/runs/0123456789abcdef" == service.dagster_run_link(run.run_id)
     assert saved["mlflow.note.content"] == (
         "Made by Dagster run [01234567](http://127.0.0.1:3000/runs/0123456789abcdef) "
-        "materializing asset [model/relabeled](http://127.0.0.1:3000/assets/model/relabeled)."
+        "materializing asset [relabeled_model](http://127.0.0.1:3000/assets/relabeled_model)."
     )
     with service.run("by hand", {}) as manual:  # not made by Dagster: nothing to link back to
         pass
@@ -112,9 +118,9 @@ def test_val_metrics_are_the_best_epochs_as_in_dagster_and_epochs_are_a_series(t
     labels = np.arange(36) % 18
     cfg = TrainConfig(backbone="resnet10t", image_size=32, epochs=3, batch_size=12, device="cpu")
     service = TrackingService(f"sqlite:///{tmp_path / 'm.db'}", artifact_root=str(tmp_path / "art"))
-    with service.run("model/raw", {}) as run:
+    with service.run("raw_model", {}) as run:
         result = train_model(images, labels, images[:18], labels[:18], cfg, None, epoch_logger(run, lambda line: None))
-        log_trained_model(run, cfg, result, evaluate_model(result, images[:18], labels[:18], "model/raw", 2), "{}")
+        log_trained_model(run, cfg, result, evaluate_model(result, images[:18], labels[:18], "raw_model", 2), "{}")
     metrics = service.client.get_run(run.run_id).data.metrics
     series = [m.value for m in service.client.get_metric_history(run.run_id, "epoch_val_macro_f1")]
     assert len(series) == 3 and len(service.client.get_metric_history(run.run_id, "val_macro_f1")) == 1
@@ -127,7 +133,7 @@ def test_registered_models_and_versions_are_described(tmp_path: Path):
     from tracking.models import register_passing
 
     service = TrackingService(f"sqlite:///{tmp_path / 'm.db'}", artifact_root=str(tmp_path / "art"))
-    with service.run("model/cleaned", {"dagster.run_id": "feedc0de" * 4, "dagster.asset_key": "model/cleaned"}) as run:
+    with service.run("cleaned_model", {"dagster.run_id": "feedc0de" * 4, "dagster.asset_key": "cleaned_model"}) as run:
         logged = run.log_pytorch_model(ProbabilityModel(MaskNet("resnet10t", "hard")).eval(), np.zeros((2, 3, 32, 32), np.float32),
                                        {"image_size": 32}, pinned("torch"))  # fmt: skip
     version = register_passing(service, "cleaned", logged, {"val_macro_f1": 0.41567, "floor": 0.1, "non_finite_tensors": []})
@@ -162,7 +168,7 @@ DIES_MID_TRAINING = """
 import os, signal, sys
 from tracking.service import TrackingService
 service = TrackingService(sys.argv[1], artifact_root=sys.argv[2])
-with service.run("model/raw", {"dagster.run_id": "dead-dagster-run", "dagster.asset_key": "model/raw"}) as run:
+with service.run("raw_model", {"dagster.run_id": "dead-dagster-run", "dagster.asset_key": "raw_model"}) as run:
     for epoch in range(2):
         run.log_metrics({"epoch_val_macro_f1": 0.1 * epoch}, step=epoch)
     print(run.run_id, flush=True)
@@ -187,15 +193,15 @@ def test_runs_of_dead_dagster_runs_are_closed_as_killed(tmp_path: Path):
     service.experiment_id()
     dead = killed_run(uri, tmp_path / "art")
     assert service.client.get_run(dead).info.status == "RUNNING"  # nobody will ever end it
-    live = service.client.create_run(service.experiment_id(), tags={"dagster.run_id": "live", "dagster.asset_key": "model/raw"})
-    other = service.client.create_run(service.experiment_id(), tags={"dagster.run_id": "gone", "dagster.asset_key": "model/cleaned"})
-    untagged = service.client.create_run(service.experiment_id(), tags={"dagster.asset_key": "model/raw"})
-    assert service.close_abandoned_runs("model/raw", ["live"]) == [dead]
+    live = service.client.create_run(service.experiment_id(), tags={"dagster.run_id": "live", "dagster.asset_key": "raw_model"})
+    other = service.client.create_run(service.experiment_id(), tags={"dagster.run_id": "gone", "dagster.asset_key": "cleaned_model"})
+    untagged = service.client.create_run(service.experiment_id(), tags={"dagster.asset_key": "raw_model"})
+    assert service.close_abandoned_runs("raw_model", ["live"]) == [dead]
     closed = service.client.get_run(dead)
     assert closed.info.status == "KILLED" and closed.info.end_time >= closed.info.start_time
     assert "dead-dagster-run" in closed.data.tags["maskops.abandoned"]
     assert [service.client.get_run(r.info.run_id).info.status for r in (live, other, untagged)] == ["RUNNING"] * 3
-    assert service.close_abandoned_runs("model/raw", ["live"]) == []  # once
+    assert service.close_abandoned_runs("raw_model", ["live"]) == []  # once
 
 
 def test_a_resumed_training_logs_its_remaining_epochs_into_the_killed_run(tmp_path: Path):
@@ -203,8 +209,8 @@ def test_a_resumed_training_logs_its_remaining_epochs_into_the_killed_run(tmp_pa
     service = TrackingService(uri, artifact_root=str(tmp_path / "art"))
     service.experiment_id()
     dead = killed_run(uri, tmp_path / "art")
-    service.close_abandoned_runs("model/raw", [])  # what the model asset does first: the dead run is KILLED ...
-    with service.run("model/raw", {"dagster.run_id": "second", "dagster.asset_key": "model/raw"}, resume_run_id=dead) as run:
+    service.close_abandoned_runs("raw_model", [])  # what the model asset does first: the dead run is KILLED ...
+    with service.run("raw_model", {"dagster.run_id": "second", "dagster.asset_key": "raw_model"}, resume_run_id=dead) as run:
         assert service.client.get_run(dead).info.status == "RUNNING"
         run.log_metrics({"epoch_val_macro_f1": 0.3}, step=2)  # ... and then reopened by the resumed training
     resumed = service.client.get_run(dead)
@@ -213,6 +219,6 @@ def test_a_resumed_training_logs_its_remaining_epochs_into_the_killed_run(tmp_pa
     assert resumed.data.tags["dagster.run_id"] == "second" and resumed.data.tags["maskops.resumed"] == "1"
     assert resumed.data.tags["dagster.run_url"].endswith("/runs/second")
     assert len(service.client.search_runs([service.experiment_id()])) == 1
-    with service.run("model/raw", {}, resume_run_id="0" * 32) as fresh:  # a run this store does not have: a new run
+    with service.run("raw_model", {}, resume_run_id="0" * 32) as fresh:  # a run this store does not have: a new run
         pass
     assert fresh.run_id != dead and service.client.get_run(fresh.run_id).info.status == "FINISHED"

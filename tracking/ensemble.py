@@ -17,6 +17,7 @@ from maskops.data import decode_all
 from maskops.ensemble import EnsembleConfig, EnsembleEvaluation, Serving, member_probabilities, soft_vote
 from maskops.files import file_digest
 from maskops.metrics import evaluate
+from maskops.variants import model_name
 from tracking.models import logged_model, registered_name
 from tracking.registry import MEMBERS_TAG
 from tracking.service import TrackedRun, TrackingService, pinned
@@ -45,8 +46,8 @@ def registered_members(service: TrackingService, records: Sequence[dict]) -> lis
         version = service.version_of(registered_name(r["variant"]), logged_model(r))
         if version is None:
             raise MemberError(
-                f"model/{r['variant']} (run {r['run_id']}) is not in the registry: only a model that passed its model_quality check "
-                f"is registered. Run the check (materialize model/{r['variant']} with its checks) or retrain it"
+                f"{model_name(r['variant'])} (run {r['run_id']}) is not in the registry: only a model that passed its model_quality check "
+                f"is registered. Run the check (materialize {model_name(r['variant'])} with its checks) or retrain it"
             )
         members.append({"variant": r["variant"], "artifact": f"member_{r['variant']}", "image_size": int(r["image_size"]),
                         "model_uri": f"models:/{registered_name(r['variant'])}/{version}"})  # fmt: skip

@@ -14,6 +14,7 @@ from maskops.evaluation import ModelEvaluation
 from maskops.labels import CLASS_NAMES
 from maskops.options import as_dict
 from maskops.train import TrainConfig, TrainResult, serving_model
+from maskops.variants import crops_name, model_name
 from tracking.service import InputTable, LoggedModel, TrackedRun, TrackingService, pinned
 
 QUALITY_TAG = "maskops.quality"
@@ -28,9 +29,9 @@ def log_training_start(run: TrackedRun, variant: str, cfg: TrainConfig, data: Tr
     run.log_params({**as_dict(cfg), "variant": variant, "preset": preset, "train_images": len(data.train), "val_images": len(data.val)})
     columns = ["image_id", "profile_id", "class_id", "crop_key"]
     run.log_inputs([
-        InputTable(data.train[columns].astype({"class_id": int}), f"cropped/{variant} (training)", f"dagster asset cropped/{variant}",
+        InputTable(data.train[columns].astype({"class_id": int}), f"{crops_name(variant)} (training)", f"dagster asset {crops_name(variant)}",
                    "training", "class_id"),
-        InputTable(data.val[columns].astype({"class_id": int}), "cropped/relabeled (validation)", "dagster asset cropped/relabeled",
+        InputTable(data.val[columns].astype({"class_id": int}), "relabeled_crops (validation)", "dagster asset relabeled_crops",
                    "validation", "class_id"),
     ])  # fmt: skip
 
@@ -73,7 +74,7 @@ def model_faults(model: torch.nn.Module) -> list[str]:
 def model_description(variant: str) -> str:
     """What maskops-<variant> is, for its page in the registry."""
     return (f"Face-attribute classifier, 18 classes (mask state x gender x age group), trained on the **{variant}** dataset "
-            f"variant (Dagster asset `model/{variant}`, data `cropped/{variant}`) and validated on the shared validation people "
+            f"variant (Dagster asset `{model_name(variant)}`, data `{crops_name(variant)}`) and validated on the shared validation people "
             "with the relabeled labels. A version is registered only when its `model_quality` check passed; the ensemble "
             "(maskops-ensemble) combines the four variants.")  # fmt: skip
 
@@ -81,7 +82,7 @@ def model_description(variant: str) -> str:
 def version_description(variant: str, quality: dict, run_id: str, dagster_run_url: str) -> str:
     """One registered version: what it is, its data variant, its validation score and the runs that made it."""
     made = f"; Dagster run [{dagster_run_url.rsplit('/', 1)[-1][:8]}]({dagster_run_url})" if dagster_run_url else ""
-    return (f"model/{variant} trained on the {variant} variant: validation macro F1 {quality['val_macro_f1']:.4f} "
+    return (f"{model_name(variant)} trained on the {variant} variant: validation macro F1 {quality['val_macro_f1']:.4f} "
             f"(floor {quality['floor']}); MLflow run {run_id}{made}.")  # fmt: skip
 
 

@@ -177,10 +177,30 @@ def ui_url_for(tracking_uri: str, ui_url: str = "") -> str:
 # model-training view; the mlflow.experimentKind tag does not change that default (seen in MLflow 3.17's UI).
 MODEL_TRAINING_VIEW = "workflowType=machine_learning"
 
+# The runs table's default columns hold no metric (MLflow 3.17: Source, Models, Dataset), and no server setting changes
+# that. A "shared view" does: an experiment tag mlflow.sharedViewState.<key> holding the table's state, applied when the
+# URL carries viewStateShareKey=<key> and no search parameter (the UI ignores the view when searchFilter, orderByKey, ...
+# are in the URL). It changes nothing a person saved for themselves unless they choose "Override saved view".
+RUNS_VIEW_KEY = "maskops"
+RUNS_VIEW_TAG = f"mlflow.sharedViewState.{RUNS_VIEW_KEY}"
+RUNS_VIEW_METRICS = ("val_macro_f1", "val_mask_f1", "val_gender_f1", "val_age_f1", "val_accuracy", "best_epoch", "served_val_macro_f1")
+RUNS_VIEW_PARAMS = ("variant", "preset", "backbone")
+
+
+def runs_view_state() -> str:
+    """The runs table maskops' links open: the validation metrics and what the model was trained on, as columns."""
+    columns = [  # in this order, metrics first (the Dataset column is wide and says little: a run's page lists its inputs)
+        *(f"metrics.`{name}`" for name in RUNS_VIEW_METRICS),
+        *(f"params.`{name}`" for name in RUNS_VIEW_PARAMS),
+        *(f"attributes.`{name}`" for name in ("Models", "Source")),
+    ]
+    state = {"selectedColumns": columns}
+    return json.dumps({"name": "maskops: validation metrics", "createdAt": 0, "state": json.dumps(state)})
+
 
 def experiment_link(ui_url: str, experiment_id: str) -> str:
-    """The experiment's runs in the MLflow UI, on the model-training view."""
-    return f"{ui_url}/#/experiments/{experiment_id}?{MODEL_TRAINING_VIEW}"
+    """The experiment's runs in the MLflow UI, on the model-training view, with the validation metrics as columns."""
+    return f"{ui_url}/#/experiments/{experiment_id}/runs?{MODEL_TRAINING_VIEW}&viewStateShareKey={RUNS_VIEW_KEY}"
 
 
 def version_link(ui_url: str, name: str, version: str) -> str:
@@ -223,17 +243,23 @@ class TrackingService:
             found = self.client.get_experiment_by_name(self.experiment)
             if found is not None:
                 self._experiment_id = found.experiment_id
-                if found.tags.get(EXPERIMENT_KIND_TAG) != MODEL_TRAINING:  # an experiment made before the tag existed
-                    self.client.set_experiment_tag(self._experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING)
+                for tag, value in self._experiment_tags().items():  # an experiment made before a tag existed or changed
+                    if found.tags.get(tag) != value:
+                        self.client.set_experiment_tag(self._experiment_id, tag, value)
             else:
                 location = self.artifact_root or None
                 if location and "://" not in location:
                     Path(location).mkdir(parents=True, exist_ok=True)
                     location = Path(location).absolute().as_uri()
                 self._experiment_id = self.client.create_experiment(
-                    self.experiment, artifact_location=location, tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING}
+                    self.experiment, artifact_location=location, tags=self._experiment_tags()
                 )
         return self._experiment_id
+
+    @staticmethod
+    def _experiment_tags() -> dict[str, str]:
+        """Model training (the UI's sidebar), and the runs view that experiment_link opens."""
+        return {EXPERIMENT_KIND_TAG: MODEL_TRAINING, RUNS_VIEW_TAG: runs_view_state()}
 
     @contextlib.contextmanager
     def run(self, name: str, tags: Mapping[str, str], resume_run_id: str | None = None) -> Iterator[TrackedRun]:

@@ -92,9 +92,9 @@ def test_a_photo_under_20_pixels_falls_back_to_its_own_crop_and_blocks_nothing(
     Image.new("RGB", (12, 9), (200, 150, 120)).save(dataset_copy / "eval/images" / name)  # MTCNN itself raises on it
     assets = [sources, competition_dataset, build_cropped("eval", "eval_dataset")]
     result = dg.materialize(assets, resources=_resources(dataset_copy, tmp_path / "state", models_dir),
-                            run_config={"ops": {"cropped__eval": {"config": {"background_model": "u2net_custom"}}}})  # fmt: skip
+                            run_config={"ops": {"eval_crops": {"config": {"background_model": "u2net_custom"}}}})  # fmt: skip
     assert result.success
-    crops = result.output_for_node("cropped__eval").set_index("stem")
+    crops = result.output_for_node("eval_crops").set_index("stem")
     assert crops["crop_path"].notna().all()  # every image has a crop, the tiny one too
     assert bool(crops.loc[name, "fallback"]) and not bool(crops.loc[name, "face_found"])
     assert crops.drop(index=name)["face_found"].mean() > 0.5  # its neighbours kept their faces

@@ -30,7 +30,7 @@ state, dataset, models, uri, artifacts, epochs = sys.argv[1:]
 tracking = MlflowTracking(tracking_uri=uri, artifact_root=artifacts, experiment="maskops-test")
 dg.materialize([*_upstream(Path(dataset), Path(models)), build_model_asset("relabeled")],
                resources=pipeline_resources(Path(state), Path(dataset), Path(models), tracking),
-               run_config={"ops": {"model__relabeled": {"config": {**TRAINING, "epochs": int(epochs)}}}})
+               run_config={"ops": {"relabeled_model": {"config": {**TRAINING, "epochs": int(epochs)}}}})
 """
 
 
@@ -53,9 +53,9 @@ def test_a_killed_training_resumes_into_its_mlflow_run(tiny_dataset: Path, model
 
     result = dg.materialize([*_upstream(tiny_dataset, models_dir), build_model_asset("relabeled")],
                             resources=pipeline_resources(state, tiny_dataset, models_dir, tracking_store),
-                            run_config={"ops": {"model__relabeled": {"config": {**TRAINING, "epochs": EPOCHS}}}})  # fmt: skip
-    record = result.output_for_node("model__relabeled")
-    meta = result.asset_materializations_for_node("model__relabeled")[0].metadata
+                            run_config={"ops": {"relabeled_model": {"config": {**TRAINING, "epochs": EPOCHS}}}})  # fmt: skip
+    record = result.output_for_node("relabeled_model")
+    meta = result.asset_materializations_for_node("relabeled_model")[0].metadata
     assert record["run_id"] == killed_run and meta["resumed_from_epoch"].value >= 0  # the same run, resumed
     run = client.get_run(killed_run)
     assert run.info.status == "FINISHED"
