@@ -1,6 +1,7 @@
 """A registered maskops-ensemble made in seconds, for the serving and predict tests and bench/predict_load.py:
 untrained members logged as pt2 graphs and registered as variants, the real pyfunc from code on top (what the
-`ensemble` asset registers, without the evaluation around it)."""
+`ensemble` asset registers, without the evaluation around it: the members' weights as safetensors, or with
+`member_architecture=False` as members registered before their metadata named their architecture: the pt2 graphs)."""
 
 from __future__ import annotations
 
@@ -20,14 +21,14 @@ class Registered:
 
 
 def register_ensemble(service, background_file: Path, backbone: str = "resnet10t", members: int = 1, image_size: int = 32,
-                      crop_size: int = 96, alias: str = "champion") -> Registered:  # fmt: skip
+                      crop_size: int = 96, alias: str = "champion", member_architecture: bool = True) -> Registered:  # fmt: skip
     """Log `members` untrained members and the ensemble pyfunc over them; the ensemble version gets `alias`."""
     import torch
 
     from maskops.crop import CropConfig, CropRecipe
     from maskops.files import file_digest
     from maskops.models import MaskNet, ProbabilityModel
-    from tracking.ensemble import ENSEMBLE_NAME, MASKOPS_CODE, MODEL_CODE, REQUIREMENTS, signature
+    from tracking.ensemble import ENSEMBLE_NAME, MASKOPS_CODE, MODEL_CODE, REQUIREMENTS, member_artifacts, signature
     from tracking.models import register_passing
     from tracking.service import pinned
 
@@ -39,14 +40,17 @@ def register_ensemble(service, background_file: Path, backbone: str = "resnet10t
         for variant in VARIANTS[:members]:
             model = ProbabilityModel(MaskNet(backbone, "hard")).eval()
             example = np.zeros((2, 3, image_size, image_size), np.float32)
-            logged = run.log_pytorch_model(model, example, {"image_size": image_size, "crop_recipe": recipe}, pinned("torch"))
+            metadata = {"image_size": image_size, "crop_recipe": recipe}
+            if member_architecture:
+                metadata["architecture"] = {"backbone": backbone, "head": "hard"}
+            logged = run.log_pytorch_model(model, example, metadata, pinned("torch"))
             version = register_passing(service, variant, logged, {"val_macro_f1": 0.5, "floor": 0.1})
             uris.append(f"models:/maskops-{variant}/{version}")
             specs.append({"variant": variant, "artifact": f"member_{variant}", "image_size": image_size, "model_uri": uris[-1]})
-    config = {"members": specs, "weights": [1.0] * members, "tta": False, "temperatures": [1.0] * members, "crop_recipe": recipe,
-              "background_model_name": name}  # fmt: skip
     with service.run("ensemble", {}) as run, tempfile.TemporaryDirectory() as tmp:
-        artifacts = {m["artifact"]: str(service.download(m["model_uri"], Path(tmp) / m["artifact"])) for m in specs}
+        packed, artifacts = member_artifacts(service, specs, Path(tmp))
+        config = {"members": packed, "weights": [1.0] * members, "tta": False, "temperatures": [1.0] * members, "crop_recipe": recipe,
+                  "background_model_name": name}  # fmt: skip
         artifacts["background_model"] = str(background_file)
         logged = run.log_pyfunc_model("ensemble", MODEL_CODE, artifacts, config, signature(), [str(MASKOPS_CODE)], pinned(*REQUIREMENTS))
     version = service.register(ENSEMBLE_NAME, logged)

@@ -60,14 +60,28 @@ def type_hints_cached() -> Iterator[None]:
         typing.get_type_hints = original
 
 
+def load_member(member: dict, path: str):
+    """A member as the ensemble stored it: safetensors weights of a timm architecture (rebuilt, no unpickling), or
+    — in versions made before that — the member's pt2 graph."""
+    if "architecture" in member:
+        from safetensors.torch import load_file
+
+        from maskops.models import MaskNet, ProbabilityModel
+
+        model = ProbabilityModel(MaskNet(member["architecture"]["backbone"], member["architecture"]["head"]))
+        model.load_state_dict(load_file(path), strict=True)
+        return model.eval()
+    import mlflow.pytorch
+
+    return mlflow.pytorch.load_model(path, map_location="cpu")
+
+
 class MaskopsEnsemble(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
-        import mlflow.pytorch
 
         config = context.model_config
         with type_hints_cached():
-            members = [(m["image_size"], mlflow.pytorch.load_model(context.artifacts[m["artifact"]], map_location="cpu"))
-                       for m in config["members"]]  # fmt: skip
+            members = [(m["image_size"], load_member(m, context.artifacts[m["artifact"]])) for m in config["members"]]
         self.setup(config, members, context.artifacts.get("background_model"))
 
     def setup(self, config: dict, members: list, background_file: str | Path | None) -> "MaskopsEnsemble":

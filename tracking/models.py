@@ -62,7 +62,7 @@ def log_trained_model(run: TrackedRun, cfg: TrainConfig, result: TrainResult, ev
     # a batch of 2 lets MLflow mark the batch dimension dynamic in the signature
     example = np.zeros((2, 3, cfg.image_size, cfg.image_size), dtype=np.float32)
     metadata = {"image_size": cfg.image_size, "classes": list(CLASS_NAMES), "input": "RGB crops, ImageNet-normalised, NCHW float32",
-                "crop_recipe": crop_recipe}  # fmt: skip
+                "crop_recipe": crop_recipe, "architecture": {"backbone": cfg.backbone, "head": cfg.head}}  # fmt: skip
     return run.log_pytorch_model(serving_model(result.model), example, metadata, pinned("torch", "mlflow"))
 
 
