@@ -70,6 +70,19 @@ def test_ui_shows_and_materializes_the_raw_dataset(dagster_ui, tmp_path: Path):
             page.get_by_text(name).first.wait_for(timeout=60000)
         _screenshot(page, "catalog")
 
+        page.get_by_text("View lineage").first.click()  # the global lineage: the six groups, in the order of the flow
+        for group in ("inputs", "datasets", "crops", "models", "serving", "review"):
+            page.get_by_text(group, exact=True).first.wait_for(timeout=60000)
+        _screenshot(page, "lineage")
+        # a group's lineage shows the assets of other groups it reads as stubs named by the last part of their keys
+        # only, so keys such as cropped/raw and model/raw would both read "raw"; maskops' keys are unique by themselves
+        page.goto(f"{base}/locations/maskops/asset-groups/models/lineage")
+        try:
+            for name in ("raw_model", "relabeled_model", "raw_crops", "relabeled_crops", "profile_split"):
+                page.get_by_text(name, exact=True).first.wait_for(timeout=60000)
+        finally:
+            _screenshot(page, "lineage-models")
+
         page.goto(f"{base}/assets/raw_dataset")
         page.locator("button", has_text="Materialize").first.click()
         page.get_by_role("button", name="Confirm").click(timeout=30000)  # eval_dataset comes from the same scan
