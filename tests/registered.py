@@ -48,8 +48,8 @@ def register_ensemble(service, background_file: Path, backbone: str = "resnet10t
             uris.append(f"models:/maskops-{variant}/{version}")
             specs.append({"variant": variant, "artifact": f"member_{variant}", "image_size": image_size, "model_uri": uris[-1]})
     with service.run("ensemble", {}) as run, tempfile.TemporaryDirectory() as tmp:
-        packed, artifacts = member_artifacts(service, specs, Path(tmp))
-        config = {"members": packed, "weights": [1.0] * members, "tta": False, "temperatures": [1.0] * members, "crop_recipe": recipe,
+        artifacts = member_artifacts(service, specs, Path(tmp))
+        config = {"members": specs, "weights": [1.0] * members, "tta": False, "temperatures": [1.0] * members, "crop_recipe": recipe,
                   "background_model_name": name}  # fmt: skip
         artifacts["background_model"] = str(background_file)
         logged = run.log_pyfunc_model("ensemble", MODEL_CODE, artifacts, config, signature(), [str(MASKOPS_CODE)], pinned(*REQUIREMENTS))

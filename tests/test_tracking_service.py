@@ -222,3 +222,38 @@ def test_a_resumed_training_logs_its_remaining_epochs_into_the_killed_run(tmp_pa
     with service.run("raw_model", {}, resume_run_id="0" * 32) as fresh:  # a run this store does not have: a new run
         pass
     assert fresh.run_id != dead and service.client.get_run(fresh.run_id).info.status == "FINISHED"
+
+
+def test_a_logged_model_is_read_back_from_its_weights_as_its_graph_would_answer(tmp_path: Path):
+    """log_pytorch_model writes the module's weights next to its pt2 graph when the metadata names the architecture;
+    load_pytorch rebuilds the module from them (what the quality check, the ensemble and predict load), answering
+    like the graph, and a non-finite weight is still there to be found."""
+    import mlflow.pytorch
+
+    from maskops.models import WEIGHTS_FILE, MaskNet, ProbabilityModel, load_weights
+    from tracking.models import model_faults
+
+    service = TrackingService(f"sqlite:///{tmp_path / 'm.db'}", artifact_root=str(tmp_path / "art"))
+    architecture = {"backbone": "resnet10t", "head": "hard"}
+    torch.manual_seed(0)
+    good, broken = ProbabilityModel(MaskNet("resnet10t", "hard")).eval(), ProbabilityModel(MaskNet("resnet10t", "hard")).eval()
+    with torch.no_grad():
+        broken.net.heads["age"].weight[0, 0] = float("nan")
+    uris = []
+    with service.run("weights", {}) as run:
+        for model in (good, broken):
+            metadata = {"image_size": 32, "architecture": architecture}
+            uris.append(run.log_pytorch_model(model, np.zeros((2, 3, 32, 32), np.float32), metadata, pinned("torch")).uri)
+    local = service.download(uris[0], tmp_path / "good")
+    assert (local / WEIGHTS_FILE).is_file()
+    back, graph = service.load_pytorch(uris[0]), mlflow.pytorch.load_model(str(local), map_location="cpu")
+    assert isinstance(back, ProbabilityModel) and not back.training
+    x = torch.rand(3, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(back(x), graph(x))
+    assert model_faults(service.load_pytorch(uris[1])) == ["net.heads.age.weight"]
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(1)}, str(tmp_path / "bare.safetensors"))
+    with pytest.raises(ValueError, match="does not name its architecture"):
+        load_weights(tmp_path / "bare.safetensors")

@@ -4,6 +4,7 @@ photos, and the probabilities of a registered member set (for the submission and
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -87,32 +88,18 @@ def rescore(service: TrackingService, champion_tags: dict, paths: list[str], y_t
     return evaluate(y_true, voted(service, json.loads(champion_tags[MEMBERS_TAG]), paths, open_image))["macro_f1"]
 
 
-def member_artifacts(service: TrackingService, members: Sequence[dict], folder: Path) -> tuple[list[dict], dict[str, str]]:
-    """Each member's weights for the ensemble pyfunc, written under `folder`: a safetensors file plus its architecture
-    (timm backbone, head) when the member's metadata names it — rebuilt from timm, it loads in ~0.05 s where the pt2
-    graph takes ~1 s and torch.export's machinery (~1.3 s of imports) — else the pt2 graph as registered. Returns the
-    member specs for the model config and the artifacts."""
-    import mlflow.pytorch
-    from mlflow.models import Model
-    from safetensors.torch import save_file
+def member_artifacts(service: TrackingService, members: Sequence[dict], folder: Path) -> dict[str, str]:
+    """Each member's files for the ensemble pyfunc, downloaded under `folder`: its safetensors weights when it has them
+    (maskops.models.WEIGHTS_FILE: rebuilt from timm in ~0.05 s), else — a member logged before — its pt2 graph."""
+    from maskops.models import WEIGHTS_FILE
 
-    from maskops.models import MaskNet, ProbabilityModel
-
-    packed, artifacts = [], {}
+    artifacts = {}
     for member in members:
         local = service.download(member["model_uri"], folder / member["artifact"])
-        architecture = (Model.load(str(local)).metadata or {}).get("architecture")
-        if architecture is None:  # a member registered before its metadata named its architecture
-            packed.append(dict(member))
-            artifacts[member["artifact"]] = str(local)
-            continue
-        weights = mlflow.pytorch.load_model(str(local), map_location="cpu").state_dict()
-        ProbabilityModel(MaskNet(architecture["backbone"], architecture["head"])).load_state_dict(weights, strict=True)  # the same module
-        path = folder / f"{member['artifact']}.safetensors"
-        save_file({k: v.contiguous() for k, v in weights.items()}, str(path))
-        packed.append({**member, "architecture": architecture})
-        artifacts[member["artifact"]] = str(path)
-    return packed, artifacts
+        if (local / WEIGHTS_FILE).is_file():  # stored as <artifact>.safetensors: one name per member in the pyfunc
+            local = Path(shutil.copyfile(local / WEIGHTS_FILE, folder / f"{member['artifact']}.safetensors"))
+        artifacts[member["artifact"]] = str(local)
+    return artifacts
 
 
 def signature():
@@ -149,8 +136,8 @@ def log_ensemble(run: TrackedRun, evaluation: EnsembleEvaluation, members: list[
         run.log_metrics({f"{r.model.replace('/', '_')}_val_ece": r.ece, f"{r.model.replace('/', '_')}_val_ece_scaled": r.ece_scaled})
     run.log_files({**evaluation.figures(), **evaluation.tables()}, "evaluation")
     with tempfile.TemporaryDirectory() as tmp:
-        packed, artifacts = member_artifacts(run.service, members, Path(tmp))
-        model_config = {**spec, "members": packed, "crop_recipe": recipe.to_json(), "background_model_name": recipe.config.background_model}
+        artifacts = member_artifacts(run.service, members, Path(tmp))
+        model_config = {**spec, "crop_recipe": recipe.to_json(), "background_model_name": recipe.config.background_model}
         if background_file is not None:
             artifacts["background_model"] = str(background_file)
         logged = run.log_pyfunc_model(

@@ -60,17 +60,13 @@ def type_hints_cached() -> Iterator[None]:
         typing.get_type_hints = original
 
 
-def load_member(member: dict, path: str):
-    """A member as the ensemble stored it: safetensors weights of a timm architecture (rebuilt, no unpickling), or
-    — in versions made before that — the member's pt2 graph."""
-    if "architecture" in member:
-        from safetensors.torch import load_file
+def load_member(path: str):
+    """A member as the ensemble stored it: safetensors weights of a timm architecture (maskops.models.save_weights:
+    rebuilt, never unpickled), or — a member logged before members had them — its pt2 graph."""
+    if str(path).endswith(".safetensors"):
+        from maskops.models import load_weights
 
-        from maskops.models import MaskNet, ProbabilityModel
-
-        model = ProbabilityModel(MaskNet(member["architecture"]["backbone"], member["architecture"]["head"]))
-        model.load_state_dict(load_file(path), strict=True)
-        return model.eval()
+        return load_weights(path)
     import mlflow.pytorch
 
     return mlflow.pytorch.load_model(path, map_location="cpu")
@@ -81,7 +77,7 @@ class MaskopsEnsemble(mlflow.pyfunc.PythonModel):
 
         config = context.model_config
         with type_hints_cached():
-            members = [(m["image_size"], load_member(m, context.artifacts[m["artifact"]])) for m in config["members"]]
+            members = [(m["image_size"], load_member(context.artifacts[m["artifact"]])) for m in config["members"]]
         self.setup(config, members, context.artifacts.get("background_model"))
 
     def setup(self, config: dict, members: list, background_file: str | Path | None) -> "MaskopsEnsemble":

@@ -80,11 +80,11 @@ def _local_folder(location: str) -> Path | None:
 
 def _member_predictor(local: Path, metadata: dict, model_uri: str, models_dir: Path | None):
     """One member served like the ensemble: the same crop pipeline (from the recipe in its metadata), one vote."""
-    import mlflow.pytorch
 
     from maskops.crop import CropRecipe
     from maskops.files import file_digest
-    from tracking.ensemble_model import MaskopsEnsemble, type_hints_cached
+    from maskops.models import WEIGHTS_FILE
+    from tracking.ensemble_model import MaskopsEnsemble, load_member, type_hints_cached
 
     if "crop_recipe" not in metadata or "image_size" not in metadata:
         raise PredictionError(
@@ -105,7 +105,7 @@ def _member_predictor(local: Path, metadata: dict, model_uri: str, models_dir: P
     config = {"weights": [1.0], "temperatures": [1.0], "tta": False, "crop_recipe": metadata["crop_recipe"],
               "background_model_name": recipe.config.background_model}  # fmt: skip
     with type_hints_cached():
-        member = mlflow.pytorch.load_model(str(local), map_location="cpu")
+        member = load_member(str(local / WEIGHTS_FILE) if (local / WEIGHTS_FILE).is_file() else str(local))
     return PhotoModel(MaskopsEnsemble().setup(config, [(int(metadata["image_size"]), member)], background))
 
 

@@ -139,12 +139,18 @@ class TrackedRun:
         return LoggedModel(model.model_id, self.run_id, model.artifact_location)
 
     def log_pytorch_model(self, module, example, metadata: Mapping[str, Any], requirements: list[str]) -> LoggedModel:
-        """A `torch.export` (pt2) graph: loads without the code that defined it and without unpickling."""
+        """A `torch.export` (pt2) graph: loads without the code that defined it and without unpickling. With
+        metadata["architecture"] ({backbone, head} of a maskops.models.ProbabilityModel), also its weights as
+        safetensors (WEIGHTS_FILE), which maskops loads instead: ~0.05 s against ~1.4 s for the graph."""
         import mlflow.pytorch
+
+        from maskops.models import WEIGHTS_FILE, save_weights
 
         def save(path: str, description) -> None:
             mlflow.pytorch.save_model(module, path, mlflow_model=description, input_example=example, serialization_format="pt2",
                                       pip_requirements=requirements, metadata=dict(metadata))  # fmt: skip
+            if "architecture" in metadata:
+                save_weights(module, Path(path) / WEIGHTS_FILE, **metadata["architecture"])
 
         return self._log_model("model", save)
 
@@ -390,10 +396,16 @@ class TrackingService:
         return self.client.get_model_version_download_uri(*found)
 
     def load_pytorch(self, model_uri: str):
+        """The logged module: from its safetensors weights when it has them (log_pytorch_model), else its pt2 graph."""
         import mlflow.pytorch
 
+        from maskops.models import WEIGHTS_FILE, load_weights
+
         with tempfile.TemporaryDirectory() as tmp:
-            return mlflow.pytorch.load_model(str(self.download(model_uri, tmp)), map_location="cpu")
+            local = self.download(model_uri, tmp)
+            if (local / WEIGHTS_FILE).is_file():
+                return load_weights(local / WEIGHTS_FILE)
+            return mlflow.pytorch.load_model(str(local), map_location="cpu")
 
     def load_pyfunc(self, model_uri: str):
         """The pyfunc model; its files stay in a temporary folder for as long as the process runs."""
