@@ -6,6 +6,7 @@ import os
 import shutil
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from maskops.settings import Settings
@@ -48,14 +49,19 @@ def docs_folders(settings: Settings) -> dict[str, Path]:
     return {REPORTS_PATH: settings.reports / "quality", DATA_DOCS_PATH: settings.home / "gx" / DATA_DOCS_SITE}
 
 
-def docs_server(folders: dict[str, Path], host: str = "127.0.0.1", port: int = 0):
+def docs_server(folders: dict[str, Path], host: str = "127.0.0.1", port: int = 0, refresh: dict[str, Callable[[], object]] | None = None):
     """An HTTP server of the data-quality reports (`folders`: URL folder -> folder on disk), so the links of asset checks
-    open from the Dagster UI (browsers refuse file:// links from a web page). Nothing outside those folders is served."""
+    open from the Dagster UI (browsers refuse file:// links from a web page). Nothing outside those folders is served.
+    `refresh`: URL folder -> what brings it up to date, called (one at a time) before a page of that folder is served:
+    GX's Data Docs are rendered when someone looks, not after every contract."""
     import functools
     import html
     import posixpath
+    import threading
     import urllib.parse
     from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    refreshing = threading.Lock()
 
     class Handler(SimpleHTTPRequestHandler):
         def translate_path(self, path: str) -> str:
@@ -65,7 +71,15 @@ def docs_server(folders: dict[str, Path], host: str = "127.0.0.1", port: int = 0
             return str(folders[parts[0]].joinpath(*parts[1:]))
 
         def do_GET(self) -> None:
-            if urllib.parse.urlsplit(self.path).path in ("", "/"):
+            path = urllib.parse.urlsplit(self.path).path
+            folder = path.strip("/").split("/", 1)[0]
+            if refresh and folder in refresh and (path.endswith((".html", "/")) or path.strip("/") == folder):
+                with refreshing:
+                    try:
+                        refresh[folder]()
+                    except Exception as exc:  # a broken project must not take the reports down: serve what is there
+                        print(f"maskops docs: could not bring /{folder}/ up to date: {type(exc).__name__}: {exc}", file=sys.stderr)
+            if path in ("", "/"):
                 links = "".join(
                     f"<li><a href='/{name}/'>{html.escape(name)}</a> ({html.escape(str(f))})</li>" for name, f in folders.items()
                 )
@@ -86,9 +100,11 @@ def docs_server(folders: dict[str, Path], host: str = "127.0.0.1", port: int = 0
 
 def serve_data_docs(settings: Settings, host: str = "127.0.0.1", port: int | None = None) -> None:
     """Serve the data-quality summaries (/quality/) and GX Data Docs (/data-docs/) until interrupted (`maskops docs`)."""
-    from resources.quality import DOCS_PORT
+    from expectations.contract import build_data_docs
+    from resources.quality import DATA_DOCS_PATH, DOCS_PORT
 
-    server = docs_server(docs_folders(settings), host, DOCS_PORT if port is None else port)
+    server = docs_server(docs_folders(settings), host, DOCS_PORT if port is None else port,
+                         refresh={DATA_DOCS_PATH: lambda: build_data_docs(settings.home / "gx")})  # fmt: skip
     print(f"data-quality reports on http://{host}:{server.server_address[1]}/quality/ and GX Data Docs on /data-docs/", flush=True)
     try:
         server.serve_forever()

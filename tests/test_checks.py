@@ -180,3 +180,37 @@ def test_docs_server_serves_the_reports_and_nothing_else(tmp_path: Path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_docs_server_renders_data_docs_when_a_page_is_asked_for(manifest, tmp_path: Path):
+    """Contracts only store their results; `maskops docs` renders GX's pages before serving one, so the asset checks'
+    Data Docs link opens the current site — and a project it cannot render still leaves the summaries served."""
+    import threading
+    import urllib.request
+
+    from apps.launch import docs_server
+    from expectations import balance
+    from expectations.contract import build_data_docs, run_contract
+
+    project = tmp_path / "gx"
+    run_contract("balance", "raw_dataset", balance.validations(manifest, BalanceBounds.balanced()), project)
+    site = project / "gx" / "uncommitted" / "data_docs" / "local_site"
+    (tmp_path / "quality").mkdir()
+    (tmp_path / "quality/r.html").write_text("<p>summary</p>")
+
+    def broken() -> None:
+        raise OSError("disk gone")
+
+    server = docs_server({"quality": tmp_path / "quality", "data-docs": site},
+                         refresh={"data-docs": lambda: build_data_docs(project), "quality": broken})  # fmt: skip
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        assert not (site / "index.html").exists()
+        with urllib.request.urlopen(f"{base}/data-docs/index.html", timeout=60) as response:
+            assert "raw_dataset.balance.summary" in response.read().decode()
+        with urllib.request.urlopen(f"{base}/quality/r.html", timeout=10) as response:
+            assert response.read() == b"<p>summary</p>"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -9,7 +9,7 @@ import pytest
 
 from expectations import balance, label_files, labels, splits, submission
 from expectations.balance import BalanceBounds
-from expectations.contract import run_contract
+from expectations.contract import build_data_docs, run_contract
 from expectations.report import render_html
 from maskops.corrections import CORRECTION_COLUMNS, correction_problems, read_label_table
 from maskops.layout import scan_competition
@@ -159,21 +159,25 @@ def test_html_summary_is_self_contained(manifest, tmp_path: Path):
     page = render_html([result], "raw_dataset: labels")
     assert "expect_column_values_to_be_in_set" in page and broken.loc[0, "image_id"] in page
     assert "http://" not in page and "https://" not in page  # opens offline
-    assert result.docs_url and Path(result.docs_url.removeprefix("file://")).exists()
+    assert result.docs_url and build_data_docs(tmp_path / "gx") > 0 and Path(result.docs_url.removeprefix("file://")).exists()
 
 
-def test_data_docs_render_every_validation_of_every_call(manifest, tmp_path: Path):
-    """A contract renders its pages and the index once per call (not once per validation); every validation of every
-    call still gets its page, listed in the index."""
+def test_data_docs_render_every_validation_of_every_call_when_asked(manifest, tmp_path: Path):
+    """A contract stores its suites and results and renders nothing (0.4 s a call); build_data_docs — what `maskops docs`
+    calls before serving a page — renders every validation of every call, listed in the index, then nothing more
+    until a contract runs again: its new result and its changed suite."""
     project = tmp_path / "gx"
     for asset in ("raw_dataset", "cleaned_dataset"):
         result = run_contract("balance", asset, balance.validations(manifest, BalanceBounds.balanced()), project)
     site = project / "gx" / "uncommitted" / "data_docs" / "local_site"
-    assert result.docs_url.endswith("local_site/index.html")
-    pages = list((site / "validations").rglob("*.html"))
-    assert len(pages) == 2 * 3  # two calls of a three-validation contract
+    assert result.docs_url.endswith("local_site/index.html") and not (site / "index.html").exists()
+    assert build_data_docs(project) == 2 * 3 + 2 * 3  # two calls of a three-validation contract: results and suites
+    assert len(list((site / "validations").rglob("*.html"))) == 2 * 3
     index = (site / "index.html").read_text()
     assert all(f"{asset}.balance.{name}" in index for asset in ("raw_dataset", "cleaned_dataset") for name in ("class_shares", "summary"))
+    assert build_data_docs(project) == 0  # up to date: nothing rendered
+    run_contract("balance", "raw_dataset", balance.validations(manifest, BalanceBounds.balanced()), project)
+    assert build_data_docs(project) == 3 + 3 and len(list((site / "validations").rglob("*.html"))) == 3 * 3
 
 
 def test_observed_values_and_labels_in_words(manifest):
