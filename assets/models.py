@@ -1,4 +1,4 @@
-"""model/<variant>: one model per dataset variant, each an MLflow run; registered as a version of
+"""<variant>_model: one model per dataset variant, each an MLflow run; registered as a version of
 maskops-<variant> once its blocking model_quality check passed.
 
 All variants are validated on the same people (the validation fold) with the best labels
@@ -129,7 +129,8 @@ def _training_run(context: dg.AssetExecutionContext, tracking: MlflowTracking, n
     # process ids tell a dead run only where runs execute on this machine (the local profile)
     dead = set() if Settings.from_env().production else {r.run_id for r in dead_runs(context.instance)}
     live = {r.run_id for r in context.instance.get_runs(dg.RunsFilter(statuses=IN_PROGRESS))} - dead
-    service.close_abandoned_runs(context.asset_key.to_user_string(), live)
+    for key in (context.asset_key.to_user_string(), f"model/{name.removesuffix('_model')}"):  # and the key before 2026-11-28
+        service.close_abandoned_runs(key, live)
     run_file = checkpoints / RUN_ID_FILE
     resume = run_file.read_text().strip() if (checkpoints / CHECKPOINT).exists() and run_file.exists() else None
     with service.run(name, tags, resume_run_id=resume) as run:

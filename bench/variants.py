@@ -3,7 +3,7 @@
     make demo && .venv/bin/python bench/variants.py
 
 Reads the demo's state (MASKOPS_HOME, default .maskops): the registered model of each variant
-(from its model/<variant> record), the validation fold, the crops, and the synthetic data's
+(from its <variant>_model record), the validation fold, the crops, and the synthetic data's
 ground truth (every injected label error, not just the 70% the demo reviewer caught). Prints
 each model's validation macro F1 on clean labels, as a ratio to the raw model's.
 """
@@ -28,15 +28,14 @@ from maskops.splits import VALIDATION, assign_split
 from maskops.store import ImageSource, ImageStore
 from maskops.synth.reviewer import ground_truth_corrections
 from maskops.train import predict
-
-VARIANTS = ("raw", "relabeled", "cleaned", "generated")
+from maskops.variants import VARIANTS, model_name
 
 
 def main() -> None:
     from tracking.service import TrackingService
 
     settings = Settings.from_env()
-    records = {v: settings.records / "model" / f"{v}.json" for v in VARIANTS}
+    records = {v: settings.records / f"{model_name(v)}.json" for v in VARIANTS}
     missing = [str(p) for p in records.values() if not p.exists()]
     if missing:
         raise SystemExit(f"no trained models in {settings.home} ({missing[0]} missing): run `make demo` first")

@@ -8,6 +8,7 @@ expectation for into plain column expectations, so every failure still points at
 from __future__ import annotations
 
 import contextlib
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -157,10 +158,13 @@ def run_contract(contract: str, asset: str, validations: list[Validation], proje
 def build_data_docs(project_dir: Path) -> int:
     """Render the Data Docs pages the GX project at `project_dir` lacks — every stored validation result without its
     page, every suite changed since its page — and then the index; returns the pages rendered (0: up to date, nothing
-    done). Cheap when up to date (file times only), so `maskops docs` calls it before serving a page."""
+    done). Cheap when up to date (file times only), so `maskops docs` calls it before serving a page. A result GX cannot
+    render (a half-written file, say) is skipped and named in a warning; the others and the index are rendered."""
     from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier, ValidationResultIdentifier
 
     root = project_dir / "gx"
+    if not root.is_dir():  # no contract has run here yet: nothing to render, and no project to create
+        return 0
     site = root / "uncommitted" / "data_docs" / "local_site"
     stale = _stale_pages(root / "uncommitted" / "validations", site / "validations", changed=False)
     suites = _stale_pages(root / "expectations", site / "expectations", changed=True)
@@ -170,10 +174,17 @@ def build_data_docs(project_dir: Path) -> int:
         context = _gx_context(project_dir)
         identifiers = [ValidationResultIdentifier.from_tuple(parts) for parts in stale]
         identifiers += [ExpectationSuiteIdentifier(name=".".join(parts)) for parts in suites]
-        if identifiers:
-            context.build_data_docs(resource_identifiers=identifiers)
-        else:  # nothing stored yet, or only the index missing: GX's empty site
+        if not identifiers:  # only the index missing
             context.build_data_docs()
+            return 0
+        try:
+            context.build_data_docs(resource_identifiers=identifiers)
+        except Exception:  # one at a time, so one broken result does not cost the others their pages
+            for identifier in identifiers:
+                try:
+                    context.build_data_docs(resource_identifiers=[identifier])
+                except Exception as exc:
+                    warnings.warn(f"GX Data Docs: cannot render {identifier} ({type(exc).__name__}: {exc})", stacklevel=2)
     return len(identifiers)
 
 

@@ -202,7 +202,9 @@ def train_model(
     engine = model
     if world > 1:
         if device.type == "cuda":  # batch statistics over every process's share (SyncBatchNorm is GPU-only)
-            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            from timm.layers import convert_sync_batchnorm  # torch's own drops the activation of timm's BatchNormAct2d
+
+            model = convert_sync_batchnorm(model)
         engine = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     params = [p for p in model.parameters() if p.requires_grad]
     if cfg.optimizer == "adamw":

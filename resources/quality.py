@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-from expectations.contract import ContractResult, Validation, run_contract
+from expectations.contract import ContractResult, Validation, build_data_docs, run_contract
 from expectations.report import render_html
 from maskops.files import slug, write_atomic
 
@@ -35,6 +35,8 @@ class DataQuality(dg.ConfigurableResource):
         """Validate and write the reports; `level` ("error" or "warn") is what a failure means; `describe` words the
         verdict line (default: the generic one of expectations.contract)."""
         result = run_contract(contract, asset, validations, Path(self.gx_project_dir) if self.data_docs else None)
+        if self.data_docs and not self.docs_url:  # the links go to the files: no `maskops docs` to render them on demand
+            build_data_docs(Path(self.gx_project_dir))
         if describe is not None:
             result.verdict = describe(result)
         report = Path(self.reports_dir) / f"{slug(asset)}.{contract}.html"

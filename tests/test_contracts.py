@@ -178,6 +178,14 @@ def test_data_docs_render_every_validation_of_every_call_when_asked(manifest, tm
     assert build_data_docs(project) == 0  # up to date: nothing rendered
     run_contract("balance", "raw_dataset", balance.validations(manifest, BalanceBounds.balanced()), project)
     assert build_data_docs(project) == 3 + 3 and len(list((site / "validations").rglob("*.html"))) == 3 * 3
+    # a result GX cannot read (a contract killed while writing it) costs only its own page
+    run_contract("balance", "cleaned_dataset", balance.validations(manifest, BalanceBounds.balanced()), project)
+    results = project / "gx" / "uncommitted" / "validations"
+    newest = max(results.rglob("*.json"), key=lambda p: p.stat().st_mtime)
+    newest.write_text('{"half": ')
+    with pytest.warns(UserWarning, match="cannot render"):
+        build_data_docs(project)
+    assert len(list((site / "validations").rglob("*.html"))) == 3 * 3 + 2
 
 
 def test_observed_values_and_labels_in_words(manifest):

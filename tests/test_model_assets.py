@@ -1,4 +1,4 @@
-"""model/<variant> in Dagster with a real (temporary) MLflow store and registry."""
+"""<variant>_model in Dagster with a real (temporary) MLflow store and registry."""
 
 from __future__ import annotations
 

@@ -239,9 +239,11 @@ def test_a_logged_model_is_read_back_from_its_weights_as_its_graph_would_answer(
     good, broken = ProbabilityModel(MaskNet("resnet10t", "hard")).eval(), ProbabilityModel(MaskNet("resnet10t", "hard")).eval()
     with torch.no_grad():
         broken.net.heads["age"].weight[0, 0] = float("nan")
+    reshaped = ProbabilityModel(MaskNet("resnet10t", "hard")).eval()  # same tensors, another network (as when a layer
+    reshaped.net.backbones[0].act1 = torch.nn.Tanh()  # was swapped for training): never rebuilt from its weights
     uris = []
     with service.run("weights", {}) as run:
-        for model in (good, broken):
+        for model in (good, broken, reshaped):
             metadata = {"image_size": 32, "architecture": architecture}
             uris.append(run.log_pytorch_model(model, np.zeros((2, 3, 32, 32), np.float32), metadata, pinned("torch")).uri)
     local = service.download(uris[0], tmp_path / "good")
@@ -252,6 +254,9 @@ def test_a_logged_model_is_read_back_from_its_weights_as_its_graph_would_answer(
     with torch.no_grad():
         torch.testing.assert_close(back(x), graph(x))
     assert model_faults(service.load_pytorch(uris[1])) == ["net.heads.age.weight"]
+    assert not (service.download(uris[2], tmp_path / "reshaped") / WEIGHTS_FILE).exists()
+    with torch.no_grad():
+        torch.testing.assert_close(service.load_pytorch(uris[2])(x), reshaped(x))  # served from its graph, as trained
     from safetensors.torch import save_file
 
     save_file({"w": torch.zeros(1)}, str(tmp_path / "bare.safetensors"))

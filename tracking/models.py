@@ -98,7 +98,7 @@ def register_passing(service: TrackingService, variant: str, logged: LoggedModel
 
 
 def model_record(variant: str, logged: LoggedModel, cfg: TrainConfig, result: TrainResult, data: TrainingData) -> dict:
-    """What model/<variant> hands downstream (a small JSON record, never the model itself)."""
+    """What <variant>_model hands downstream (a small JSON record, never the model itself)."""
     return {
         "variant": variant, "run_id": logged.run_id, "model_id": logged.model_id, "artifact_location": logged.artifact_location,
         "model_uri": logged.uri, "registered_model": registered_name(variant), "image_size": cfg.image_size,

@@ -104,8 +104,13 @@ def _member_predictor(local: Path, metadata: dict, model_uri: str, models_dir: P
         background = found[0]
     config = {"weights": [1.0], "temperatures": [1.0], "tta": False, "crop_recipe": metadata["crop_recipe"],
               "background_model_name": recipe.config.background_model}  # fmt: skip
-    with type_hints_cached():
-        member = load_member(str(local / WEIGHTS_FILE) if (local / WEIGHTS_FILE).is_file() else str(local))
+    member = None
+    if (local / WEIGHTS_FILE).is_file():
+        with contextlib.suppress(Exception):  # weights that no longer rebuild (another timm): the graph still loads
+            member = load_member(str(local / WEIGHTS_FILE))
+    if member is None:
+        with type_hints_cached():
+            member = load_member(str(local))
     return PhotoModel(MaskopsEnsemble().setup(config, [(int(metadata["image_size"]), member)], background))
 
 

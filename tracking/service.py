@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import version as installed_version
@@ -149,7 +150,7 @@ class TrackedRun:
         def save(path: str, description) -> None:
             mlflow.pytorch.save_model(module, path, mlflow_model=description, input_example=example, serialization_format="pt2",
                                       pip_requirements=requirements, metadata=dict(metadata))  # fmt: skip
-            if "architecture" in metadata:
+            if "architecture" in metadata and rebuilds_alike(module, example, metadata["architecture"]):
                 save_weights(module, Path(path) / WEIGHTS_FILE, **metadata["architecture"])
 
         return self._log_model("model", save)
@@ -224,6 +225,24 @@ def dagster_links(tags: Mapping[str, str], dagster_ui_url: str) -> dict[str, str
     run_url = f"{base}/runs/{run_id}"
     asset_part = f" materializing asset [{asset}]({base}/assets/{asset})" if asset else ""
     return {"dagster.run_url": run_url, RUN_NOTE_TAG: f"Made by Dagster run [{run_id[:8]}]({run_url}){asset_part}."}
+
+
+def rebuilds_alike(module, example, architecture: Mapping[str, str]) -> bool:
+    """Whether `module` rebuilt from its weights and `architecture` answers like `module` itself on inputs shaped like
+    `example` (random: an example of zeros hides a swapped activation) — a module trained in another shape must be
+    served from its graph, not rebuilt."""
+    import torch
+
+    from maskops.models import MaskNet, ProbabilityModel
+
+    try:
+        rebuilt = ProbabilityModel(MaskNet(architecture["backbone"], architecture["head"])).eval()
+        rebuilt.load_state_dict(module.state_dict(), strict=True)
+        x = torch.randn(tuple(example.shape), generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            return bool(torch.allclose(rebuilt(x), module.eval()(x), atol=1e-5))
+    except Exception:
+        return False
 
 
 class TrackingService:
@@ -404,7 +423,10 @@ class TrackingService:
         with tempfile.TemporaryDirectory() as tmp:
             local = self.download(model_uri, tmp)
             if (local / WEIGHTS_FILE).is_file():
-                return load_weights(local / WEIGHTS_FILE)
+                try:
+                    return load_weights(local / WEIGHTS_FILE)
+                except Exception as exc:  # e.g. another timm whose architecture no longer fits: the graph still loads
+                    warnings.warn(f"{model_uri}: its weights do not rebuild ({exc}); loading its pt2 graph", stacklevel=2)
             return mlflow.pytorch.load_model(str(local), map_location="cpu")
 
     def load_pyfunc(self, model_uri: str):
