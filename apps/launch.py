@@ -44,7 +44,8 @@ def replace_process(command: str, args: list[str], env: dict[str, str]) -> None:
 
 def docs_folders(settings: Settings) -> dict[str, Path]:
     """What `maskops docs` serves: URL folder -> folder on disk (the data-quality summaries, GX's Data Docs site)."""
-    from resources.quality import DATA_DOCS_PATH, DATA_DOCS_SITE, REPORTS_PATH
+    from expectations.contract import DATA_DOCS_SITE
+    from resources.quality import DATA_DOCS_PATH, REPORTS_PATH
 
     return {REPORTS_PATH: settings.reports / "quality", DATA_DOCS_PATH: settings.home / "gx" / DATA_DOCS_SITE}
 

@@ -48,8 +48,12 @@ print(json.dumps({"load": loaded - started, "predict": done - loaded, "rss_mb": 
 
 
 def child(way: str, tracking_uri: str, model_uri: str, photos: list[str]) -> dict:
-    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-           "MLFLOW_TRACKING_URI": tracking_uri}  # MLflow 3 would otherwise make ./mlflow.db in the repository
+    env = {
+        **os.environ,
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        "MLFLOW_TRACKING_URI": tracking_uri,
+    }  # MLflow 3 would otherwise make ./mlflow.db in the repository
     done = subprocess.run([sys.executable, "-c", CHILD, way, tracking_uri, model_uri, *photos], capture_output=True, text=True, env=env,
                           cwd=ROOT, check=False)  # fmt: skip
     if done.returncode != 0:

@@ -155,6 +155,9 @@ def run_contract(contract: str, asset: str, validations: list[Validation], proje
     return result
 
 
+DATA_DOCS_SITE = Path("gx", "uncommitted", "data_docs", "local_site")  # GX's local site, under a file project
+
+
 def build_data_docs(project_dir: Path) -> int:
     """Render the Data Docs pages the GX project at `project_dir` lacks — every stored validation result without its
     page, every suite changed since its page — and then the index; returns the pages rendered (0: up to date, nothing
@@ -165,7 +168,7 @@ def build_data_docs(project_dir: Path) -> int:
     root = project_dir / "gx"
     if not root.is_dir():  # no contract has run here yet: nothing to render, and no project to create
         return 0
-    site = root / "uncommitted" / "data_docs" / "local_site"
+    site = project_dir / DATA_DOCS_SITE
     stale = _stale_pages(root / "uncommitted" / "validations", site / "validations", changed=False)
     suites = _stale_pages(root / "expectations", site / "expectations", changed=True)
     if not stale and not suites and (site / "index.html").exists():
@@ -194,9 +197,10 @@ def _stale_pages(stored: Path, pages: Path, changed: bool) -> list[tuple[str, ..
         return []
     keys = []
     for item in stored.rglob("*.json"):
-        page = pages / item.relative_to(stored).with_suffix(".html")
+        relative = item.relative_to(stored)  # names hold dots (batch ids): only the .json suffix is swapped
+        page = pages / relative.with_suffix(".html")
         if not page.exists() or (changed and page.stat().st_mtime < item.stat().st_mtime):
-            keys.append(item.relative_to(stored).with_suffix("").parts)
+            keys.append(relative.with_suffix("").parts)
     return keys
 
 

@@ -100,6 +100,7 @@ def age_group_array(age: np.ndarray) -> np.ndarray:
 
 # The age groups in words, everywhere a person reads them (Dagster, checks, the review page, predict): <30, 30-59, >=60
 AGE_GROUP_WORDS: dict[AgeGroup, str] = {AgeGroup.YOUNG: "<30", AgeGroup.MIDDLE: "30-59", AgeGroup.OLD: ">=60"}
+AGE_WORDS_BY_NAME = {g.name.lower(): words for g, words in AGE_GROUP_WORDS.items()}  # models say "young"; people read "<30"
 
 
 def class_name(class_id: int) -> str:

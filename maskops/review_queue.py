@@ -24,7 +24,7 @@ from maskops.corrections import CORRECTION_COLUMNS, correction_problems, read_la
 from maskops.csv_safety import escape_formula, escape_formulas
 from maskops.files import write_csv_atomic
 from maskops.label_issues import FIELDS as FIELD_ENUMS
-from maskops.labels import AGE_GROUP_WORDS as LABEL_AGE_WORDS
+from maskops.labels import AGE_WORDS_BY_NAME as AGE_GROUP_WORDS
 from maskops.labels import AgeGroup, LabelError, age_group, parse_age
 
 log = logging.getLogger(__name__)
@@ -33,8 +33,6 @@ REVIEWED_COLUMNS = ("profile_id", "stem", "field", "given", "decision", "value",
 DECISIONS = ("correct", "keep")
 KEY = ["profile_id", "stem", "field", "given"]
 FIELD_VALUES = {field: tuple(m.name.lower() for m in enum) for field, enum in FIELD_ENUMS.items()}
-# the age groups in Dagster's words (class names such as wear/female/30-59): <30, 30-59, >=60
-AGE_GROUP_WORDS = {g.name.lower(): words for g, words in LABEL_AGE_WORDS.items()}
 MAX_TEXT = 200
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 

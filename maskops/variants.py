@@ -2,7 +2,7 @@
 asset, its MLflow run, its stored files and its row in every comparison table.
 
 Each name is unique by itself (`relabeled_crops`, `relabeled_model`): Dagster's lineage view shows only the last part of
-an asset key, so keys such as `raw_crops` and `raw_model` both read "raw" there.
+an asset key, so keys such as `cropped/raw` and `model/raw` both read "raw" there.
 """
 
 VARIANTS = ("raw", "relabeled", "cleaned", "generated")

@@ -8,14 +8,13 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-from expectations.contract import ContractResult, Validation, build_data_docs, run_contract
+from expectations.contract import DATA_DOCS_SITE, ContractResult, Validation, build_data_docs, run_contract
 from expectations.report import render_html
 from maskops.files import slug, write_atomic
 
 DOCS_PORT = 8070
 DEFAULT_DOCS_URL = f"http://127.0.0.1:{DOCS_PORT}"  # where `maskops docs` serves the reports
 REPORTS_PATH, DATA_DOCS_PATH = "quality", "data-docs"  # the server's two folders: the summaries, GX's local site
-DATA_DOCS_SITE = Path("gx", "uncommitted", "data_docs", "local_site")  # under the GX project
 
 
 class DataQuality(dg.ConfigurableResource):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-VARIANTS = ("raw", "relabeled", "cleaned", "generated")
+from maskops.variants import VARIANTS
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ import pandas as pd
 import pytest
 
 from maskops.settings import Settings
+from maskops.variants import VARIANTS
 from resources.execution import celery_config
 from tests.production import (
     MASKOPS,
@@ -38,7 +39,6 @@ from tests.production import (
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.production]
-VARIANTS = ("raw", "relabeled", "cleaned", "generated")
 TINY_MODEL = {"preset": "scratch", "epochs": 1, "image_size": 32, "batch_size": 16, "gradcam_images": 4}
 
 

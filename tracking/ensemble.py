@@ -21,7 +21,7 @@ from maskops.metrics import evaluate
 from maskops.variants import model_name
 from tracking.models import logged_model, registered_name
 from tracking.registry import MEMBERS_TAG
-from tracking.service import TrackedRun, TrackingService, pinned
+from tracking.service import TrackedRun, TrackingService, dagster_run_markdown, pinned
 
 ENSEMBLE_NAME = "maskops-ensemble"
 ENSEMBLE_DESCRIPTION = (
@@ -131,9 +131,9 @@ def log_ensemble(run: TrackedRun, evaluation: EnsembleEvaluation, members: list[
     run.client.set_tag(run.run_id, "maskops.serving", serving.reason)
     run.log_metrics({"served_val_macro_f1": serving.score})
     run.log_metrics({f"val_{k}": v for k, v in evaluation.ensemble_metrics.items()})
-    run.log_metrics({f"{m['model'].replace('/', '_')}_val_macro_f1": m["macro_f1"] for m in evaluation.member_metrics})
+    run.log_metrics({f"{m['model']}_val_macro_f1": m["macro_f1"] for m in evaluation.member_metrics})
     for r in evaluation.calibration.itertuples():
-        run.log_metrics({f"{r.model.replace('/', '_')}_val_ece": r.ece, f"{r.model.replace('/', '_')}_val_ece_scaled": r.ece_scaled})
+        run.log_metrics({f"{r.model}_val_ece": r.ece, f"{r.model}_val_ece_scaled": r.ece_scaled})
     run.log_files({**evaluation.figures(), **evaluation.tables()}, "evaluation")
     with tempfile.TemporaryDirectory() as tmp:
         artifacts = member_artifacts(run.service, members, Path(tmp))
@@ -145,7 +145,7 @@ def log_ensemble(run: TrackedRun, evaluation: EnsembleEvaluation, members: list[
         )
     what = f"Soft vote of {', '.join(m['model_uri'] for m in members)}" if serving.earned else f"{members[0]['model_uri']} alone"
     dagster_run = run.service.dagster_run_link(run.run_id)
-    made = f" Made by Dagster run [{dagster_run.rsplit('/', 1)[-1][:8]}]({dagster_run})." if dagster_run else ""
+    made = f" Made by Dagster run {dagster_run_markdown(dagster_run)}." if dagster_run else ""
     description = f"{what}: validation macro F1 {serving.score:.4f}. {serving.reason.rstrip('.')}. MLflow run {run.run_id}.{made}"
     version = run.service.register(ENSEMBLE_NAME, logged, tags={MEMBERS_TAG: json.dumps(spec)}, description=description,
                                    model_description=ENSEMBLE_DESCRIPTION)  # fmt: skip

@@ -74,7 +74,6 @@ def load_member(path: str):
 
 class MaskopsEnsemble(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
-
         config = context.model_config
         with type_hints_cached():
             members = [(m["image_size"], load_member(context.artifacts[m["artifact"]])) for m in config["members"]]

@@ -15,7 +15,7 @@ from maskops.labels import CLASS_NAMES
 from maskops.options import as_dict
 from maskops.train import TrainConfig, TrainResult, serving_model
 from maskops.variants import crops_name, model_name
-from tracking.service import InputTable, LoggedModel, TrackedRun, TrackingService, pinned
+from tracking.service import InputTable, LoggedModel, TrackedRun, TrackingService, dagster_run_markdown, pinned
 
 QUALITY_TAG = "maskops.quality"
 
@@ -81,7 +81,7 @@ def model_description(variant: str) -> str:
 
 def version_description(variant: str, quality: dict, run_id: str, dagster_run_url: str) -> str:
     """One registered version: what it is, its data variant, its validation score and the runs that made it."""
-    made = f"; Dagster run [{dagster_run_url.rsplit('/', 1)[-1][:8]}]({dagster_run_url})" if dagster_run_url else ""
+    made = f"; Dagster run {dagster_run_markdown(dagster_run_url)}" if dagster_run_url else ""
     return (f"{model_name(variant)} trained on the {variant} variant: validation macro F1 {quality['val_macro_f1']:.4f} "
             f"(floor {quality['floor']}); MLflow run {run_id}{made}.")  # fmt: skip
 

@@ -7,15 +7,14 @@ import os
 import stat
 from collections.abc import Iterable
 from pathlib import Path
-from urllib.parse import unquote, urlparse
 
 import pandas as pd
 from mlflow.exceptions import MlflowException
 
-from maskops.labels import AGE_GROUP_WORDS
+from maskops.labels import AGE_WORDS_BY_NAME as AGE_WORDS
+from tracking.relocate import local_folder
 from tracking.service import TrackingService
 
-AGE_WORDS = {g.name.lower(): words for g, words in AGE_GROUP_WORDS.items()}  # the model answers "young"; people read "<30"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
 
 
@@ -71,11 +70,8 @@ def load_model(service: TrackingService, model_uri: str, models_dir: Path | None
 
 
 def _local_folder(location: str) -> Path | None:
-    parsed = urlparse(location)
-    if parsed.scheme in ("", "file"):
-        folder = Path(unquote(parsed.path) if parsed.scheme else location)
-        return folder if folder.is_dir() else None
-    return None
+    folder = local_folder(location)
+    return folder if folder is not None and folder.is_dir() else None
 
 
 def _member_predictor(local: Path, metadata: dict, model_uri: str, models_dir: Path | None):
@@ -83,8 +79,8 @@ def _member_predictor(local: Path, metadata: dict, model_uri: str, models_dir: P
 
     from maskops.crop import CropRecipe
     from maskops.files import file_digest
-    from maskops.models import WEIGHTS_FILE
-    from tracking.ensemble_model import MaskopsEnsemble, load_member, type_hints_cached
+    from tracking.ensemble_model import MaskopsEnsemble
+    from tracking.service import load_logged_module
 
     if "crop_recipe" not in metadata or "image_size" not in metadata:
         raise PredictionError(
@@ -104,13 +100,7 @@ def _member_predictor(local: Path, metadata: dict, model_uri: str, models_dir: P
         background = found[0]
     config = {"weights": [1.0], "temperatures": [1.0], "tta": False, "crop_recipe": metadata["crop_recipe"],
               "background_model_name": recipe.config.background_model}  # fmt: skip
-    member = None
-    if (local / WEIGHTS_FILE).is_file():
-        with contextlib.suppress(Exception):  # weights that no longer rebuild (another timm): the graph still loads
-            member = load_member(str(local / WEIGHTS_FILE))
-    if member is None:
-        with type_hints_cached():
-            member = load_member(str(local))
+    member = load_logged_module(local)
     return PhotoModel(MaskopsEnsemble().setup(config, [(int(metadata["image_size"]), member)], background))
 
 

@@ -14,6 +14,7 @@ import logging
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +48,10 @@ def sqlite_file(tracking_uri: str) -> Path | None:
 
 
 def local_folder(location: str) -> Path | None:
-    """The folder a local artifact location names (a plain path or a file: URI); None for any other scheme."""
-    if location.startswith("file://"):
-        return Path(location[len("file://") :])
+    """The folder a local artifact location names (a plain path, or a file: URI with its %-escapes decoded, as MLflow
+    writes a folder with a space in it); None for any other scheme."""
     if location.startswith("file:"):
-        return Path(location[len("file:") :])
+        return Path(unquote(urlparse(location).path))
     return None if "://" in location or not location else Path(location)
 
 

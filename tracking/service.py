@@ -215,6 +215,11 @@ def version_link(ui_url: str, name: str, version: str) -> str:
     return f"{ui_url}/#/models/{name}/versions/{version}" if ui_url else f"models:/{name}/{version}"
 
 
+def dagster_run_markdown(run_url: str) -> str:
+    """A Dagster run's page as a markdown link named by the run id's first 8 characters."""
+    return f"[{run_url.rsplit('/', 1)[-1][:8]}]({run_url})"
+
+
 def dagster_links(tags: Mapping[str, str], dagster_ui_url: str) -> dict[str, str]:
     """For a run made by a Dagster run (tag dagster.run_id): a link back to it (tag dagster.run_url) and a markdown
     description linking the run and the asset; nothing for other runs."""
@@ -224,7 +229,7 @@ def dagster_links(tags: Mapping[str, str], dagster_ui_url: str) -> dict[str, str
     base = dagster_ui_url.rstrip("/")
     run_url = f"{base}/runs/{run_id}"
     asset_part = f" materializing asset [{asset}]({base}/assets/{asset})" if asset else ""
-    return {"dagster.run_url": run_url, RUN_NOTE_TAG: f"Made by Dagster run [{run_id[:8]}]({run_url}){asset_part}."}
+    return {"dagster.run_url": run_url, RUN_NOTE_TAG: f"Made by Dagster run {dagster_run_markdown(run_url)}{asset_part}."}
 
 
 def rebuilds_alike(module, example, architecture: Mapping[str, str]) -> bool:
@@ -243,6 +248,23 @@ def rebuilds_alike(module, example, architecture: Mapping[str, str]) -> bool:
             return bool(torch.allclose(rebuilt(x), module.eval()(x), atol=1e-5))
     except Exception:
         return False
+
+
+def load_logged_module(local: Path):
+    """The module logged in the model folder `local`: from its safetensors weights when it has them
+    (log_pytorch_model), else — or when they no longer rebuild, e.g. under another timm — from its pt2 graph."""
+    import mlflow.pytorch
+
+    from maskops.models import WEIGHTS_FILE, load_weights
+    from tracking.ensemble_model import type_hints_cached
+
+    if (local / WEIGHTS_FILE).is_file():
+        try:
+            return load_weights(local / WEIGHTS_FILE)
+        except Exception as exc:
+            warnings.warn(f"{local}: its weights do not rebuild ({exc}); loading its pt2 graph", stacklevel=2)
+    with type_hints_cached():
+        return mlflow.pytorch.load_model(str(local), map_location="cpu")
 
 
 class TrackingService:
@@ -415,19 +437,9 @@ class TrackingService:
         return self.client.get_model_version_download_uri(*found)
 
     def load_pytorch(self, model_uri: str):
-        """The logged module: from its safetensors weights when it has them (log_pytorch_model), else its pt2 graph."""
-        import mlflow.pytorch
-
-        from maskops.models import WEIGHTS_FILE, load_weights
-
+        """The logged module (see load_logged_module)."""
         with tempfile.TemporaryDirectory() as tmp:
-            local = self.download(model_uri, tmp)
-            if (local / WEIGHTS_FILE).is_file():
-                try:
-                    return load_weights(local / WEIGHTS_FILE)
-                except Exception as exc:  # e.g. another timm whose architecture no longer fits: the graph still loads
-                    warnings.warn(f"{model_uri}: its weights do not rebuild ({exc}); loading its pt2 graph", stacklevel=2)
-            return mlflow.pytorch.load_model(str(local), map_location="cpu")
+            return load_logged_module(self.download(model_uri, tmp))
 
     def load_pyfunc(self, model_uri: str):
         """The pyfunc model; its files stay in a temporary folder for as long as the process runs."""
