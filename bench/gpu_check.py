@@ -205,7 +205,8 @@ def section_study(device: str, quick: bool, tmp: Path, work: Path) -> dict:
     cmd = [sys.executable, str(HERE / "study.py"), *size, "--device", device, "--json", str(out), "--markdown", str(tmp / "study.md")]
     _child(cmd, "study.py")
     result = json.loads(out.read_text())
-    return {"summary": result["summary"], "preset": result["preset"], "people": result["people"], "table": (tmp / "study.md").read_text()}
+    return {"summary": result["summary"], "preset": result["preset"], "people": result["people"], "label_issues": result.get("label_issues"),
+            "table": (tmp / "study.md").read_text()}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> dict:

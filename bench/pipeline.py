@@ -194,14 +194,16 @@ def train_stage(args: argparse.Namespace, work: Path, device: str, stages: Stage
         serving = choose_serving(evaluation, how.member_margin, how.member_confidence)  # as the asset: the vote only when it earned it
         voted = soft_vote([eval_probs[i] for i in serving.members], serving.weights, serving.temperatures)
         soft = soft_vote(eval_probs, evaluation.weights, evaluation.temperatures)
+        fitted = evaluate_ensemble(members, val_probs, y_val, "fitted", groups=val_people)  # weights fitted on the validation people
+        fitted_vote = soft_vote(eval_probs, fitted.weights)
         if args.extras:
             evaluation.figures()
     if args.extras:
         with stages("label_issues"):
-            suspects = label_issues(crops["relabeled"], split, open_rgb, device)
+            suspects, _ = label_issues(crops["relabeled"], split, open_rgb, device, work / "data")
     answers = pd.read_csv(work / "data" / TRUTH_DIR / "eval_answers.csv", dtype={"ImageID": str}).set_index("ImageID")
     truth = answers.loc[eval_rows["stem"], "ans"].to_numpy()
-    arms = dict(zip([*members, "soft_vote", "ensemble"], [*eval_probs, soft, voted], strict=True))
+    arms = dict(zip([*members, "soft_vote", "fitted_vote", "ensemble"], [*eval_probs, soft, fitted_vote, voted], strict=True))
     scored = {name: evaluate(truth, p) for name, p in arms.items()}
     scores = {name: round(m["macro_f1"], 4) for name, m in scored.items()}
     return {
@@ -213,7 +215,12 @@ def train_stage(args: argparse.Namespace, work: Path, device: str, stages: Stage
             "seed": cfg.seed,
         },
         "members": members_meta,
-        "validation_macro_f1": {"soft_vote": round(serving.soft_vote_score, 4), "served": round(serving.score, 4)},
+        "validation_macro_f1": {
+            "soft_vote": round(serving.soft_vote_score, 4),
+            "served": round(serving.score, 4),
+            "fitted_vote_cross_fitted": round(fitted.ensemble_metrics["macro_f1"], 4),
+        },
+        "fitted_weights": dict(zip(members, (round(w, 3) for w in fitted.weights), strict=True)),
         "serving": serving.reason,
         "evaluation_macro_f1": scores,  # ensemble: what the rule serves; soft_vote: the vote of every member
         "evaluation_old_f1": {name: _round(old_f1(truth, p)) for name, p in arms.items()},
@@ -227,16 +234,29 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
 
 
-def label_issues(crops: pd.DataFrame, split: pd.DataFrame, open_rgb, device: str) -> pd.DataFrame:
-    """The label_issues asset's work: out-of-fold probabilities of the relabeled crops, then the suspects."""
+def label_issues(crops: pd.DataFrame, split: pd.DataFrame, open_rgb, device: str, root: Path) -> tuple[pd.DataFrame, dict | None]:
+    """The label_issues asset's work: out-of-fold probabilities of the relabeled crops, then the suspects, and (for a
+    synthetic dataset at `root`) how well the ranking finds the label errors still there."""
     from maskops.data import decode_all, with_crops
-    from maskops.label_issues import LabelIssuesConfig, find_label_issues, out_of_fold_probabilities
+    from maskops.label_issues import ISSUE_COLUMNS, LabelIssuesConfig, out_of_fold_probabilities, rank_labels, score_against_truth
+    from maskops.synth.truth import remaining_errors
 
     cfg = LabelIssuesConfig().train_config(device)
     usable = assign_split(with_crops(crops), split).reset_index(drop=True)
     images = decode_all(list(usable["crop_path"]), open_rgb, cfg.image_size)
     probabilities = out_of_fold_probabilities(images, usable["class_id"].to_numpy(), usable["fold"].to_numpy(), cfg)
-    return find_label_issues(usable, probabilities)
+    ranked = rank_labels(usable, probabilities)
+    wrong = remaining_errors(root, usable)
+    return ranked.loc[ranked["flagged"], list(ISSUE_COLUMNS)].reset_index(drop=True), score_against_truth(ranked, wrong) if wrong else None
+
+
+def judge_labels(work: Path, device: str) -> dict:
+    """label_issues on a finished data stage's relabeled crops (bench/study.py runs it once per dataset)."""
+    start = time.perf_counter()
+    open_rgb = ImageSource(work / "data", ImageStore(work / "images")).open_rgb
+    crops, split = pd.read_parquet(work / "crops" / "relabeled.parquet"), pd.read_parquet(work / "split.parquet")
+    suspects, truth = label_issues(crops, split, open_rgb, device, work / "data")
+    return {"flagged": len(suspects), "against_ground_truth": truth, "seconds": round(time.perf_counter() - start, 1)}
 
 
 def machine(device: str) -> str:

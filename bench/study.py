@@ -29,23 +29,41 @@ from common import emit  # noqa: E402
 
 from maskops.variants import model_name  # noqa: E402
 
-ARMS = ("raw_model", "relabeled_model", "cleaned_model", "generated_model", "soft_vote", "ensemble")
-PAIRS = (("relabeled_model", "raw_model"), ("cleaned_model", "raw_model"), ("generated_model", "raw_model"), ("soft_vote", "best_member"))
+ARMS = ("raw_model", "relabeled_model", "cleaned_model", "generated_model", "soft_vote", "fitted_vote", "ensemble")
+PAIRS = (
+    ("relabeled_model", "raw_model"),
+    ("cleaned_model", "raw_model"),
+    ("generated_model", "raw_model"),
+    ("soft_vote", "best_member"),
+    ("fitted_vote", "soft_vote"),
+)
 
 
-def run_seeds(args: argparse.Namespace, work: Path) -> list[dict]:
-    """The data stage once, then the training stage per seed (each printed by pipeline.main, kept quiet here)."""
+def run_seeds(args: argparse.Namespace, work: Path, partial: dict) -> list[dict]:
+    """The data stage once (and label_issues on it), then the training stage per seed (each printed by pipeline.main,
+    kept quiet here). `partial` gains each result as it comes and is saved to --json, so a long study stopped
+    half-way keeps its finished seeds."""
     common = ["--people", str(args.people), "--eval-people", str(args.eval_people), "--seed", str(args.data_seed),
               "--device", args.device, "--work", str(work), *args.pipeline_args]  # fmt: skip
     with contextlib.redirect_stdout(io.StringIO()):
         pipeline.main([*common, "--stage", "data"])
-    runs = []
+    if args.label_issues:
+        partial["label_issues"] = pipeline.judge_labels(work, str(pipeline.resolve_device(args.device)))
+        print(f"[study] label_issues: {json.dumps(partial['label_issues'])}", file=sys.stderr, flush=True)
+        _save(args, partial)
+    runs = partial.setdefault("runs", [])
     for seed in args.seeds:
         with contextlib.redirect_stdout(io.StringIO()):
             result = pipeline.main([*common, "--stage", "train", "--preset", args.preset, "--train-seed", str(seed)])
         print(f"[study] seed {seed}: {json.dumps(result['evaluation_macro_f1'])}", file=sys.stderr, flush=True)
         runs.append(result)
+        _save(args, partial)
     return runs
+
+
+def _save(args: argparse.Namespace, result: dict) -> None:
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1))
 
 
 def arm_scores(run: dict, metric: str) -> dict[str, float]:
@@ -85,7 +103,7 @@ def _pm(figure: dict, key: str, fmt: str = ".3f") -> str:
     return "n/a" if figure[key] is None else f"{figure[key]:{fmt}} ± {figure['sd']:.3f}"
 
 
-def markdown(summary: dict, args: argparse.Namespace, machine: str) -> str:
+def markdown(summary: dict, args: argparse.Namespace, machine: str, judged: dict | None = None) -> str:
     lines = [f"{args.people} training people, {args.eval_people} evaluation people, preset `{args.preset}`, seeds {args.seeds}, {machine}",
              "", "| arm | evaluation macro F1 (mean ± sd) | 60+ F1 (mean ± sd) |", "| --- | --- | --- |"]  # fmt: skip
     for arm, m in summary["arms"].items():
@@ -98,6 +116,12 @@ def markdown(summary: dict, args: argparse.Namespace, machine: str) -> str:
     for pair, m in summary["paired"].items():
         cells = [f"{_pm(m[k], 'mean_difference', '+.3f')} ({m[k]['wins']}/{m[k]['n']})" for k in ("macro_f1", "old_f1")]
         lines.append(f"| {pair} | {cells[0]} | {cells[1]} |")
+    if judged and judged.get("against_ground_truth"):
+        lines += ["", "| label_issues (errors left after the demo review) | wrong | flagged | precision | recall | recall in top 2 x wrong |",
+                  "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+        for field, r in judged["against_ground_truth"].items():
+            cells = [("n/a" if r[k] is None else f"{r[k]:.2f}") for k in ("precision", "recall", "recall_top_2k")]
+            lines.append(f"| {field} | {r['wrong']} of {r['items']} | {r['flagged']} | {' | '.join(cells)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -112,11 +136,18 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--work", type=Path, help="working folder (default: pipeline.py's, by size and data seed)")
     parser.add_argument("--json", type=Path, help="also write the summary and every run here")
     parser.add_argument("--markdown", type=Path, help="also write the table here")
+    parser.add_argument(
+        "--no-label-issues",
+        dest="label_issues",
+        action="store_false",
+        help="skip label_issues on the dataset (its recall of the label errors left after the demo review)",
+    )
     args, args.pipeline_args = parser.parse_known_args(argv)  # the rest goes to pipeline.py (--epochs, --workers, --no-background, ...)
     from maskops.settings import Settings
 
     work = args.work or Settings.from_env().home / "bench" / f"pipeline-{args.people}-{args.eval_people}-{args.data_seed}"
-    runs = run_seeds(args, work)
+    result: dict = {"people": args.people, "seeds": args.seeds, "preset": args.preset}
+    runs = run_seeds(args, work, result)
     summary = summarize(runs)
     machine = runs[0]["machine"]
     for arm, m in summary["arms"].items():
@@ -127,11 +158,15 @@ def main(argv: list[str] | None = None) -> dict:
         emit(f"{name}_macro_f1_difference", m["macro_f1"]["mean_difference"], "macro F1 difference (paired mean)", n=m["macro_f1"]["n"],
              sd=round(m["macro_f1"]["sd"], 4), wins=m["macro_f1"]["wins"], old_f1_difference=m["old_f1"]["mean_difference"],
              old_f1_wins=m["old_f1"]["wins"], people=args.people)  # fmt: skip
-    result = {"summary": summary, "runs": runs, "machine": machine, "people": args.people, "seeds": args.seeds, "preset": args.preset}
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=1))
+    for field, r in (result.get("label_issues", {}).get("against_ground_truth") or {}).items():
+        if r["wrong"]:  # baseline: what a random ranking finds within the top 2 x wrong
+            emit(f"study_label_issues_recall_top_2k_{field}", r["recall_top_2k"], "share of wrong", baseline=min(1.0, 2 * r["wrong"] / r["items"]),
+                 n=r["wrong"], target=">= 0.8 (at >= 480 people)" if field == "person" else None, people=args.people,
+                 precision=r["precision"], recall=r["recall"], flagged=r["flagged"])  # fmt: skip
+    result |= {"summary": summary, "machine": machine}
+    _save(args, result)
     if args.markdown:
-        args.markdown.write_text(markdown(summary, args, machine))
+        args.markdown.write_text(markdown(summary, args, machine, result.get("label_issues")))
     return result
 
 

@@ -56,8 +56,10 @@ def test_the_gpu_check_runs_every_section_on_the_cpu(tmp_path: Path):
         "cleaned_model",
         "generated_model",
         "soft_vote",
+        "fitted_vote",
         "ensemble",
     }
+    assert set(train["fitted_weights"]) == {"raw_model", "relabeled_model", "cleaned_model", "generated_model"}
     assert {"synthesize", "crop", "generate"} <= set(data["seconds"]) and {"train/raw", "ensemble"} <= set(train["seconds"])
     assert train["evaluation_images"] == 14
     study = report["study"]["summary"]  # two seeds on the same toy data: every arm, and the pairs against raw
@@ -65,7 +67,10 @@ def test_the_gpu_check_runs_every_section_on_the_cpu(tmp_path: Path):
     pair = study["paired"]["generated_model vs raw_model"]["macro_f1"]
     assert pair["differences"] == pytest.approx([g - r for g, r in zip(study["arms"]["generated_model"]["macro_f1"]["values"],
                                                                         study["arms"]["raw_model"]["macro_f1"]["values"], strict=True)])  # fmt: skip
-    assert "| soft_vote vs best_member |" in report["study"]["table"]
+    assert "| soft_vote vs best_member |" in report["study"]["table"] and "| fitted_vote vs soft_vote |" in report["study"]["table"]
+    judged = report["study"]["label_issues"]["against_ground_truth"]  # label_issues once on the study's data, scored against its truth
+    assert set(judged) == {"mask", "gender", "age_group", "person"} and judged["person"]["items"] == 2 * judged["gender"]["items"]
+    assert "| person |" in report["study"]["table"]
 
 
 def test_the_harness_folds_gpu_figures_and_writes_a_table(tmp_path: Path):
