@@ -25,7 +25,7 @@ def _bench_module(name: str):
 
 
 @pytest.mark.slow
-def test_the_gpu_check_runs_every_section_on_the_cpu(tmp_path: Path):
+def test_the_gpu_check_runs_every_section_on_the_cpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """Every section of bench/gpu_check.py at its toy size on the CPU: the CUDA paths' device handling, the loop-vs-compute
     figure, the crop stage, and the full-size script's two stages (data, then training from the same folder)."""
     model = brightness_segmenter(tmp_path / "models" / "tiny_segmenter.onnx")
@@ -71,6 +71,12 @@ def test_the_gpu_check_runs_every_section_on_the_cpu(tmp_path: Path):
     judged = report["study"]["label_issues"]["against_ground_truth"]  # label_issues once on the study's data, scored against its truth
     assert set(judged) == {"mask", "gender", "age_group", "person"} and judged["person"]["items"] == 2 * judged["gender"]["items"]
     assert "| person |" in report["study"]["table"]
+    # bench/transfer.py on the same toy data: one member per lever, served as a champion would be, asked real photographs
+    monkeypatch.setenv("MASKOPS_HOME", env["MASKOPS_HOME"])
+    rows = _bench_module("transfer").main(["--work", str(tmp_path / "work"), "--people", "6", "--arms", "base,grey_blur",
+                                           "--faces", "2", "--preset", "scratch", "--epochs", "1", "--device", "cpu"])  # fmt: skip
+    assert [r["arm"] for r in rows] == ["base", "grey_blur"] and all(r["train_people"] == 6 for r in rows)
+    assert all(0 <= r["unmasked_not_wear"] <= 1 and 0 <= r["masked_wear"] <= 1 and sum(r["calls_unmasked"].values()) == 4 for r in rows)
 
 
 def test_the_harness_folds_gpu_figures_and_writes_a_table(tmp_path: Path):
