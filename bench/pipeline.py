@@ -250,13 +250,17 @@ def label_issues(crops: pd.DataFrame, split: pd.DataFrame, open_rgb, device: str
     return ranked.loc[ranked["flagged"], list(ISSUE_COLUMNS)].reset_index(drop=True), score_against_truth(ranked, wrong) if wrong else None
 
 
-def judge_labels(work: Path, device: str) -> dict:
-    """label_issues on a finished data stage's relabeled crops (bench/study.py runs it once per dataset)."""
-    start = time.perf_counter()
+def judge_labels(work: Path, device: str, labels: tuple[str, ...] = ("raw", "relabeled")) -> dict:
+    """label_issues on a finished data stage's crops, once per set of labels: `raw` holds every injected error (what the
+    issue's recall target counts), `relabeled` what the demo reviewer left (what the label_issues asset judges)."""
     open_rgb = ImageSource(work / "data", ImageStore(work / "images")).open_rgb
-    crops, split = pd.read_parquet(work / "crops" / "relabeled.parquet"), pd.read_parquet(work / "split.parquet")
-    suspects, truth = label_issues(crops, split, open_rgb, device, work / "data")
-    return {"flagged": len(suspects), "against_ground_truth": truth, "seconds": round(time.perf_counter() - start, 1)}
+    split, out = pd.read_parquet(work / "split.parquet"), {}
+    for name in labels:
+        start = time.perf_counter()
+        suspects, truth = label_issues(pd.read_parquet(work / "crops" / f"{name}.parquet"), split, open_rgb, device, work / "data")
+        out[name] = {"flagged": len(suspects), "against_ground_truth": truth, "seconds": round(time.perf_counter() - start, 1)}
+        print(f"[pipeline] label_issues on {name} labels: {json.dumps(out[name])}", file=sys.stderr, flush=True)
+    return out
 
 
 def machine(device: str) -> str:
@@ -274,7 +278,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--eval-people", type=int, default=10, help="evaluation people (7 photos each); 258 gives the competition's 1,800")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--stage", choices=("all", "data", "train"), default="all")
+    parser.add_argument(
+        "--stage",
+        choices=("all", "data", "train", "labels"),
+        default="all",
+        help="labels: label_issues on a data stage's crops, scored against the synthetic ground truth",
+    )
+    parser.add_argument("--labels", default="raw,relabeled", help="--stage labels: which labels to judge (raw holds every injected error)")
     parser.add_argument("--work", type=Path, help="working folder (default: a folder under $MASKOPS_HOME/bench)")
     parser.add_argument("--preset", default="demo")
     parser.add_argument("--backbone")
@@ -303,6 +313,8 @@ def main(argv: list[str] | None = None) -> dict:
         result |= data_stage(args, work, device, stages)
     if args.stage in ("all", "train"):
         result |= train_stage(args, work, device, stages)
+    if args.stage == "labels":
+        result["label_issues"] = judge_labels(work, device, tuple(args.labels.split(",")))
     result |= {"stage": args.stage, "seconds": stages.seconds, "wall_seconds": round(time.perf_counter() - start, 2)}
     text = json.dumps(result, indent=1)
     print(text, flush=True)

@@ -49,7 +49,6 @@ def run_seeds(args: argparse.Namespace, work: Path, partial: dict) -> list[dict]
         pipeline.main([*common, "--stage", "data"])
     if args.label_issues:
         partial["label_issues"] = pipeline.judge_labels(work, str(pipeline.resolve_device(args.device)))
-        print(f"[study] label_issues: {json.dumps(partial['label_issues'])}", file=sys.stderr, flush=True)
         _save(args, partial)
     runs = partial.setdefault("runs", [])
     for seed in args.seeds:
@@ -116,12 +115,13 @@ def markdown(summary: dict, args: argparse.Namespace, machine: str, judged: dict
     for pair, m in summary["paired"].items():
         cells = [f"{_pm(m[k], 'mean_difference', '+.3f')} ({m[k]['wins']}/{m[k]['n']})" for k in ("macro_f1", "old_f1")]
         lines.append(f"| {pair} | {cells[0]} | {cells[1]} |")
-    if judged and judged.get("against_ground_truth"):
-        lines += ["", "| label_issues (errors left after the demo review) | wrong | flagged | precision | recall | recall in top 2 x wrong |",
+    if judged:
+        lines += ["", "| label_issues: labels, field | wrong | flagged | precision | recall | recall in top 2 x wrong |",
                   "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
-        for field, r in judged["against_ground_truth"].items():
-            cells = [("n/a" if r[k] is None else f"{r[k]:.2f}") for k in ("precision", "recall", "recall_top_2k")]
-            lines.append(f"| {field} | {r['wrong']} of {r['items']} | {r['flagged']} | {' | '.join(cells)} |")
+        for labels, report in judged.items():
+            for field, r in (report["against_ground_truth"] or {}).items():
+                cells = [("n/a" if r[k] is None else f"{r[k]:.2f}") for k in ("precision", "recall", "recall_top_2k")]
+                lines.append(f"| {labels}, {field} | {r['wrong']} of {r['items']} | {r['flagged']} | {' | '.join(cells)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> dict:
         "--no-label-issues",
         dest="label_issues",
         action="store_false",
-        help="skip label_issues on the dataset (its recall of the label errors left after the demo review)",
+        help="skip label_issues on the dataset's raw labels (every injected error) and relabeled ones (what the demo review left)",
     )
     args, args.pipeline_args = parser.parse_known_args(argv)  # the rest goes to pipeline.py (--epochs, --workers, --no-background, ...)
     from maskops.settings import Settings
@@ -158,11 +158,12 @@ def main(argv: list[str] | None = None) -> dict:
         emit(f"{name}_macro_f1_difference", m["macro_f1"]["mean_difference"], "macro F1 difference (paired mean)", n=m["macro_f1"]["n"],
              sd=round(m["macro_f1"]["sd"], 4), wins=m["macro_f1"]["wins"], old_f1_difference=m["old_f1"]["mean_difference"],
              old_f1_wins=m["old_f1"]["wins"], people=args.people)  # fmt: skip
-    for field, r in (result.get("label_issues", {}).get("against_ground_truth") or {}).items():
-        if r["wrong"]:  # baseline: what a random ranking finds within the top 2 x wrong
-            emit(f"study_label_issues_recall_top_2k_{field}", r["recall_top_2k"], "share of wrong", baseline=min(1.0, 2 * r["wrong"] / r["items"]),
-                 n=r["wrong"], target=">= 0.8 (at >= 480 people)" if field == "person" else None, people=args.people,
-                 precision=r["precision"], recall=r["recall"], flagged=r["flagged"])  # fmt: skip
+    for labels, judged in result.get("label_issues", {}).items():
+        for field, r in (judged["against_ground_truth"] or {}).items():
+            if r["wrong"]:  # baseline: what a random ranking finds within the top 2 x wrong
+                emit(f"study_label_issues_{labels}_recall_top_2k_{field}", r["recall_top_2k"], "share of wrong",
+                     baseline=min(1.0, 2 * r["wrong"] / r["items"]), n=r["wrong"], people=args.people, precision=r["precision"],
+                     recall=r["recall"], flagged=r["flagged"], target=">= 0.8 (at >= 480 people)" if field == "person" else None)  # fmt: skip
     result |= {"summary": summary, "machine": machine}
     _save(args, result)
     if args.markdown:

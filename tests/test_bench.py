@@ -68,9 +68,13 @@ def test_the_gpu_check_runs_every_section_on_the_cpu(tmp_path: Path, monkeypatch
     assert pair["differences"] == pytest.approx([g - r for g, r in zip(study["arms"]["generated_model"]["macro_f1"]["values"],
                                                                         study["arms"]["raw_model"]["macro_f1"]["values"], strict=True)])  # fmt: skip
     assert "| soft_vote vs best_member |" in report["study"]["table"] and "| fitted_vote vs soft_vote |" in report["study"]["table"]
-    judged = report["study"]["label_issues"]["against_ground_truth"]  # label_issues once on the study's data, scored against its truth
-    assert set(judged) == {"mask", "gender", "age_group", "person"} and judged["person"]["items"] == 2 * judged["gender"]["items"]
-    assert "| person |" in report["study"]["table"]
+    judged = report["study"]["label_issues"]  # label_issues once on the study's data per set of labels, scored against its truth
+    assert set(judged) == {"raw", "relabeled"}
+    for labels in judged.values():
+        truth = labels["against_ground_truth"]
+        assert set(truth) == {"mask", "gender", "age_group", "person"} and truth["person"]["items"] == 2 * truth["gender"]["items"]
+    assert judged["raw"]["against_ground_truth"]["person"]["wrong"] >= judged["relabeled"]["against_ground_truth"]["person"]["wrong"]
+    assert "| raw, person |" in report["study"]["table"] and "| relabeled, person |" in report["study"]["table"]
     # bench/transfer.py on the same toy data: one member per lever, served as a champion would be, asked real photographs
     monkeypatch.setenv("MASKOPS_HOME", env["MASKOPS_HOME"])
     rows = _bench_module("transfer").main(["--work", str(tmp_path / "work"), "--people", "6", "--arms", "base,grey_blur",
