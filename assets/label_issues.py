@@ -10,9 +10,9 @@ from assets.metadata import table
 from assets.policies import GPU_POOL, stage
 from maskops.figures import contact_sheet
 from maskops.label_issues import (
-    ISSUE_COLUMNS,
     LabelIssuesConfig,
-    out_of_fold_probabilities,
+    flagged,
+    out_of_fold,
     rank_labels,
     score_against_truth,
     suspect_photos,
@@ -27,7 +27,7 @@ class LabelIssuesSettings(settings_config(LabelIssuesConfig)):
 
 
 @stage(ins={"crops": dg.AssetIn("relabeled_crops"), "profile_split": dg.AssetIn("profile_split")}, group=REVIEW,
-       kinds=("pytorch", "parquet"), code_version="1", pool=GPU_POOL)  # fmt: skip
+       kinds=("pytorch", "parquet"), code_version="2", pool=GPU_POOL)  # fmt: skip
 def label_issues(
     context: dg.AssetExecutionContext, config: LabelIssuesSettings, crops: pd.DataFrame, profile_split: pd.DataFrame,
     dataset: CompetitionDataset, image_store: ImageStoreResource, compute: Compute, reports: ReportFiles,
@@ -43,20 +43,23 @@ def label_issues(
     source = image_store.source(dataset.root)
     context.log.info(f"out-of-fold probabilities for {len(usable)} photos of {usable['profile_id'].nunique()} people")
     images = decode_all(list(usable["crop_path"]), source.open_rgb, cfg.image_size)
-    probabilities = out_of_fold_probabilities(images, usable["class_id"].to_numpy(), usable["fold"].to_numpy(), cfg,
-                                              lambda fold, m: context.log.info(f"fold {fold}: held-out macro F1 {m['macro_f1']:.3f}"))  # fmt: skip
-    ranked = rank_labels(usable, probabilities)
-    issues = ranked.loc[ranked["flagged"], list(ISSUE_COLUMNS)].reset_index(drop=True)
+    ages = usable["age"].to_numpy() if settings.judge_age and "age" in usable.columns else None
+    predictions = out_of_fold(images, usable["class_id"].to_numpy(), usable["fold"].to_numpy(), cfg,
+                              lambda fold, m: context.log.info(f"fold {fold}: held-out macro F1 {m['macro_f1']:.3f}"),
+                              ages=ages, people=usable["profile_id"].to_numpy())  # fmt: skip
+    ranked = rank_labels(usable, predictions.probabilities, predictions.age)
+    issues = flagged(ranked)
     context.log.info(f"cleanlab flags {len(issues)} labels among {len(usable)} photos")
     wrong = remaining_errors(dataset.root, usable)  # a synthetic dataset knows its injected errors
     truth = score_against_truth(ranked, wrong) if wrong is not None else None
     paths, captions = suspect_photos(issues.head(settings.sheet), usable)
     shown = [source.open_rgb(p) for p in paths]
-    return dg.MaterializeResult(value=issues[list(ISSUE_COLUMNS)], metadata={
+    return dg.MaterializeResult(value=issues, metadata={
         "suspects": dg.MetadataValue.int(len(issues)),
         "per_field": dg.MetadataValue.json({f: int((issues["field"] == f).sum()) for f in ("mask", "gender", "age_group")}),
         "photos_checked": dg.MetadataValue.int(len(usable)),
         "people_checked": dg.MetadataValue.int(int(usable["profile_id"].nunique())),
+        **(_age_metadata(usable, predictions.age) if predictions.age is not None else {}),
         **(_truth_metadata(truth) if truth else {}),
         "top_suspects": table(issues.drop(columns=["score", "images"]).round(3), limit=25),
         "suspect_photos": reports.figure("label_issues", "suspects", contact_sheet(shown, captions)) if shown else dg.MetadataValue.text("no suspects"),
@@ -70,3 +73,9 @@ def _truth_metadata(truth: dict[str, dict]) -> dict[str, dg.MetadataValue]:
     if person["recall_top_2k"] is not None:
         headline["person_recall_top_2k"] = dg.MetadataValue.float(round(person["recall_top_2k"], 4))
     return {**headline, "against_ground_truth": dg.MetadataValue.json(truth)}
+
+
+def _age_metadata(usable: pd.DataFrame, shown) -> dict[str, dg.MetadataValue]:
+    """How far the recorded ages are from the ones the photos show (out of fold): the yardstick of the age judgement."""
+    off = (usable["age"] - shown).abs().groupby(usable["profile_id"]).first()
+    return {"age_median_error_years": dg.MetadataValue.float(round(float(off.median()), 2))}

@@ -79,14 +79,14 @@ def _shard_worker(job: tuple) -> int:
                                     device=device) if model else None  # fmt: skip
         Cropper(CropRecipe(cfg, DetectorConfig(), file_digest(model) if model else ""), store, remover, detector).run(rows, open_rgb)
     else:
-        plan, sources, settings = options
-        generate(plan, sources, open_rgb, store, detector, settings, None, DetectorConfig())
+        _, sources, settings = options  # this process's share of the plan is `rows`
+        generate(rows, sources, open_rgb, store, detector, settings, None, DetectorConfig())
     return len(rows)
 
 
 def in_processes(kind: str, rows: pd.DataFrame, workers: int, root: Path, store: ImageStore, device: str, options: tuple) -> None:
     """Split `rows` over `workers` processes (spawned: CUDA-safe), each with its own models on `device`."""
-    if workers <= 1 or len(rows) < 2 * workers:
+    if workers <= 1 or len(rows) < workers:  # every process gets at least one row
         return
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
@@ -133,8 +133,9 @@ def data_stage(args: argparse.Namespace, work: Path, device: str, stages: Stages
     manifests = {"raw": raw, "relabeled": relabeled, "cleaned": cleaned, "generated": generated, "eval": layout.eval}
     out = work / "crops"
     out.mkdir(exist_ok=True)
+    split.to_parquet(work / "split.parquet")
     counts = {}
-    for name in ("raw", "generated", "eval", "relabeled", "cleaned"):  # the last two reuse raw's crops from the store
+    for name in ("raw", "relabeled", "cleaned", "eval", "generated"):  # relabeled and cleaned reuse raw's crops from the store
         manifest = manifests[name]
         readable = manifest[manifest["readable"]]
         unique = readable.drop_duplicates("content_hash")
@@ -145,7 +146,6 @@ def data_stage(args: argparse.Namespace, work: Path, device: str, stages: Stages
         crops, _, _ = crop_summary(manifest, records, len(readable))
         crops.to_parquet(out / f"{name}.parquet")
         counts[name] = {"images": len(manifest), "cropped": len(new), "reused": len(unique) - len(new)}
-    split.to_parquet(work / "split.parquet")
     return {"images": counts}
 
 
@@ -234,20 +234,26 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
 
 
-def label_issues(crops: pd.DataFrame, split: pd.DataFrame, open_rgb, device: str, root: Path) -> tuple[pd.DataFrame, dict | None]:
-    """The label_issues asset's work: out-of-fold probabilities of the relabeled crops, then the suspects, and (for a
-    synthetic dataset at `root`) how well the ranking finds the label errors still there."""
+def label_issues(
+    crops: pd.DataFrame, split: pd.DataFrame, open_rgb, device: str, root: Path
+) -> tuple[pd.DataFrame, dict | None, dict | None]:
+    """The label_issues asset's work: out-of-fold probabilities and ages of the relabeled crops, then the suspects,
+    and (for a synthetic dataset at `root`) how well the ranking finds the label errors still there — also with the
+    age group judged on its probabilities alone (`judge_age: false`, same models), the baseline of the age judgement."""
     from maskops.data import decode_all, with_crops
-    from maskops.label_issues import ISSUE_COLUMNS, LabelIssuesConfig, out_of_fold_probabilities, rank_labels, score_against_truth
+    from maskops.label_issues import LabelIssuesConfig, flagged, out_of_fold, rank_labels, score_against_truth
     from maskops.synth.truth import remaining_errors
 
     cfg = LabelIssuesConfig().train_config(device)
     usable = assign_split(with_crops(crops), split).reset_index(drop=True)
     images = decode_all(list(usable["crop_path"]), open_rgb, cfg.image_size)
-    probabilities = out_of_fold_probabilities(images, usable["class_id"].to_numpy(), usable["fold"].to_numpy(), cfg)
-    ranked = rank_labels(usable, probabilities)
+    predictions = out_of_fold(images, usable["class_id"].to_numpy(), usable["fold"].to_numpy(), cfg,
+                              ages=usable["age"].to_numpy(), people=usable["profile_id"].to_numpy())  # fmt: skip
+    ranked = rank_labels(usable, predictions.probabilities, predictions.age)
     wrong = remaining_errors(root, usable)
-    return ranked.loc[ranked["flagged"], list(ISSUE_COLUMNS)].reset_index(drop=True), score_against_truth(ranked, wrong) if wrong else None
+    if not wrong:
+        return flagged(ranked), None, None
+    return flagged(ranked), score_against_truth(ranked, wrong), score_against_truth(rank_labels(usable, predictions.probabilities), wrong)
 
 
 def judge_labels(work: Path, device: str, labels: tuple[str, ...] = ("raw", "relabeled")) -> dict:
@@ -257,8 +263,10 @@ def judge_labels(work: Path, device: str, labels: tuple[str, ...] = ("raw", "rel
     split, out = pd.read_parquet(work / "split.parquet"), {}
     for name in labels:
         start = time.perf_counter()
-        suspects, truth = label_issues(pd.read_parquet(work / "crops" / f"{name}.parquet"), split, open_rgb, device, work / "data")
-        out[name] = {"flagged": len(suspects), "against_ground_truth": truth, "seconds": round(time.perf_counter() - start, 1)}
+        suspects, truth, groups_only = label_issues(pd.read_parquet(work / "crops" / f"{name}.parquet"), split, open_rgb, device,
+                                                    work / "data")  # fmt: skip
+        out[name] = {"flagged": len(suspects), "against_ground_truth": truth, "age_group_probabilities_only": groups_only,
+                     "seconds": round(time.perf_counter() - start, 1)}  # fmt: skip
         print(f"[pipeline] label_issues on {name} labels: {json.dumps(out[name])}", file=sys.stderr, flush=True)
     return out
 

@@ -119,7 +119,12 @@ def markdown(summary: dict, args: argparse.Namespace, machine: str, judged: dict
         lines += ["", "| label_issues: labels, field | wrong | flagged | precision | recall | recall in top 2 x wrong |",
                   "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
         for labels, report in judged.items():
-            for field, r in (report["against_ground_truth"] or {}).items():
+            baseline = report.get("age_group_probabilities_only") or {}  # the age group judged like gender: the age judgement's baseline
+            rows = [(field, r) for field, r in (report["against_ground_truth"] or {}).items()]
+            rows += [
+                (f"{field} (age groups by probabilities only)", baseline[field]) for field in ("age_group", "person") if field in baseline
+            ]
+            for field, r in rows:
                 cells = [("n/a" if r[k] is None else f"{r[k]:.2f}") for k in ("precision", "recall", "recall_top_2k")]
                 lines.append(f"| {labels}, {field} | {r['wrong']} of {r['items']} | {r['flagged']} | {' | '.join(cells)} |")
     return "\n".join(lines) + "\n"
@@ -159,11 +164,13 @@ def main(argv: list[str] | None = None) -> dict:
              sd=round(m["macro_f1"]["sd"], 4), wins=m["macro_f1"]["wins"], old_f1_difference=m["old_f1"]["mean_difference"],
              old_f1_wins=m["old_f1"]["wins"], people=args.people)  # fmt: skip
     for labels, judged in result.get("label_issues", {}).items():
+        groups_only = judged.get("age_group_probabilities_only") or {}
         for field, r in (judged["against_ground_truth"] or {}).items():
             if r["wrong"]:  # baseline: what a random ranking finds within the top 2 x wrong
                 emit(f"study_label_issues_{labels}_recall_top_2k_{field}", r["recall_top_2k"], "share of wrong",
                      baseline=min(1.0, 2 * r["wrong"] / r["items"]), n=r["wrong"], people=args.people, precision=r["precision"],
-                     recall=r["recall"], flagged=r["flagged"], target=">= 0.8 (at >= 480 people)" if field == "person" else None)  # fmt: skip
+                     recall=r["recall"], flagged=r["flagged"], target=">= 0.8 (at >= 480 people)" if field == "person" else None,
+                     age_groups_by_probabilities_only=groups_only.get(field))  # fmt: skip
     result |= {"summary": summary, "machine": machine}
     _save(args, result)
     if args.markdown:

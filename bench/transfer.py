@@ -80,15 +80,18 @@ def main(argv: list[str] | None = None) -> list[dict]:
     inputs = {
         kind: pd.DataFrame({"image": [jpeg(p) for p in pictures.values()]}) for kind, pictures in (("unmasked", photos), ("masked", masked))
     }
-    out = []
+    out, decoded = [], {}  # image side -> (training data, evaluation images): decoded once for every arm of that size
     for arm in args.arms.split(","):
         cfg = replace(PRESETS[args.preset], device=device, **ARMS[arm], **({"epochs": args.epochs} if args.epochs else {}))
-        data = training_data(relabeled, relabeled, split, open_rgb, cfg.image_size)
+        if cfg.image_size not in decoded:
+            decoded[cfg.image_size] = (training_data(relabeled, relabeled, split, open_rgb, cfg.image_size),
+                                       decode_all(list(eval_rows["crop_path"]), open_rgb, cfg.image_size))  # fmt: skip
+        data, eval_images = decoded[cfg.image_size]
         result = train_model(data.train_images, data.train_labels, data.val_images, data.val_labels, cfg)
         background = (
             fetch_u2netp(Settings.from_env().models).absolute() if CropRecipe.from_json(data.crop_recipe).config.remove_background else None
         )
-        synthetic = evaluate(truth, predict(result.model, decode_all(list(eval_rows["crop_path"]), open_rgb, cfg.image_size)))
+        synthetic = evaluate(truth, predict(result.model, eval_images))
         served = MaskopsEnsemble().setup({"weights": [1.0], "crop_recipe": data.crop_recipe, "background_model_name": "u2net_custom"},
                                          [(cfg.image_size, result.model.eval())], background)  # fmt: skip
         calls = {kind: served.predict(None, frame)["mask"] for kind, frame in inputs.items()}

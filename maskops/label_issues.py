@@ -6,6 +6,12 @@ are made of — mask per image, gender and age group per person (the mean over t
 images, since a person has one gender and one age). cleanlab (`cleanlab.filter.find_label_issues`,
 pruned by the estimated noise rates) decides which labels are issues; every label is ranked by how
 much the likeliest other value beats the given one, so the review starts with the surest errors.
+
+Age is a number, and the group alone hides most age errors: a person of 56 recorded as 70 sits one
+group away from a face the models can hardly tell from 60. So the same out-of-fold models also
+predict every person's age (a ridge regression on their pooled features, fitted on the other folds'
+people), and the age group is judged on the recorded age itself (judge_age): how likely a recorded age
+that far from the face is a wrong one, times how likely the true age then falls in another group.
 On a synthetic dataset the ranking is scored against the injected errors (score_against_truth).
 """
 
@@ -19,7 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from maskops.labels import AgeGroup, Gender, MaskState
+from maskops.labels import AGE_BOUNDARIES, AgeGroup, Gender, MaskState, age_group_array
 from maskops.options import option
 
 if TYPE_CHECKING:
@@ -34,6 +40,8 @@ class LabelIssuesConfig:
     image_size: int = option(64, "Input side of the out-of-fold models.")
     epochs: int = option(4, "Epochs per fold.")
     seed: int = option(0, "Seed of the out-of-fold models.")
+    judge_age: bool = option(True, "Judge the age group on the recorded age against the age the photos show (judge_age); "
+                             "off: on the out-of-fold age-group probabilities, like gender.")  # fmt: skip
     sheet: int = option(16, "Suspects shown in the contact sheet.", in_key=False)
 
     def train_config(self, device: str = "auto"):
@@ -73,21 +81,67 @@ def judge(given: np.ndarray, probs: np.ndarray) -> pd.DataFrame:
                          "score": p_suggested - p_given})  # fmt: skip
 
 
-def rank_labels(manifest: pd.DataFrame, probabilities: np.ndarray) -> pd.DataFrame:
-    """Every label of `manifest` (profile_id, stem, mask, gender, age_group per image) judged from out-of-fold
-    `probabilities` (N, 18) in the same order: one row per person for gender and age group (on the mean of their
-    photos), one per photo for mask; `flagged` is cleanlab's verdict; most suspicious first (score, the margin
-    of the suggested value over the given one)."""
+# Where a true age may lie between the recorded ages' groups: integer ages, so the bins split at 29.5 and 59.5
+_AGE_EDGES = np.array([-np.inf, AGE_BOUNDARIES[0] - 0.5, AGE_BOUNDARIES[1] - 0.5, np.inf])
+
+
+def judge_age(recorded: np.ndarray, predicted: np.ndarray) -> pd.DataFrame:
+    """The age group of each person judged on their recorded age (years) against the age their photos show
+    (`predicted`, out of fold), in judge's columns.
+
+    A recorded age is either right, and then off the prediction by the model's usual error (a normal whose
+    spread is the robust spread of all residuals), or wrong, and then anywhere in the recorded range (uniform),
+    with a prior rate of wrong ages from the residuals beyond 3 spreads. If it is wrong, the true age is what
+    the photos show: the same normal around the prediction gives the group probabilities. So
+    P(group wrong) = P(age wrong | residual) x P(true age outside the given group); p_suggested is that for the
+    likeliest other group, p_given = 1 - P(group wrong), flagged when P(group wrong) > 0.5. Far-off ages that stay
+    inside their group are not age-group errors and score low."""
+    from scipy.stats import norm
+
+    recorded, predicted = np.asarray(recorded, dtype=np.float64), np.asarray(predicted, dtype=np.float64)
+    given = age_group_array(recorded.round().astype(int)).astype(int)
+    if len(recorded) == 0:
+        return judge(given, np.zeros((0, 3)))
+    residual = recorded - predicted
+    spread = max(1.0, 1.4826 * float(np.median(np.abs(residual - np.median(residual)))))
+    prior = float(np.clip(np.mean(np.abs(residual) > 3 * spread), 0.01, 0.5))
+    right = (1 - prior) * norm.pdf(residual, scale=spread)
+    wrong = prior / max(1.0, float(recorded.max() - recorded.min()))
+    p_age_wrong = wrong / (wrong + right)
+    groups = np.diff(norm.cdf((_AGE_EDGES[None, :] - predicted[:, None]) / spread), axis=1)  # (N, 3)
+    rows = np.arange(len(given))
+    others = groups.copy()
+    others[rows, given] = -1.0
+    suggested = others.argmax(axis=1)
+    p_group_wrong = p_age_wrong * (1 - groups[rows, given])
+    p_given, p_suggested = 1 - p_group_wrong, p_age_wrong * groups[rows, suggested]
+    return pd.DataFrame({"flagged": p_group_wrong > 0.5, "given": given, "suggested": suggested, "p_given": p_given,
+                         "p_suggested": p_suggested, "score": p_suggested - p_given})  # fmt: skip
+
+
+def rank_labels(manifest: pd.DataFrame, probabilities: np.ndarray, age: np.ndarray | None = None) -> pd.DataFrame:
+    """Every label of `manifest` (profile_id, stem, mask, gender, age_group per image; age in years when `age` is
+    given) judged from out-of-fold `probabilities` (N, 18) in the same order: one row per person for gender and age
+    group (on the mean of their photos), one per photo for mask; `flagged` is cleanlab's verdict; most suspicious
+    first (score, the margin of the suggested value over the given one). With the out-of-fold `age` the photos show
+    (N,), the age group is judged on the recorded age instead (judge_age)."""
     if len(manifest) != len(probabilities):
         raise ValueError(f"{len(manifest)} images but {len(probabilities)} rows of probabilities")
+    if age is not None and (len(age) != len(manifest) or "age" not in manifest.columns):
+        raise ValueError(f"judging ages needs an 'age' column and one predicted age per image, got {len(age)} for {len(manifest)}")
     marginals = field_probabilities(probabilities)
-    frame = manifest[["profile_id", "stem", "mask", "gender", "age_group"]].reset_index(drop=True)
+    frame = manifest[["profile_id", "stem", "mask", "gender", "age_group", *(["age"] if age is not None else [])]]
+    frame = frame.reset_index(drop=True)
     parts = []
     for field in ("gender", "age_group"):  # one value per person: judge the person on all their photos
         people = pd.DataFrame(marginals[field]).groupby(frame["profile_id"], sort=True)
         means = people.mean()
-        given = frame.groupby("profile_id", sort=True)[field].first().reindex(means.index).to_numpy(dtype=int)
-        verdict = judge(given, means.to_numpy())
+        if field == "age_group" and age is not None:
+            shown = pd.Series(np.asarray(age, dtype=np.float64)).groupby(frame["profile_id"], sort=True).mean()
+            verdict = judge_age(frame.groupby("profile_id", sort=True)["age"].first().reindex(shown.index).to_numpy(), shown.to_numpy())
+        else:
+            given = frame.groupby("profile_id", sort=True)[field].first().reindex(means.index).to_numpy(dtype=int)
+            verdict = judge(given, means.to_numpy())
         parts.append(verdict.assign(profile_id=means.index.to_numpy(), stem="", field=field, images=people.size().to_numpy()))
     verdict = judge(frame["mask"].to_numpy(dtype=int), marginals["mask"])
     parts.append(verdict.assign(profile_id=frame["profile_id"].to_numpy(), stem=frame["stem"].to_numpy(), field="mask", images=1))
@@ -100,10 +154,14 @@ def rank_labels(manifest: pd.DataFrame, probabilities: np.ndarray) -> pd.DataFra
     return ranked[[*ISSUE_COLUMNS, "flagged"]]
 
 
-def find_label_issues(manifest: pd.DataFrame, probabilities: np.ndarray) -> pd.DataFrame:
-    """The labels cleanlab flags (see rank_labels), most suspicious first, in ISSUE_COLUMNS."""
-    ranked = rank_labels(manifest, probabilities)
+def flagged(ranked: pd.DataFrame) -> pd.DataFrame:
+    """The flagged rows of a ranking (rank_labels), most suspicious first, in ISSUE_COLUMNS: the suspects."""
     return ranked.loc[ranked["flagged"], list(ISSUE_COLUMNS)].reset_index(drop=True)
+
+
+def find_label_issues(manifest: pd.DataFrame, probabilities: np.ndarray, age: np.ndarray | None = None) -> pd.DataFrame:
+    """The labels flagged (see rank_labels), most suspicious first, in ISSUE_COLUMNS."""
+    return flagged(rank_labels(manifest, probabilities, age))
 
 
 def score_against_truth(ranked: pd.DataFrame, wrong: dict[str, set]) -> dict[str, dict]:
@@ -135,14 +193,27 @@ def suspect_photos(issues: pd.DataFrame, photos: pd.DataFrame) -> tuple[list[str
     return paths, [f"{r.field}: {r.given}->{r.suggested}" for r in issues.itertuples()]
 
 
-def out_of_fold_probabilities(
+@dataclass(frozen=True)
+class OutOfFold:
+    """What models that never saw a person say about them: class probabilities (N, 18) and, when ages were given,
+    the age the photos show (N,), one value per person repeated on their photos."""
+
+    probabilities: np.ndarray
+    age: np.ndarray | None = None
+
+
+def out_of_fold(
     images: torch.Tensor,
     labels: np.ndarray,
     folds: np.ndarray,
     cfg,
     on_fold: Callable[[int, dict[str, float]], None] | None = None,
-) -> np.ndarray:
-    """(N, 18) probabilities where every image is predicted by a model trained on the other folds only.
+    ages: np.ndarray | None = None,
+    people: np.ndarray | None = None,
+) -> OutOfFold:
+    """Every image predicted by a model trained on the other folds only: (N, 18) probabilities and, with the recorded
+    `ages` and the `people` (profile ids) of the images, each held-out person's age from a ridge regression on the
+    fold model's pooled features, fitted on the other folds' people (fit_age).
 
     The held-out fold also serves as the model's validation set, so the epoch kept is the one that
     agrees best with the held-out labels: that can only hide an error, never invent one.
@@ -151,10 +222,37 @@ def out_of_fold_probabilities(
 
     folds = np.asarray(folds)
     out = np.zeros((len(labels), 18), dtype=np.float64)
+    shown = np.zeros(len(labels), dtype=np.float64) if ages is not None else None
     for fold in sorted(set(folds.tolist())):
         held = folds == fold
         result = train_model(images[~held], labels[~held], images[held], labels[held], cfg)
         out[held] = predict(result.model, images[held])
+        if shown is not None:
+            features = predict(result.model, images, features=True)
+            shown[held] = fit_age(features, np.asarray(ages, dtype=np.float64), np.asarray(people), ~held)
         if on_fold is not None:
             on_fold(int(fold), result.val_metrics)
-    return out
+    return OutOfFold(out, shown)
+
+
+def fit_age(features: np.ndarray, ages: np.ndarray, people: np.ndarray, fit_on: np.ndarray) -> np.ndarray:
+    """The ages of the images outside `fit_on`, from a ridge regression (alpha by leave-one-out) of the recorded age
+    on each person's mean features, fitted on the people of `fit_on` twice: the second time without the ages the
+    first fit misses by more than 3 robust spreads (the wrong ones it can see). One value per person."""
+    from sklearn.linear_model import RidgeCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    frame = pd.DataFrame(features).groupby(people, sort=True)
+    means = frame.mean()
+    recorded = pd.Series(ages).groupby(people, sort=True).first().reindex(means.index).to_numpy()
+    train = pd.Series(fit_on).groupby(people, sort=True).all().reindex(means.index).to_numpy()
+    x, keep = means.to_numpy(), train.copy()
+    model = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-1, 5, 13)))
+    for _ in range(2):
+        model.fit(x[keep], recorded[keep])
+        residual = recorded - model.predict(x)
+        spread = max(1.0, 1.4826 * float(np.median(np.abs(residual[train]))))
+        keep = train & (np.abs(residual) <= 3 * spread)
+    per_person = pd.Series(model.predict(x), index=means.index)
+    return per_person.reindex(people[~np.asarray(fit_on)]).to_numpy()

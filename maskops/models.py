@@ -86,6 +86,15 @@ class MaskNet(nn.Module):
         return {name: head(pooled) for name, head in self.heads.items()}
 
 
+def pooled_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """What the heads of a MaskNet (or the ProbabilityModel around it) read: the pooled features of every backbone,
+    side by side (N, width x backbones)."""
+    net = model.net if isinstance(model, ProbabilityModel) else model
+    if not isinstance(net, MaskNet):
+        raise TypeError(f"pooled features need a maskops MaskNet, got {type(net).__name__} (an exported graph hides its backbone)")
+    return torch.cat([backbone(x) for backbone in net.backbones], dim=1)
+
+
 def class_probabilities(outputs: dict[str, torch.Tensor]) -> torch.Tensor:
     """(N, 18) probabilities from any head: softmax, or the product of the task softmaxes in class order."""
     if "class" in outputs:

@@ -151,9 +151,12 @@ def _set_aside(path: Path, rank: int) -> str:
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 64, device: torch.device | None = None) -> np.ndarray:
-    """(N, 18) class probabilities of uint8 images, in order, no augmentation."""
-    from maskops.models import class_probabilities
+def predict(
+    model: torch.nn.Module, images: torch.Tensor, batch_size: int = 64, device: torch.device | None = None, features: bool = False
+) -> np.ndarray:
+    """(N, 18) class probabilities of uint8 images, in order, no augmentation; with `features`, the backbones'
+    pooled features (N, width) instead (maskops.models.pooled_features)."""
+    from maskops.models import class_probabilities, pooled_features
 
     device = device or next(model.parameters()).device
     with contextlib.suppress(NotImplementedError):  # exported (pt2) programs are already in eval mode
@@ -165,10 +168,10 @@ def predict(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 64, 
             x = x.contiguous(memory_format=torch.channels_last)
         amp = _amp_dtype(device)
         with torch.autocast(device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
-            result = model(x)
+            result = pooled_features(model, x) if features else model(x)
         probs = result if isinstance(result, torch.Tensor) else class_probabilities(result)
         out.append(probs.float().cpu())
-    return torch.cat(out).numpy() if out else np.zeros((0, 18), dtype=np.float32)
+    return torch.cat(out).numpy() if out else np.zeros((0, 0 if features else 18), dtype=np.float32)
 
 
 def train_model(

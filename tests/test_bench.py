@@ -73,8 +73,10 @@ def test_the_gpu_check_runs_every_section_on_the_cpu(tmp_path: Path, monkeypatch
     for labels in judged.values():
         truth = labels["against_ground_truth"]
         assert set(truth) == {"mask", "gender", "age_group", "person"} and truth["person"]["items"] == 2 * truth["gender"]["items"]
+        assert labels["age_group_probabilities_only"]["person"]["wrong"] == truth["person"]["wrong"]  # the same errors, judged the old way
     assert judged["raw"]["against_ground_truth"]["person"]["wrong"] >= judged["relabeled"]["against_ground_truth"]["person"]["wrong"]
     assert "| raw, person |" in report["study"]["table"] and "| relabeled, person |" in report["study"]["table"]
+    assert "| raw, person (age groups by probabilities only) |" in report["study"]["table"]
     # bench/transfer.py on the same toy data: one member per lever, served as a champion would be, asked real photographs
     monkeypatch.setenv("MASKOPS_HOME", env["MASKOPS_HOME"])
     rows = _bench_module("transfer").main(["--work", str(tmp_path / "work"), "--people", "6", "--arms", "base,grey_blur",

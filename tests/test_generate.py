@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -124,3 +125,20 @@ def test_generated_images_are_keyed_on_the_age_models_content_and_the_detector(t
     darkening_age_model(model, factor=0.6)  # the same path, another model
     assert reused() == 0
     assert reused(DetectorConfig(min_face_size=30)) == 0  # where MTCNN places the landmarks decides where the masks go
+
+
+def test_generation_shared_out_to_processes_leaves_the_serial_pass_only_reuse(tiny_dataset: Path, sources, face_detector, tmp_path: Path):
+    """bench/pipeline.py --workers 2: each spawned process paints its share of the plan into the shared store; the serial
+    pass after it finds every image there."""
+    import importlib
+
+    from tests.test_bench import ROOT
+
+    sys.path.insert(0, str(ROOT / "bench"))  # spawned processes import the pipeline by this name: it must be importable
+    pipeline = importlib.import_module("pipeline")
+    profiles, normals = sources
+    store = ImageStore(tmp_path / "store")
+    plan = plan_generation(profiles, GenerateConfig()).head(2)
+    pipeline.in_processes("generate", plan, 2, tiny_dataset, store, "cpu", (None, normals, GenerateConfig()))
+    rows, stats = generate(plan, normals, ImageSource(tiny_dataset, store).open_rgb, store, face_detector, GenerateConfig())
+    assert stats.generated_profiles == 2 and stats.reused == 14 and len(rows) == 14

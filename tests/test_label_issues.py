@@ -15,11 +15,12 @@ from maskops.label_issues import (
     ISSUE_COLUMNS,
     field_probabilities,
     find_label_issues,
-    out_of_fold_probabilities,
+    judge_age,
+    out_of_fold,
     rank_labels,
     score_against_truth,
 )
-from maskops.labels import PROFILE_STEMS
+from maskops.labels import PROFILE_STEMS, age_group_array
 from maskops.train import config_from
 
 STEM_MASK = {stem: 0 if stem.startswith("mask") else 1 if stem == "incorrect_mask" else 2 for stem in PROFILE_STEMS}
@@ -127,17 +128,40 @@ def test_a_uniformly_unsure_model_flags_nothing():
         find_label_issues(frame, np.zeros((3, 18)))
 
 
-def test_out_of_fold_probabilities_cover_every_image_once():
+def test_an_age_far_from_the_face_across_a_group_boundary_is_the_suspect():
+    rng = np.random.default_rng(0)
+    true = rng.integers(18, 80, 200).astype(float)
+    shown = true + rng.normal(0, 3, 200)  # what the photos show: the true age, give or take 3 years
+    recorded = true.copy()
+    recorded[:3] = [70, 45, 61]  # 56 recorded as 70 (crosses 60), 35 as 45 (stays 30-59), an honest 61 that looks 57
+    true[:3], shown[:3] = [56, 35, 61], [56, 35, 57]
+    verdict = judge_age(recorded, shown)
+    assert verdict["flagged"].tolist()[:3] == [True, False, False] and verdict["flagged"].sum() == 1
+    assert verdict.loc[0, ["given", "suggested"]].tolist() == [2, 1]  # >=60 given, 30-59 suggested
+    assert verdict["score"].idxmax() == 0 and verdict.loc[0, "p_suggested"] > 0.75
+    assert (verdict["p_given"] + verdict["score"] <= 1 + 1e-9).all() and verdict["p_given"].between(0, 1).all()
+    frame = _people(genders=[0] * 200, ages=age_group_array(recorded.astype(int)).tolist()).assign(age=np.repeat(recorded, 7))
+    ranked = rank_labels(frame, _confident(frame), age=np.repeat(shown, 7))  # the same people, seven photos each
+    assert ranked.iloc[0][["profile_id", "field", "given", "suggested", "flagged"]].tolist() == ["p0", "age_group", "old", "middle", True]
+    with pytest.raises(ValueError, match="'age' column and one predicted age per image"):
+        rank_labels(_people(genders=[0], ages=[0]), np.full((7, 18), 1 / 18), age=np.zeros(3))
+
+
+def test_out_of_fold_predictions_cover_every_image_once():
     generator = torch.Generator().manual_seed(0)
     images = torch.randint(0, 255, (36, 3, 32, 32), dtype=torch.uint8, generator=generator)
     labels = np.arange(36) % 18
     folds = np.repeat([0, 1, 2], 12)
+    people, ages = np.repeat([f"p{i}" for i in range(12)], 3), np.repeat(np.arange(20, 80, 5), 3)
     cfg = config_from("scratch", image_size=32, epochs=1, batch_size=12, patience=1, device="cpu")
     seen: list[int] = []
-    probs = out_of_fold_probabilities(images, labels, folds, cfg, on_fold=lambda fold, metrics: seen.append(fold))
+    first = out_of_fold(images, labels, folds, cfg, on_fold=lambda fold, metrics: seen.append(fold), ages=ages, people=people)
+    probs = first.probabilities
     assert seen == [0, 1, 2] and probs.shape == (36, 18) and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
-    again = out_of_fold_probabilities(images, labels, folds, cfg)
-    assert np.allclose(probs, again, atol=1e-6)  # seeded: the same people get the same verdicts
+    assert first.age.shape == (36,) and np.isfinite(first.age).all()
+    assert (pd.Series(first.age).groupby(people).nunique() == 1).all()  # one age per person, on every photo
+    again = out_of_fold(images, labels, folds, cfg)
+    assert np.allclose(probs, again.probabilities, atol=1e-6) and again.age is None  # seeded: the same people, the same verdicts
 
 
 def test_label_issues_asset(tiny_dataset: Path, tmp_path: Path):
@@ -159,6 +183,7 @@ def test_label_issues_asset(tiny_dataset: Path, tmp_path: Path):
     assert list(issues.columns) == list(ISSUE_COLUMNS) and set(issues["field"]) <= {"mask", "gender", "age_group"}
     assert set(issues["profile_id"]) <= set(layout.train["profile_id"])
     meta = result.asset_materializations_for_node("label_issues")[0].metadata
+    assert meta["age_median_error_years"].value >= 0  # the age judgement's yardstick: recorded vs shown ages
     assert meta["photos_checked"].value == len(layout.train) and meta["people_checked"].value == layout.train["profile_id"].nunique()
     assert meta["suspects"].value == len(issues) and sum(meta["per_field"].value.values()) == len(issues)
     assert len(meta["top_suspects"].records) == min(25, len(issues))
