@@ -35,6 +35,7 @@ ARMS: dict[str, dict] = {
     "grey_blur_jitter": {"augment_grey": 0.5, "augment_blur": 0.5, "augment_jitter": 0.5},
     "frozen": {"freeze_stages": 5},  # only the last stages and the heads learn: the ImageNet features stay as they are
     "grey_frozen": {"augment_grey": 0.5, "augment_blur": 0.5, "freeze_stages": 5},
+    "grey_lowres": {"augment_grey": 0.5, "augment_lowres": 0.5},
 }
 
 

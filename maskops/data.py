@@ -45,14 +45,16 @@ def normalize(batch: torch.Tensor) -> torch.Tensor:
 
 
 class Augment:
-    """Random horizontal flip, small zoom and shift, brightness and contrast jitter, and optionally greyscale and blur
-    for a share of the images — on a whole uint8 batch at once (one affine resampling call), with every random number
+    """Random horizontal flip, small zoom and shift, brightness and contrast jitter, and optionally greyscale, blur and
+    low resolution for a share of the images — on a whole uint8 batch at once (one affine resampling call), with every random number
     drawn on the batch's device by a generator that lives there: no host round trip, and a CPU generator with a CUDA
-    batch is refused rather than mixed. Greyscale and blur draw nothing when their share is 0, so the random stream
+    batch is refused rather than mixed. Greyscale, blur and low resolution draw nothing when their share is 0, so the random stream
     (and a seeded run) is what it was without them."""
 
-    def __init__(self, flip: bool = True, scale: float = 0.1, jitter: float = 0.2, grey: float = 0.0, blur: float = 0.0):
-        self.flip, self.scale, self.jitter, self.grey, self.blur = flip, scale, jitter, grey, blur
+    def __init__(
+        self, flip: bool = True, scale: float = 0.1, jitter: float = 0.2, grey: float = 0.0, blur: float = 0.0, lowres: float = 0.0
+    ):
+        self.flip, self.scale, self.jitter, self.grey, self.blur, self.lowres = flip, scale, jitter, grey, blur, lowres
 
     def __call__(self, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """uint8 (N, 3, H, W) -> float (N, 3, H, W) in 0..255."""
@@ -88,6 +90,11 @@ class Augment:
             k = 2 * max(1, x.shape[-1] // 40) + 1
             blurred = torch.nn.functional.avg_pool2d(x, k, stride=1, padding=k // 2, count_include_pad=False)
             x = torch.where((uniform(n) < self.blur)[:, None, None, None], blurred, x)
+        if self.lowres:  # shrunk to a quarter of the side and enlarged back: a small or far face, a low-resolution camera
+            h, w = x.shape[-2:]
+            small = torch.nn.functional.interpolate(x, size=(max(1, h // 4), max(1, w // 4)), mode="area")
+            coarse = torch.nn.functional.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
+            x = torch.where((uniform(n) < self.lowres)[:, None, None, None], coarse, x)
         return x.clamp(0, 255)
 
 

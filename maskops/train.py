@@ -229,7 +229,11 @@ def train_model(
     images_on_device = train_images.to(device)
     labels_on_device = torch.as_tensor(np.asarray(train_labels, dtype=np.int64), device=device)
     val_images = val_images.to(device)
-    augment = Augment(cfg.augment_flip, cfg.augment_scale, cfg.augment_jitter, cfg.augment_grey, cfg.augment_blur) if cfg.augment else None
+    augment = (
+        Augment(cfg.augment_flip, cfg.augment_scale, cfg.augment_jitter, cfg.augment_grey, cfg.augment_blur, cfg.augment_lowres)
+        if cfg.augment
+        else None
+    )
     augment_rng = torch.Generator(device=device).manual_seed(cfg.seed + 1)
     sampler = EpochSampler(labels_on_device, cfg.sampler, cfg.seed + 2)
     alpha = None if cfg.focal_alpha == "none" else cfg.focal_alpha if cfg.focal_alpha == "inverse_frequency" else float(cfg.focal_alpha)

@@ -40,6 +40,9 @@ class TrainConfig:
     augment_jitter: float = option(0.2, "Brightness and contrast jitter.")
     augment_grey: float = option(0.0, "Share of training images turned greyscale (real photos may be grey; the synthetic ones never are).")
     augment_blur: float = option(0.0, "Share of training images blurred (a box blur about a 40th of the side: enlarged or soft photos).")
+    augment_lowres: float = option(
+        0.0, "Share of training images shrunk to a quarter of their side and enlarged back (small faces, low-resolution cameras)."
+    )
     drop: float = option(0.0, "Dropout before the heads.")
     seed: int = option(0, "Seed of weights, sampling and augmentation.")
     patience: int = option(7, "Early stopping: epochs without a better validation macro F1.")

@@ -225,9 +225,11 @@ def test_augmentation_is_configurable_and_keeps_shapes():
     assert grey[:, 0].sub(0.299 * batch[:, 0] + 0.587 * batch[:, 1] + 0.114 * batch[:, 2]).abs().max() < 1e-3
     blurred = Augment(flip=False, scale=0.0, jitter=0.0, blur=1.0)(batch, g)
     assert blurred.std() < batch.float().std() * 0.8  # a box blur smooths random noise
+    coarse = Augment(flip=False, scale=0.0, jitter=0.0, lowres=1.0)(batch, g)
+    assert coarse.shape == batch.shape and coarse.std() < batch.float().std() * 0.5  # 8 x 8 pixels enlarged back to 32 x 32
     # off (share 0) draws no random numbers: a seeded stream is what it was before the options existed
     a, b = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
-    assert torch.equal(Augment()(batch, a), Augment(grey=0.0, blur=0.0)(batch, b)) and torch.equal(a.get_state(), b.get_state())
+    assert torch.equal(Augment()(batch, a), Augment(grey=0.0, blur=0.0, lowres=0.0)(batch, b)) and torch.equal(a.get_state(), b.get_state())
 
 
 def _separable(n: int, seed: int) -> tuple[torch.Tensor, np.ndarray]:
