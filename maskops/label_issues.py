@@ -223,13 +223,15 @@ def out_of_fold(
     folds = np.asarray(folds)
     out = np.zeros((len(labels), 18), dtype=np.float64)
     shown = np.zeros(len(labels), dtype=np.float64) if ages is not None else None
+    if shown is not None:
+        ages, people = np.asarray(ages, dtype=np.float64), np.asarray(people)
     for fold in sorted(set(folds.tolist())):
         held = folds == fold
         result = train_model(images[~held], labels[~held], images[held], labels[held], cfg)
         out[held] = predict(result.model, images[held])
         if shown is not None:
             features = predict(result.model, images, features=True)
-            shown[held] = fit_age(features, np.asarray(ages, dtype=np.float64), np.asarray(people), ~held)
+            shown[held] = fit_age(features, ages, people, ~held)
         if on_fold is not None:
             on_fold(int(fold), result.val_metrics)
     return OutOfFold(out, shown)
