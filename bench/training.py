@@ -42,9 +42,7 @@ class ComputeOnly:
             torch.use_deterministic_algorithms(True, warn_only=True)
         torch.manual_seed(0)
         model, _ = build_model(cfg)
-        model.to(device).train()
-        if device.type == "cuda":
-            model = model.to(memory_format=torch.channels_last)
+        model = model.to(device, memory_format=torch.channels_last).train()  # as train_model: channels-last everywhere
         params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=device.type == "cuda")
         self.criterion = Criterion(
@@ -52,8 +50,7 @@ class ComputeOnly:
         ).to(device)
         self.model = torch.compile(model) if cfg.compile else model
         self.amp, self.batch = _amp_dtype(device), cfg.batch_size
-        fmt = torch.channels_last if device.type == "cuda" else torch.contiguous_format
-        self.batches = [(torch.randn(cfg.batch_size, 3, cfg.image_size, cfg.image_size, device=device).contiguous(memory_format=fmt),
+        self.batches = [(torch.randn(cfg.batch_size, 3, cfg.image_size, cfg.image_size, device=device).contiguous(memory_format=torch.channels_last),
                          torch.randint(0, 18, (cfg.batch_size,), device=device)) for _ in range(4)]  # fmt: skip
         for i in range(3):  # warm up (and compile)
             self.step(*self.batches[i % len(self.batches)])

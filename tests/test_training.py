@@ -116,6 +116,24 @@ def test_training_is_deterministic_on_cpu():
     assert all(torch.equal(x, y) for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values(), strict=True))
 
 
+def test_the_loop_runs_channels_last_and_hands_back_the_default_layout():
+    """Batches reach the network channels-last on every device (on the CPU too: oneDNN's depthwise convolutions are
+    1.4x faster in it); the trained model comes back in the default layout, as saving and export expect."""
+    images, labels = _data()
+    layouts: list[bool] = []
+    original = MaskNet.forward
+
+    def forward(self, x):
+        layouts.append(x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous())
+        return original(self, x)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(MaskNet, "forward", forward)
+        result = train_model(images, labels, images[:16], labels[:16], replace(TINY, epochs=1))
+    assert layouts and all(layouts)  # every training step and every validation batch
+    assert all(p.is_contiguous() for p in result.model.parameters())
+
+
 class Crash(RuntimeError):
     pass
 
