@@ -63,6 +63,19 @@ class Stages:
             print(f"[pipeline] {name}: {self.seconds[name]:.1f}s", file=sys.stderr, flush=True)
 
 
+def exit_with_parent(parent: int, every: float = 0.5) -> None:
+    """A worker process's initializer: end the process once `parent` is gone (killed or crashed), instead of going on
+    cropping for nobody as an orphan. A pool's workers outlive a SIGKILLed parent otherwise."""
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def _shard_worker(job: tuple) -> int:
     """One process's share of the crop or generate work, written into the shared content-addressed store (atomic
     writes); the serial pass after it finds every image there and only assembles the records."""
@@ -94,7 +107,7 @@ def in_processes(kind: str, rows: pd.DataFrame, workers: int, root: Path, store:
     threads = max(1, (os.cpu_count() or 1) // workers)
     shards = [rows.iloc[k::workers] for k in range(workers)]
     jobs = [(kind, shard, root, str(store.root), device, threads, options) for shard in shards]
-    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=exit_with_parent, initargs=(os.getpid(),)) as pool:
         list(pool.map(_shard_worker, jobs))
 
 

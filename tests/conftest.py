@@ -15,14 +15,21 @@ os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "true")
 
 from maskops.synth.people import SynthConfig, synthesize
 
+# The two longest tests (about 9 and 5 minutes of the suite's ~25 worker-minutes on 2 cores): each must start at once,
+# and on its own worker, or the suite waits for them in a row. `make test` runs `pytest -n 2 --maxschedchunk 2`:
+# xdist hands the first worker items 0-1 and the second items 2-3, then two at a time as they finish.
+LONGEST = ("test_the_production_profile_end_to_end", "test_the_gpu_check_runs_its_full_size_and_study_sections_on_the_cpu")
+
 
 def pytest_collection_modifyitems(items: list) -> None:
-    """The production profile's test first: it is the longest, and two workers finish soonest when it starts early.
-    Everything under tests/hostile/ is part of the hostile suite (`make test-hostile`, `pytest -m hostile`)."""
+    """The longest tests first, on two workers (LONGEST). Everything under tests/hostile/ is part of the hostile suite
+    (`make test-hostile`, `pytest -m hostile`)."""
     for item in items:
         if "hostile" in Path(str(item.path)).parts:
             item.add_marker(pytest.mark.hostile)
-    items.sort(key=lambda item: 0 if item.get_closest_marker("production") else 1)
+    longest = [next(i for i in items if i.name == name) for name in LONGEST if any(i.name == name for i in items)]
+    rest = [i for i in items if i not in longest]
+    items[:] = (longest[:1] + rest[:1] + longest[1:] + rest[1:]) if longest else rest
 
 
 TINY = SynthConfig(profiles=6, eval_profiles=2, seed=3, gender_noise=0.0, age_noise=0.0, mask_swap_noise=0.0)

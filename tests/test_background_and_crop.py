@@ -24,7 +24,17 @@ def _recipe(models_dir: Path, **crop) -> CropRecipe:
 
 def _rembg_session(models_dir: Path):
     import os
+    import sys
 
+    if "numba" not in sys.modules:
+        # importing rembg imports pymatting, whose alpha-matting kernels numba compiles eagerly at import: 60-90 s in a
+        # fresh venv on 2 cores, for code these tests never call (alpha matting stays off). Interpreted, they import in ~1 s.
+        before = os.environ.get("NUMBA_DISABLE_JIT")
+        os.environ["NUMBA_DISABLE_JIT"] = "1"
+        try:
+            import rembg  # noqa: F401
+        finally:
+            os.environ.pop("NUMBA_DISABLE_JIT") if before is None else os.environ.update(NUMBA_DISABLE_JIT=before)
     from rembg import new_session
 
     os.environ["U2NET_HOME"] = str(models_dir)  # rembg only loads models from under its home

@@ -24,16 +24,14 @@ def _bench_module(name: str):
     return module
 
 
-@pytest.mark.slow
-def test_the_gpu_check_runs_every_section_on_the_cpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """Every section of bench/gpu_check.py at its toy size on the CPU: the CUDA paths' device handling, the loop-vs-compute
-    figure, the crop stage, and the full-size script's two stages (data, then training from the same folder)."""
+def _gpu_check(tmp_path: Path, sections: str) -> dict:
+    """bench/gpu_check.py --quick on the CPU for `sections`; its report, checked to hold no section error."""
     model = brightness_segmenter(tmp_path / "models" / "tiny_segmenter.onnx")
     out = tmp_path / "results-gpu.json"
     env = {**os.environ, "MASKOPS_HOME": str(tmp_path / "home"), "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "gpu_check.py"), "--quick", "--device", "cpu", "--model-file", str(model), "--out", str(out),
-         "--work", str(tmp_path / "work"), "--sections", "paths,training,crop,fullsize-data,fullsize-train,study"],
+         "--work", str(tmp_path / "work"), "--sections", sections],
         capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
@@ -41,6 +39,14 @@ def test_the_gpu_check_runs_every_section_on_the_cpu(tmp_path: Path, monkeypatch
     errors = {k: v["error"] for k, v in report.items() if isinstance(v, dict) and "error" in v}
     assert not errors, errors
     assert report["device"] == "cpu" and report["quick"] and "device_name" in report
+    return report
+
+
+@pytest.mark.slow
+def test_the_gpu_check_runs_its_device_sections_on_the_cpu(tmp_path: Path):
+    """bench/gpu_check.py's paths, training and crop sections at their toy size on the CPU: the CUDA paths' device
+    handling, the loop-vs-compute figure, the crop stage. (Two tests, so that two workers share the GPU check.)"""
+    report = _gpu_check(tmp_path, "paths,training,crop")
     paths = report["paths"]
     assert paths["ok"] and paths["train_with_augmentation"]["probabilities_sum_to_1"]
     assert paths["background"]["backend"] == "onnxruntime" and paths["background"]["max_abs_difference_vs_onnxruntime"] <= 1e-4
@@ -48,6 +54,13 @@ def test_the_gpu_check_runs_every_section_on_the_cpu(tmp_path: Path, monkeypatch
     (row,) = report["training"]["train_loop_vs_compute"]
     assert row["loop"] > 0 and row["compute"] > 0 and row["precision"] == "float32"
     assert report["crop"]["images"] == 28 and report["crop"]["images_per_second"] > 0
+
+
+@pytest.mark.slow
+def test_the_gpu_check_runs_its_full_size_and_study_sections_on_the_cpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """bench/gpu_check.py's full-size script's two stages (data, then training from the same folder) and the study at
+    their toy size on the CPU, then bench/transfer.py on the same data."""
+    report = _gpu_check(tmp_path, "fullsize-data,fullsize-train,study")
     data, train = report["fullsize-data"], report["fullsize-train"]
     assert data["images"]["raw"]["cropped"] == 7 * 12 and data["images"]["relabeled"]["cropped"] == 0  # shared through the store
     assert set(train["evaluation_macro_f1"]) == {
@@ -78,7 +91,7 @@ def test_the_gpu_check_runs_every_section_on_the_cpu(tmp_path: Path, monkeypatch
     assert "| raw, person |" in report["study"]["table"] and "| relabeled, person |" in report["study"]["table"]
     assert "| raw, person (age groups by probabilities only) |" in report["study"]["table"]
     # bench/transfer.py on the same toy data: one member per lever, served as a champion would be, asked real photographs
-    monkeypatch.setenv("MASKOPS_HOME", env["MASKOPS_HOME"])
+    monkeypatch.setenv("MASKOPS_HOME", str(tmp_path / "home"))
     rows = _bench_module("transfer").main(["--work", str(tmp_path / "work"), "--people", "6", "--arms", "base,grey_blur",
                                            "--faces", "2", "--preset", "scratch", "--epochs", "1", "--device", "cpu"])  # fmt: skip
     assert [r["arm"] for r in rows] == ["base", "grey_blur"] and all(r["train_people"] == 6 for r in rows)
@@ -113,3 +126,45 @@ def test_the_harness_folds_gpu_figures_and_writes_a_table(tmp_path: Path):
     # a quick (CPU) run of the check is never taken for GPU figures
     (tmp_path / "results-gpu.json").write_text(json.dumps({**report, "quick": True}))
     assert run.gpu_figures(tmp_path / "results-gpu.json") == []
+
+
+def test_shard_workers_end_when_their_parent_is_killed(tmp_path: Path):
+    """bench/pipeline.py's crop and generate workers watch their parent: kill the parent (as an impatient user or a
+    time limit does) and they stop, instead of cropping on as orphans that slow down whatever runs next."""
+    import signal
+    import time
+
+    parent_code = (
+        "import multiprocessing as mp, os, sys, time\n"
+        f"sys.path.insert(0, {str(ROOT / 'bench')!r}); sys.path.insert(0, {str(ROOT)!r})\n"
+        "from concurrent.futures import ProcessPoolExecutor\n"
+        "from pipeline import exit_with_parent\n"
+        "if __name__ == '__main__':\n"
+        "    pool = ProcessPoolExecutor(2, mp_context=mp.get_context('spawn'), initializer=exit_with_parent, initargs=(os.getpid(),))\n"
+        "    [pool.submit(time.sleep, 120) for _ in range(2)]\n"
+        "    while len(pool._processes) < 2: time.sleep(0.1)\n"
+        "    print(*pool._processes, flush=True)\n"
+        "    time.sleep(120)\n"
+    )  # fmt: skip
+    script = tmp_path / "parent.py"
+    script.write_text(parent_code)
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, cwd=tmp_path)
+    workers = [int(p) for p in parent.stdout.readline().split()]
+    assert len(workers) == 2
+
+    def running(pid: int) -> bool:
+        try:
+            return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split()[0] != "Z"
+        except (FileNotFoundError, IndexError):
+            return False
+
+    assert all(running(pid) for pid in workers)
+    parent.send_signal(signal.SIGKILL)
+    parent.wait(timeout=10)
+    deadline = time.monotonic() + 20
+    while any(running(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = [pid for pid in workers if running(pid)]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, "workers outlived their killed parent"
