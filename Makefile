@@ -25,7 +25,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	@bash .ci/ensure-tools
 	$(BIN)/lint-imports --no-cache
-	$(BIN)/python -m pytest -n 2 --maxschedchunk 2 --durations=15 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --durations=15 $(PYTEST_ARGS)
 
 # Only the hostile suite: broken datasets and label files, tiny images, killed runs, attacks on the servers.
 test-hostile: $(STAMP)

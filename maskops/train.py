@@ -1,6 +1,6 @@
 """The training engine: one loop for every backbone, head and loss, resumable after a crash.
 
-Seeded and deterministic on CPU; AMP and channels-last on CUDA; cosine schedule with warmup;
+Seeded and deterministic on CPU; AMP on CUDA; channels-last on every device; cosine schedule with warmup;
 early stopping on validation macro F1 computed over the whole validation set; a checkpoint
 after every epoch, and `train_model` continues from it when called again with the same
 settings and data.

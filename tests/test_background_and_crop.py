@@ -35,6 +35,9 @@ def _rembg_session(models_dir: Path):
             import rembg  # noqa: F401
         finally:
             os.environ.pop("NUMBA_DISABLE_JIT") if before is None else os.environ.update(NUMBA_DISABLE_JIT=before)
+            from numba.core import config
+
+            config.reload_config()  # numba reads it once: later numba code in this worker compiles as usual
     from rembg import new_session
 
     os.environ["U2NET_HOME"] = str(models_dir)  # rembg only loads models from under its home

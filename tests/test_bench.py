@@ -139,18 +139,18 @@ def test_shard_workers_end_when_their_parent_is_killed(tmp_path: Path):
         f"sys.path.insert(0, {str(ROOT / 'bench')!r}); sys.path.insert(0, {str(ROOT)!r})\n"
         "from concurrent.futures import ProcessPoolExecutor\n"
         "from pipeline import exit_with_parent\n"
+        "def work(marker):\n"
+        "    open(marker, 'w').write(str(os.getpid()))\n"
+        "    time.sleep(120)\n"
         "if __name__ == '__main__':\n"
         "    pool = ProcessPoolExecutor(2, mp_context=mp.get_context('spawn'), initializer=exit_with_parent, initargs=(os.getpid(),))\n"
-        "    [pool.submit(time.sleep, 120) for _ in range(2)]\n"
-        "    while len(pool._processes) < 2: time.sleep(0.1)\n"
-        "    print(*pool._processes, flush=True)\n"
-        "    time.sleep(120)\n"
+        "    [pool.submit(work, f'busy-{k}') for k in range(2)]\n"
+        "    time.sleep(300)\n"
     )  # fmt: skip
     script = tmp_path / "parent.py"
     script.write_text(parent_code)
-    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, cwd=tmp_path)
-    workers = [int(p) for p in parent.stdout.readline().split()]
-    assert len(workers) == 2
+    parent = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path)
+    markers = [tmp_path / f"busy-{k}" for k in range(2)]
 
     def running(pid: int) -> bool:
         try:
@@ -158,13 +158,22 @@ def test_shard_workers_end_when_their_parent_is_killed(tmp_path: Path):
         except (FileNotFoundError, IndexError):
             return False
 
-    assert all(running(pid) for pid in workers)
-    parent.send_signal(signal.SIGKILL)
-    parent.wait(timeout=10)
-    deadline = time.monotonic() + 20
-    while any(running(pid) for pid in workers) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    left = [pid for pid in workers if running(pid)]
-    for pid in left:
-        os.kill(pid, signal.SIGKILL)
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 120  # both workers busy in a task (torch imported, the watcher started)
+        while not all(m.exists() and m.read_text() for m in markers):
+            assert time.monotonic() < deadline and parent.poll() is None, "the workers never started their tasks"
+            time.sleep(0.2)
+        workers = [int(m.read_text()) for m in markers]
+        assert all(running(pid) for pid in workers)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=10)
+        deadline = time.monotonic() + 20
+        while any(running(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        parent.kill()
+        left = [pid for pid in workers if running(pid)]
+        for pid in left:
+            os.kill(pid, signal.SIGKILL)
     assert not left, "workers outlived their killed parent"
