@@ -70,16 +70,19 @@ def soft_vote(
 
 
 def fit_weights(probabilities: Sequence[np.ndarray], y_true: np.ndarray, step: float = 0.1) -> tuple[list[float], float]:
-    """Weights on a simplex grid that maximise validation macro F1 (ties: the most even weights)."""
+    """Weights on a simplex grid that maximise validation macro F1 (ties: the most even weights). Scored with
+    macro_f1_fast, evaluate()'s macro F1 without sklearn's per-call overhead: 286 grid points for four members, each
+    ~9 ms through sklearn (2.6 s a fit, and the cross-fitted score fits again per half)."""
     members = len(probabilities)
     ticks = round(1 / step)
-    best, best_score = [1 / members] * members, evaluate(y_true, soft_vote(probabilities))["macro_f1"]
+    y_true = np.asarray(y_true, dtype=np.int64)
+    best, best_score = [1 / members] * members, macro_f1_fast(y_true, soft_vote(probabilities).argmax(axis=1))
     for combo in itertools.product(range(ticks + 1), repeat=members - 1):
         rest = ticks - sum(combo)
         if rest < 0:
             continue
         w = [c / ticks for c in (*combo, rest)]
-        score = evaluate(y_true, soft_vote(probabilities, w))["macro_f1"]
+        score = macro_f1_fast(y_true, soft_vote(probabilities, w).argmax(axis=1))
         if score > best_score + 1e-12:
             best, best_score = w, score
     return best, best_score

@@ -139,6 +139,28 @@ def test_the_fast_macro_f1_agrees_with_sklearn():
         assert macro_f1_fast(y, probs.argmax(1)) == pytest.approx(evaluate(y, probs)["macro_f1"])
 
 
+def test_fitted_weights_are_those_sklearns_macro_f1_would_choose():
+    """fit_weights scores its grid with the fast macro F1: same weights, same score as evaluate() (sklearn) would give."""
+    import itertools
+
+    from maskops.ensemble import fit_weights, soft_vote
+    from maskops.metrics import evaluate
+
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 18, 60)
+    members = [
+        np.eye(18)[np.where(rng.random(60) < q, y, rng.integers(0, 18, 60))] * 0.6 + rng.random((60, 18)) * 0.4 for q in (0.7, 0.4, 0.2)
+    ]
+    weights, score = fit_weights(members, y, step=0.25)
+    best, best_score = [1 / 3] * 3, evaluate(y, soft_vote(members))["macro_f1"]
+    for a, b in itertools.product(range(5), repeat=2):
+        if a + b <= 4:
+            w = [a / 4, b / 4, (4 - a - b) / 4]
+            if (s := evaluate(y, soft_vote(members, w))["macro_f1"]) > best_score + 1e-12:
+                best, best_score = w, s
+    assert weights == best and score == pytest.approx(best_score)
+
+
 def test_a_lead_within_the_noise_of_the_validation_people_keeps_the_vote():
     from maskops.ensemble import choose_serving, evaluate_ensemble, member_wins
 
