@@ -10,6 +10,7 @@ from pathlib import Path
 
 from maskops.pretrained import PRETRAINED
 from maskops.settings import Settings
+from maskops.synth.real_faces import DEMO_MASK_ONLY_FACES
 
 log = logging.getLogger("maskops")
 
@@ -38,11 +39,13 @@ def cmd_synth(args: argparse.Namespace) -> int:
     config = SynthConfig(
         profiles=args.profiles, eval_profiles=args.eval_profiles, seed=args.seed,
         gender_noise=args.gender_noise, age_noise=args.age_noise, mask_swap_noise=args.mask_swap_noise,
+        mask_only_faces=args.mask_only_faces,
     )  # fmt: skip
     receipt = synthesize(args.out, config, workers=args.workers, force=args.force, progress=_progress("drawing people"))
     print(
         f"{args.out}: {receipt['train_images']} training images, {receipt['eval_images']} evaluation images, "
         f"{receipt['noisy_profiles']} profiles with injected label noise (see ground_truth/)"
+        + (f", {receipt['mask_only_images']} mask-only photos of real faces under mask_only/" if receipt.get("mask_only_images") else "")
     )
     return 0
 
@@ -62,6 +65,9 @@ def cmd_scan(args: argparse.Namespace) -> int:
         f"{len(layout.eval)} evaluation images, {len(layout.quarantine)} quarantined"
     )
     print("images per class:", " ".join(f"{c}:{n}" for c, n in class_counts(train).items()))
+    if len(layout.mask_only):
+        shown = layout.mask_only["path"].str.split("/").str[1].value_counts().sort_index()
+        print(f"mask-only photos: {len(layout.mask_only)} (" + ", ".join(f"{state} {n}" for state, n in shown.items()) + ")")
     for row in layout.quarantine.itertuples():
         print(f"  quarantined {row.path}: {row.reason} (fix: {row.fix})")
     return 0
@@ -268,6 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gender-noise", type=float, default=0.03, help="fraction of profiles with the wrong gender")
     p.add_argument("--age-noise", type=float, default=0.03, help="fraction of profiles with a wrong age")
     p.add_argument("--mask-swap-noise", type=float, default=0.02, help="fraction of profiles with incorrect_mask/normal swapped")
+    p.add_argument("--mask-only-faces", type=int, default=DEMO_MASK_ONLY_FACES,
+                   help="real faces (scikit-image's lfw_subset) written under mask_only/, unmasked and with painted masks: photos whose "
+                   "mask state alone is known, so the models learn what real skin looks like (0: none; at most 40)")  # fmt: skip
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     p.add_argument("--force", action="store_true", help="replace an existing dataset at --out")
     p.set_defaults(func=cmd_synth)

@@ -14,6 +14,7 @@ from maskops.background import fetch_u2netp
 from maskops.pretrained import fetch_pretrained
 from maskops.settings import Settings
 from maskops.synth.people import SynthConfig, synthesize
+from maskops.synth.real_faces import DEMO_MASK_ONLY_FACES
 from maskops.synth.reviewer import demo_review
 from maskops.train_config import PRESETS
 from resources.runs import sweep
@@ -21,7 +22,8 @@ from resources.runs import sweep
 
 def prepare_demo_data(settings: Settings, profiles: int, eval_profiles: int, seed: int, force: bool, progress: Callable) -> str:
     """The synthetic dataset and the demo reviewer's label files (unless MASKOPS_DATASET points at real data)."""
-    synthesize(settings.dataset, SynthConfig(profiles=profiles, eval_profiles=eval_profiles, seed=seed), force=force, progress=progress)
+    config = SynthConfig(profiles=profiles, eval_profiles=eval_profiles, seed=seed, mask_only_faces=DEMO_MASK_ONLY_FACES)
+    synthesize(settings.dataset, config, force=force, progress=progress)
     review = demo_review(settings.dataset, settings.labels, seed=seed)
     return (f"demo reviewer: {review['corrections']} corrections ({review['caught_profiles']} of {review['noisy_profiles']} noisy profiles "
             f"caught), {review['exclusions']} exclusions in {settings.labels}")  # fmt: skip

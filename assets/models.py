@@ -24,7 +24,7 @@ from maskops.variants import VARIANTS, crops_name, model_name
 from resources import CompetitionDataset, Compute, ImageStoreResource, MlflowTracking, ReportFiles
 from resources.runs import IN_PROGRESS, dead_runs
 
-TRAIN_CODE_VERSION = "2"
+TRAIN_CODE_VERSION = "3"  # 3: mask-only photos join the training set
 
 
 class TrainingConfig(settings_config(TrainConfig, optional=True, exclude=("device",))):
@@ -34,13 +34,19 @@ class TrainingConfig(settings_config(TrainConfig, optional=True, exclude=("devic
 
     preset: str = Field(default="demo", description=f"One of {sorted(PRESETS)}.")
     gradcam_images: int = Field(default=16, description="Validation images in the Grad-CAM grid.")
+    mask_only_photos: bool = Field(
+        default=True,
+        description="Train the mask task on mask_only_crops too (photos whose mask state alone is known, e.g. the real faces "
+        "`maskops synth` writes under mask_only/); nothing changes when there are none.",
+    )
 
     def train_config(self, device: str) -> TrainConfig:
         return config_from(self.preset, **overrides(TrainConfig, self), device=device)
 
 
 def build_model_asset(variant: str) -> dg.AssetsDefinition:
-    ins = {"crops": dg.AssetIn(crops_name(variant)), "profile_split": dg.AssetIn("profile_split")}
+    ins = {"crops": dg.AssetIn(crops_name(variant)), "profile_split": dg.AssetIn("profile_split"),
+           "mask_only_crops": dg.AssetIn(crops_name("mask_only"))}  # fmt: skip
     if variant != "relabeled":  # validation always uses the relabeled crops of the validation fold
         ins["validation_crops"] = dg.AssetIn("relabeled_crops")
     spec = dict(
@@ -53,26 +59,27 @@ def build_model_asset(variant: str) -> dg.AssetsDefinition:
 
         @stage(**spec)
         def model(context: dg.AssetExecutionContext, config: TrainingConfig, crops: pd.DataFrame, profile_split: pd.DataFrame,
-                  dataset: CompetitionDataset, image_store: ImageStoreResource, tracking: MlflowTracking, compute: Compute,
-                  reports: ReportFiles) -> dg.MaterializeResult:  # fmt: skip
-            return train_variant(variant, context, config, crops, crops, profile_split, dataset, image_store, tracking, compute, reports)
+                  mask_only_crops: pd.DataFrame, dataset: CompetitionDataset, image_store: ImageStoreResource, tracking: MlflowTracking,
+                  compute: Compute, reports: ReportFiles) -> dg.MaterializeResult:  # fmt: skip
+            return train_variant(variant, context, config, crops, crops, profile_split, mask_only_crops, dataset, image_store, tracking,
+                                 compute, reports)  # fmt: skip
 
     else:
 
         @stage(**spec)
         def model(context: dg.AssetExecutionContext, config: TrainingConfig, crops: pd.DataFrame, validation_crops: pd.DataFrame,
-                  profile_split: pd.DataFrame, dataset: CompetitionDataset, image_store: ImageStoreResource, tracking: MlflowTracking,
-                  compute: Compute, reports: ReportFiles) -> dg.MaterializeResult:  # fmt: skip
-            return train_variant(variant, context, config, crops, validation_crops, profile_split, dataset, image_store, tracking, compute,
-                                 reports)  # fmt: skip
+                  profile_split: pd.DataFrame, mask_only_crops: pd.DataFrame, dataset: CompetitionDataset, image_store: ImageStoreResource,
+                  tracking: MlflowTracking, compute: Compute, reports: ReportFiles) -> dg.MaterializeResult:  # fmt: skip
+            return train_variant(variant, context, config, crops, validation_crops, profile_split, mask_only_crops, dataset, image_store,
+                                 tracking, compute, reports)  # fmt: skip
 
     return model
 
 
 def train_variant(
     variant: str, context: dg.AssetExecutionContext, config: TrainingConfig, crops: pd.DataFrame, validation_crops: pd.DataFrame,
-    profile_split: pd.DataFrame, dataset: CompetitionDataset, image_store: ImageStoreResource, tracking: MlflowTracking,
-    compute: Compute, reports: ReportFiles,
+    profile_split: pd.DataFrame, mask_only_crops: pd.DataFrame, dataset: CompetitionDataset, image_store: ImageStoreResource,
+    tracking: MlflowTracking, compute: Compute, reports: ReportFiles,
 ) -> dg.MaterializeResult:  # fmt: skip
     """Train one variant's model and track it in MLflow; returns the small record."""
     # torch and MLflow are imported when a model trains, so the code location loads without them
@@ -83,8 +90,10 @@ def train_variant(
 
     cfg = config.train_config(compute.device)
     compute.apply_threads()
-    data = training_data(crops, validation_crops, profile_split, image_store.source(dataset.root).open_rgb, cfg.image_size)
-    context.log.info(f"decoded {len(data.train)} training and {len(data.val)} validation crops at {cfg.image_size}px")
+    data = training_data(crops, validation_crops, profile_split, image_store.source(dataset.root).open_rgb, cfg.image_size,
+                         mask_only_crops if config.mask_only_photos else None)  # fmt: skip
+    context.log.info(f"decoded {len(data.train)} training ({data.mask_only_images} of them mask-only) and {len(data.val)} validation "
+                     f"crops at {cfg.image_size}px")  # fmt: skip
     tags = {**mlflow_tags(context, TRAIN_CODE_VERSION), "maskops.variant": variant,
             "maskops.input_data_version": fingerprint(data.train, ("image_id", "crop_key", "class_id"))}  # fmt: skip
     checkpoints = Path(compute.checkpoints_dir) / variant
@@ -109,6 +118,7 @@ def train_variant(
         "mlflow_run": tracking.run_link(run),
         **{k: dg.MetadataValue.int(record[k]) for k in ("trainable_parameters", "total_parameters", "best_epoch")},
         "epochs_run": dg.MetadataValue.int(len(result.history)), **resumed,
+        "mask_only_images": dg.MetadataValue.int(data.mask_only_images),
         **({"discarded_checkpoint": dg.MetadataValue.path(result.discarded_checkpoint)} if result.discarded_checkpoint else {}),
         "train_images_per_second": dg.MetadataValue.float(round(result.train_images_per_second, 2)),
         **{name[:-4]: reports.figure(model_name(variant), name[:-4], png) for name, png in evaluation.figures.items()},

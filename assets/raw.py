@@ -1,4 +1,4 @@
-"""raw_dataset and eval_dataset: the dataset as it arrived, read once and checked."""
+"""raw_dataset, eval_dataset and mask_only_dataset: the dataset as it arrived, read once and checked."""
 
 import dagster as dg
 
@@ -6,9 +6,10 @@ from assets.catalog import DATASETS, catalog
 from assets.metadata import dataset_metadata, sheet, table
 from assets.policies import DOWNSTREAM
 from assets.sources import DATASET
-from maskops.labels import CLASS_NAMES, NUM_CLASSES
+from maskops.labels import CLASS_NAMES, NUM_CLASSES, MaskState
 from maskops.layout import fingerprint
 from maskops.store import ImageSource
+from maskops.synth.real_faces import STATE_FOLDERS
 from resources import CompetitionDataset, ReportFiles
 
 CODE_VERSION = "1"
@@ -26,6 +27,10 @@ def _out(description: str) -> dg.AssetOut:
             "(checked against train.csv), class id, size, readability, path."
         ),
         "eval_dataset": _out("One row per evaluation image, in the order of eval/info.csv."),
+        "mask_only_dataset": _out(
+            "One row per photo under mask_only/<wear|incorrect|not_wear>/: photos whose mask state alone is known (real faces "
+            "nobody labelled with gender or age); they train every model's mask task. Empty when the folder is absent."
+        ),
     },
     deps=[DATASET.key],
     can_subset=False,
@@ -62,3 +67,21 @@ def competition_dataset(context: dg.AssetExecutionContext, dataset: CompetitionD
             "dataset_root": dg.MetadataValue.path(str(layout.root)),
         },
     )
+    yield _mask_only_result(layout, reports)
+
+
+def _mask_only_result(layout, reports: ReportFiles) -> dg.MaterializeResult:
+    """mask_only_dataset: the photos under mask_only/ and how many show each mask state."""
+    mask_only = layout.mask_only
+    return dg.MaterializeResult(
+        asset_key="mask_only_dataset",
+        value=mask_only,
+        data_version=dg.DataVersion(fingerprint(mask_only)),
+        metadata={
+            "images": dg.MetadataValue.int(len(mask_only)),
+            **{f"images_{name}": dg.MetadataValue.int(int((mask_only["mask"] == state).sum())) for state, name in STATE_FOLDERS.items()},
+            "unreadable_images": dg.MetadataValue.int(int((~mask_only["readable"]).sum())),
+            "samples": sheet(reports, "mask_only_dataset", "samples", mask_only[mask_only["readable"]], ImageSource(layout.root).open_rgb,
+                             lambda r: STATE_FOLDERS[MaskState(int(r["mask"]))]),
+        },
+    )  # fmt: skip

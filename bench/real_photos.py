@@ -3,8 +3,10 @@
     make demo && .venv/bin/python bench/real_photos.py [--faces 60] [--model models:/maskops-ensemble@champion]
 
 Real faces available offline, none ever trained on: scikit-image's sample photos with a face (`astronaut`, `camera`)
-and the faces of its `lfw_subset` (Labeled Faces in the Wild, 25 x 25 greyscale), each enlarged and framed like a
-phone portrait (the face about a third of a 3:4 frame on a plain grey background). Every photo goes in unmasked,
+and the first 60 faces of its `lfw_subset` (Labeled Faces in the Wild, 25 x 25 greyscale), each enlarged and framed
+like a phone portrait (the face about a third of a 3:4 frame on a plain grey background). The other 40 faces of
+lfw_subset are what `maskops synth` writes under mask_only/ for training (maskops.synth.real_faces): same framing,
+other people; the astronaut and the camera man are framed like nothing the models trained on. Every photo goes in unmasked,
 and again with a mask painted on by the project's own generator (maskops.synth.masks, along MTCNN's landmarks, as
 the `generated_dataset` does). Figures:
 - real_photos_faces_found: share of the photos in which MTCNN finds a face (no baseline);
@@ -30,26 +32,18 @@ from common import emit
 
 from maskops.settings import Settings
 
-FRAME = (300, 400)  # width, height: a phone portrait's 3:4
-
-
-def framed(face: np.ndarray, side: int = 190) -> Image.Image:
-    """A small face crop enlarged to `side` px and centred a little above the middle of a grey 3:4 frame."""
-    picture = Image.fromarray(face).convert("RGB").resize((side, side), Image.Resampling.BICUBIC)
-    canvas = Image.new("RGB", FRAME, (128, 128, 128))
-    canvas.paste(picture, ((FRAME[0] - side) // 2, (FRAME[1] - side) // 2 - 30))
-    return canvas
-
 
 def real_photos(faces: int) -> dict[str, Image.Image]:
-    """Real photographs with one face each: scikit-image's samples, and the first `faces` faces of lfw_subset."""
+    """Real photographs with one face each: scikit-image's samples, and the first `faces` faces of lfw_subset — the
+    measurement set, which nothing trains on (maskops.synth.real_faces keeps the faces that may train apart)."""
     from skimage import data
 
+    from maskops.synth.real_faces import MEASURED_FACES, lfw_faces
+
+    if faces > MEASURED_FACES:
+        raise SystemExit(f"--faces: at most {MEASURED_FACES}; lfw_subset's later faces may be trained on (maskops synth's mask_only/)")
     photos = {"astronaut": Image.fromarray(data.astronaut()), "camera": Image.fromarray(data.camera()).convert("RGB")}
-    lfw = data.lfw_subset()  # 200 images: the first 100 are faces
-    for i in range(min(faces, 100)):
-        photos[f"lfw_{i:03d}"] = framed((lfw[i] * 255).astype(np.uint8))
-    return photos
+    return photos | lfw_faces(range(faces))
 
 
 def painted(photos: dict[str, Image.Image], seed: int = 0) -> tuple[dict[str, Image.Image], int]:
@@ -74,7 +68,7 @@ def jpeg(picture: Image.Image) -> bytes:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--faces", type=int, default=60, help="faces of lfw_subset to use (at most 100)")
+    parser.add_argument("--faces", type=int, default=60, help="faces of lfw_subset to use (at most 60: the rest may train)")
     parser.add_argument("--model", default="models:/maskops-ensemble@champion")
     parser.add_argument("--save", type=Path, help="also write the photos and the predictions here")
     args = parser.parse_args()

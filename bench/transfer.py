@@ -21,6 +21,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 HERE = Path(__file__).resolve().parent
@@ -36,6 +37,11 @@ ARMS: dict[str, dict] = {
     "frozen": {"freeze_stages": 5},  # only the last stages and the heads learn: the ImageNet features stay as they are
     "grey_frozen": {"augment_grey": 0.5, "augment_blur": 0.5, "freeze_stages": 5},
     "grey_lowres": {"augment_grey": 0.5, "augment_lowres": 0.5},
+    # mask-only real faces, as `maskops synth` writes them under mask_only/ (maskops.synth.real_faces): the last
+    # --real-faces faces of lfw_subset (never among the measured ones), each unmasked ("not_wear"), with a mask painted on
+    # ("wear") and one painted below the nose or on the chin ("incorrect"), labelled with the mask state alone
+    "real_mask": {"real_faces": True},
+    "real_mask_grey": {"augment_grey": 0.5, "real_faces": True},
 }
 
 
@@ -51,20 +57,26 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--work", type=Path, required=True, help="a bench/pipeline.py --stage data folder (crops/, split.parquet, data/)")
     parser.add_argument("--people", type=int, default=160, help="training people per arm")
     parser.add_argument("--arms", default="base,grey,grey_blur,frozen", help=f"comma-separated, of {', '.join(ARMS)}")
-    parser.add_argument("--faces", type=int, default=60, help="faces of lfw_subset (at most 100)")
+    parser.add_argument("--faces", type=int, default=60, help="faces of lfw_subset measured on (the first ones)")
+    parser.add_argument(
+        "--real-faces", type=int, default=40, help="faces of lfw_subset the real_mask arms train on (the last ones, at most 40)"
+    )
     parser.add_argument("--preset", default="demo")
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--seed", type=int, help="training seed (default: the preset's)")
     args = parser.parse_args(argv)
     import torch
 
     from maskops.background import fetch_u2netp
     from maskops.crop import CropRecipe
     from maskops.data import decode_all, training_data, with_crops
+    from maskops.labels import mask_only_label
     from maskops.metrics import evaluate
     from maskops.settings import Settings
     from maskops.store import ImageSource, ImageStore
     from maskops.synth.people import TRUTH_DIR
+    from maskops.synth.real_faces import lfw_faces, mask_only_photos, training_faces
     from maskops.train import PRESETS, predict, resolve_device, train_model
     from tracking.ensemble_model import MaskopsEnsemble
 
@@ -83,23 +95,39 @@ def main(argv: list[str] | None = None) -> list[dict]:
     }
     out, decoded = [], {}  # image side -> (training data, evaluation images): decoded once for every arm of that size
     for arm in args.arms.split(","):
-        cfg = replace(PRESETS[args.preset], device=device, **ARMS[arm], **({"epochs": args.epochs} if args.epochs else {}))
+        changes = {k: v for k, v in ARMS[arm].items() if k != "real_faces"}
+        cfg = replace(
+            PRESETS[args.preset],
+            device=device,
+            **changes,
+            **({"epochs": args.epochs} if args.epochs else {}),
+            **({"seed": args.seed} if args.seed is not None else {}),
+        )
         if cfg.image_size not in decoded:
             decoded[cfg.image_size] = (training_data(relabeled, relabeled, split, open_rgb, cfg.image_size),
                                        decode_all(list(eval_rows["crop_path"]), open_rgb, cfg.image_size))  # fmt: skip
         data, eval_images = decoded[cfg.image_size]
-        result = train_model(data.train_images, data.train_labels, data.val_images, data.val_labels, cfg)
         background = (
             fetch_u2netp(Settings.from_env().models).absolute() if CropRecipe.from_json(data.crop_recipe).config.remove_background else None
         )
+        cropping = {"weights": [1.0], "crop_recipe": data.crop_recipe, "background_model_name": "u2net_custom"}
+        train_images, train_labels = data.train_images, data.train_labels
+        if ARMS[arm].get("real_faces"):  # cropped exactly as served photos are (the champion's crop pipeline)
+            extra = mask_only_photos(lfw_faces(training_faces(args.real_faces)))
+            crops = MaskopsEnsemble().setup(cropping, [], background).crops([p for _, p, _ in extra])
+            train_images = torch.cat([train_images, decode_all(crops, lambda c: c, cfg.image_size)])
+            train_labels = np.concatenate([train_labels, [mask_only_label(m) for _, _, m in extra]])
+        result = train_model(train_images, train_labels, data.val_images, data.val_labels, cfg)
         synthetic = evaluate(truth, predict(result.model, eval_images))
-        served = MaskopsEnsemble().setup({"weights": [1.0], "crop_recipe": data.crop_recipe, "background_model_name": "u2net_custom"},
-                                         [(cfg.image_size, result.model.eval())], background)  # fmt: skip
+        served = MaskopsEnsemble().setup(cropping, [(cfg.image_size, result.model.eval())], background)
         calls = {kind: served.predict(None, frame)["mask"] for kind, frame in inputs.items()}
-        row = {"arm": arm, "changes": ARMS[arm], "train_people": int(data.train["profile_id"].nunique()),
+        row = {"arm": arm, "changes": ARMS[arm], "seed": cfg.seed, "train_people": int(data.train["profile_id"].nunique()),
                "unmasked_not_wear": float((calls["unmasked"] == "not_wear").mean()), "masked_wear": float((calls["masked"] == "wear").mean()),
                "synthetic_macro_f1": round(float(synthetic["macro_f1"]), 4), "synthetic_mask_f1": round(float(synthetic["mask_f1"]), 4),
-               "calls_unmasked": calls["unmasked"].value_counts().to_dict()}  # fmt: skip
+               "calls_unmasked": calls["unmasked"].value_counts().to_dict(),
+               # the two photos framed like nothing trained on (the LFW faces share the mask-only faces' framing)
+               "calls_samples": {f"{name} {kind}": calls[kind].iloc[list(pictures).index(name)] for kind, pictures in
+                                 (("unmasked", photos), ("masked", masked)) for name in ("astronaut", "camera") if name in pictures}}  # fmt: skip
         print(f"[transfer] {row}", file=sys.stderr, flush=True)
         out.append(row)
     base = next((r for r in out if r["arm"] == "base"), None)

@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from maskops.crop import CropRecipeError, recipe_of
+from maskops.labels import NUM_CLASSES
 from maskops.splits import TRAIN, VALIDATION, assign_split
 
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
@@ -100,7 +101,8 @@ class Augment:
 
 class EpochSampler:
     """Which training images an epoch visits, drawn on the images' device: weighted (1 / images of the class, with
-    replacement, so every class comes about equally often) or a shuffle. Seeded; its state goes into checkpoints."""
+    replacement, so every class comes about equally often; each mask-only label, maskops.labels.MASK_ONLY + mask, counts
+    as a class of its own) or a shuffle. Seeded; its state goes into checkpoints."""
 
     def __init__(self, labels: torch.Tensor, kind: str, seed: int):
         if kind not in ("weighted", "shuffle"):
@@ -117,7 +119,9 @@ class EpochSampler:
 
 
 def class_counts(labels: pd.Series | np.ndarray) -> list[int]:
-    return np.bincount(np.asarray(labels, dtype=int), minlength=18).tolist()
+    """Images per class of the 18; mask-only labels (maskops.labels.MASK_ONLY + mask) are not a class and not counted."""
+    labels = np.asarray(labels, dtype=int)
+    return np.bincount(labels[labels < NUM_CLASSES], minlength=NUM_CLASSES).tolist()
 
 
 @dataclass
@@ -132,7 +136,12 @@ class TrainingData:
 
     @property
     def train_labels(self) -> np.ndarray:
+        """Class ids, and mask-only labels (maskops.labels.MASK_ONLY + mask) for photos whose mask state alone is known."""
         return self.train["class_id"].to_numpy()
+
+    @property
+    def mask_only_images(self) -> int:
+        return int((self.train["class_id"] >= NUM_CLASSES).sum())
 
     @property
     def val_labels(self) -> np.ndarray:
@@ -151,10 +160,17 @@ def validation_rows(crops: pd.DataFrame, split: pd.DataFrame) -> pd.DataFrame:
 
 
 def training_data(
-    crops: pd.DataFrame, validation_crops: pd.DataFrame, split: pd.DataFrame, open_image: Callable[[str], Image.Image], size: int
+    crops: pd.DataFrame,
+    validation_crops: pd.DataFrame,
+    split: pd.DataFrame,
+    open_image: Callable[[str], Image.Image],
+    size: int,
+    mask_only_crops: pd.DataFrame | None = None,
 ) -> TrainingData:
     """Training rows of `crops` and validation rows of `validation_crops` (the best labels), decoded at `size`.
-    Both must come from the same crop recipe: a model is validated on crops made as its training crops were."""
+    Both must come from the same crop recipe: a model is validated on crops made as its training crops were.
+    `mask_only_crops` (photos whose mask state alone is known; maskops.labels.MASK_ONLY) join the training rows,
+    cropped the same way too; they never validate."""
     recipe = recipe_of(crops, "the training crops")
     if recipe_of(validation_crops, "the validation crops") != recipe:
         raise CropRecipeError(
@@ -163,6 +179,14 @@ def training_data(
         )
     train = assign_split(with_crops(crops), split)
     train = train[train["role"] == TRAIN].reset_index(drop=True)
+    extra = with_crops(mask_only_crops) if mask_only_crops is not None else pd.DataFrame()
+    if len(extra):
+        if recipe_of(extra, "mask_only_crops") != recipe:
+            raise CropRecipeError(
+                "mask_only_crops was made with other crop settings than the training crops; materialize mask_only_crops with the "
+                "same crop settings as the variants' crops (or train with mask_only_photos: false)"
+            )
+        train = pd.concat([train, extra.assign(role=TRAIN)], ignore_index=True)
     val = validation_rows(validation_crops, split)
     return TrainingData(train, val, decode_all(list(train["crop_path"]), open_image, size),
                         decode_all(list(val["crop_path"]), open_image, size), recipe.to_json())  # fmt: skip

@@ -14,6 +14,17 @@ AGE_BOUNDARIES = (30, 60)  # <30 -> YOUNG, 30..59 -> MIDDLE, >=60 -> OLD
 MIN_AGE, MAX_AGE = 0, 120
 
 
+# A training label may also be "mask state only" (gender and age unknown): MASK_ONLY + mask, i.e. 18, 19, 20. Real
+# photographs whose people nobody labelled can still teach the mask task (maskops.losses.Criterion marginalizes the
+# unknown gender and age); such labels never enter validation, metrics or class counts.
+MASK_ONLY = NUM_CLASSES
+
+
+def mask_only_label(mask: int) -> int:
+    """The partial label of a photo whose mask state alone is known."""
+    return MASK_ONLY + int(MaskState(mask))
+
+
 class LabelError(ValueError):
     """A label value is outside its domain."""
 

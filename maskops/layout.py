@@ -4,6 +4,7 @@
     <root>/train/images/<id>_<gender>_<race>_<age>/{mask1..mask5,incorrect_mask,normal}.<ext>
     <root>/eval/info.csv                         ImageID, ans
     <root>/eval/images/<ImageID>
+    <root>/mask_only/<wear|incorrect|not_wear>/<photo>   optional: photos whose mask state alone is known
 
 Structural problems (the labels cannot be trusted) are collected and raised together
 as one LayoutError. Images that exist but cannot be decoded are kept in the manifest
@@ -27,6 +28,7 @@ import pandas as pd
 from PIL import Image
 
 from maskops.labels import (
+    MASK_ONLY,
     PROFILE_STEMS,
     STEM_MASK,
     LabelError,
@@ -36,6 +38,7 @@ from maskops.labels import (
     parse_gender,
 )
 from maskops.problems import Problem, ProblemReport
+from maskops.synth.real_faces import MASK_ONLY_DIR, STATE_FOLDERS
 
 TRAIN_CSV = "train/train.csv"
 TRAIN_IMAGES = "train/images"
@@ -51,6 +54,9 @@ TRAIN_MANIFEST_COLUMNS = (
 )  # fmt: skip
 EVAL_MANIFEST_COLUMNS = (
     "image_id", "content_hash", "stem", "order", "width", "height", "readable", "bytes", "path",
+)  # fmt: skip
+MASK_ONLY_MANIFEST_COLUMNS = (
+    "image_id", "content_hash", "profile_id", "stem", "mask", "class_id", "width", "height", "readable", "bytes", "path",
 )  # fmt: skip
 QUARANTINE_COLUMNS = ("path", "reason", "fix")
 
@@ -73,6 +79,7 @@ class Layout:
     train: pd.DataFrame
     eval: pd.DataFrame
     quarantine: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(QUARANTINE_COLUMNS)))
+    mask_only: pd.DataFrame = field(default_factory=lambda: _frame([], MASK_ONLY_MANIFEST_COLUMNS, MASK_ONLY_DTYPES))
 
 
 @dataclass(frozen=True)
@@ -377,6 +384,38 @@ def _scan_eval(root: Path, problems: list[Problem], quarantine: list[dict]) -> t
     return rows, paths
 
 
+def _scan_mask_only(root: Path, problems: list[Problem]) -> tuple[list[dict], list[Path]]:
+    """<root>/mask_only/<state>/<photo>: photos whose mask state alone is known (no gender, no age), e.g. real faces
+    nobody labelled; they train the mask task (maskops.labels.MASK_ONLY) and are never validated on."""
+    folder = root / MASK_ONLY_DIR
+    if not folder.exists():
+        return [], []
+    states = {name: state for state, name in STATE_FOLDERS.items()}
+    rows, paths = [], []
+    fix_folder = f"put each photo in {MASK_ONLY_DIR}/<{'|'.join(states)}>/ by the mask state it shows"
+    for entry in _visible(folder.iterdir()) if folder.is_dir() else []:
+        rel = f"{MASK_ONLY_DIR}/{entry.name}"
+        if not entry.is_dir() or entry.name not in states:
+            what = "a file" if not entry.is_dir() else "a folder"
+            problems.append(Problem(rel, f"{what} that is not one of the mask-state folders {sorted(states)}", fix_folder))
+            continue
+        for f in _visible(entry.iterdir()):
+            where = f"{rel}/{f.name}"
+            if not f.is_file() or f.suffix.lower() not in IMAGE_EXTENSIONS:
+                problems.append(Problem(where, "not an image file", f"{fix_folder}; image types: {', '.join(sorted(IMAGE_EXTENSIONS))}"))
+                continue
+            if not _inside(root, f):
+                problems.append(Problem(where, "resolves outside the dataset root", "replace the link with the image file itself"))
+                continue
+            mask = int(states[entry.name])
+            rows.append({"image_id": where, "profile_id": MASK_ONLY_DIR, "stem": f.stem, "mask": mask, "class_id": MASK_ONLY + mask,
+                         "path": where})  # fmt: skip
+            paths.append(f)
+    if folder.exists() and not folder.is_dir():
+        problems.append(Problem(MASK_ONLY_DIR, "a file where the optional mask-only folder belongs", fix_folder))
+    return rows, paths
+
+
 def _with_facts(rows: list[dict], paths: list[Path], workers: int | None, quarantine: list[dict]) -> None:
     for row, facts in zip(rows, _inspect_all(paths, workers), strict=True):
         row.update(
@@ -403,6 +442,10 @@ TRAIN_DTYPES = {
     "age_group": "int8", "class_id": "int8", "width": "Int32", "height": "Int32",
     "readable": "bool", "bytes": "int64", "path": "string",
 }  # fmt: skip
+MASK_ONLY_DTYPES = {
+    "image_id": "string", "content_hash": "string", "profile_id": "string", "stem": "string", "mask": "int8", "class_id": "int8",
+    "width": "Int32", "height": "Int32", "readable": "bool", "bytes": "int64", "path": "string",
+}  # fmt: skip
 EVAL_DTYPES = {
     "image_id": "string", "content_hash": "string", "stem": "string", "order": "int32",
     "width": "Int32", "height": "Int32", "readable": "bool", "bytes": "int64", "path": "string",
@@ -425,14 +468,17 @@ def scan_competition(root: str | Path, *, workers: int | None = None) -> Layout:
     quarantine: list[dict] = []
     train_rows, train_paths = _scan_train(root, problems)
     eval_rows, eval_paths = _scan_eval(root, problems, quarantine)
+    mask_only_rows, mask_only_paths = _scan_mask_only(root, problems)
     if problems:
         raise LayoutError(root, problems)
     _with_facts(train_rows, train_paths, workers, quarantine)
     _with_facts(eval_rows, eval_paths, workers, quarantine)
+    _with_facts(mask_only_rows, mask_only_paths, workers, quarantine)
     train = _frame(train_rows, TRAIN_MANIFEST_COLUMNS, TRAIN_DTYPES)
     train = train.sort_values(["profile_id", "stem"], ignore_index=True)
     evaluation = _frame(eval_rows, EVAL_MANIFEST_COLUMNS, EVAL_DTYPES)
-    return Layout(root, train, evaluation, pd.DataFrame(quarantine, columns=list(QUARANTINE_COLUMNS)))
+    mask_only = _frame(mask_only_rows, MASK_ONLY_MANIFEST_COLUMNS, MASK_ONLY_DTYPES).sort_values("image_id", ignore_index=True)
+    return Layout(root, train, evaluation, pd.DataFrame(quarantine, columns=list(QUARANTINE_COLUMNS)), mask_only)
 
 
 def fingerprint(manifest: pd.DataFrame, columns: tuple[str, ...] = ("image_id", "content_hash", "class_id")) -> str:
@@ -445,14 +491,15 @@ def fingerprint(manifest: pd.DataFrame, columns: tuple[str, ...] = ("image_id", 
 
 def source_fingerprint(root: str | os.PathLike) -> str:
     """A cheap fingerprint of a dataset root: the two CSVs' bytes and every image's name, size and
-    modification time. It changes when files are added, removed, replaced or edited, without
+    modification time (the mask-only photos' too). It changes when files are added, removed, replaced or edited, without
     reading the images (a few milliseconds per thousand files), so a sensor can poll it."""
     root = Path(root)
     digest = hashlib.sha256()
     for name in (TRAIN_CSV, EVAL_CSV):
         path = root / name
         digest.update(f"{name}\0".encode() + (path.read_bytes() if path.is_file() else b"<missing>"))
-    for folder in (root / TRAIN_IMAGES, root / EVAL_IMAGES):
+    optional = [root / MASK_ONLY_DIR] if (root / MASK_ONLY_DIR).exists() else []  # absent: the fingerprint of before
+    for folder in (root / TRAIN_IMAGES, root / EVAL_IMAGES, *optional):
         if not folder.is_dir():
             digest.update(f"{folder.name}\0<missing>".encode())
             continue

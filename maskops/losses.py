@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from maskops.labels import MASK_ONLY
 from maskops.models import TASKS
 
 LOSSES = ("ce", "label_smoothing", "focal", "f1")
@@ -80,22 +81,58 @@ def build_loss(name: str, classes: int, counts: Sequence[int] | None = None, gam
 
 
 class Criterion(nn.Module):
-    """The training loss for a head mode: one loss on 18 classes, or a weighted sum over the three tasks."""
+    """The training loss for a head mode: one loss on 18 classes, or a weighted sum over the three tasks.
 
-    def __init__(self, mode: str, class_counts: Sequence[int], task_weights: dict[str, float] | None = None, **loss_kwargs):
+    Targets are class ids (0-17), or mask-only labels (maskops.labels.MASK_ONLY + mask: gender and age unknown). A
+    mask-only photo trains the mask task alone: with the three task heads, only the mask loss sees it; with one
+    18-class head, the mask loss is taken on the marginal of the mask state (the log-sum-exp of the six classes of
+    each mask state are its logits, whose softmax is the sum of those classes' probabilities). A batch's loss is the
+    mean over its photos of both kinds. Only a criterion built with `mask_only=True` looks for such labels (picking
+    them out of a batch costs a host sync a step); the others compute exactly the losses of fully labelled data."""
+
+    def __init__(self, mode: str, class_counts: Sequence[int], task_weights: dict[str, float] | None = None, mask_only: bool = False,
+                 **loss_kwargs):  # fmt: skip
         super().__init__()
+        self.partial_labels = mask_only
         counts = torch.tensor(list(class_counts), dtype=torch.long)
+        per_task = {
+            "mask": counts.reshape(3, 6).sum(1), "gender": counts.reshape(3, 2, 3).sum((0, 2)), "age": counts.reshape(6, 3).sum(0),
+        }  # fmt: skip
         if mode == "multiclass":
             self.losses = nn.ModuleDict({"class": build_loss(classes=18, counts=counts.tolist(), **loss_kwargs)})
             self.weights = {"class": 1.0}
+            # mask-only photos: the same kind of loss on the three mask states' marginal
+            per_class_alpha = isinstance(loss_kwargs.get("alpha"), Sequence) and not isinstance(loss_kwargs.get("alpha"), str)
+            self.mask_only = build_loss(
+                classes=3, counts=per_task["mask"].tolist(), **{**loss_kwargs, **({"alpha": None} if per_class_alpha else {})}
+            )
         else:
-            per_task = {
-                "mask": counts.reshape(3, 6).sum(1), "gender": counts.reshape(3, 2, 3).sum((0, 2)), "age": counts.reshape(6, 3).sum(0),
-            }  # fmt: skip
             self.losses = nn.ModuleDict({t: build_loss(classes=n, counts=per_task[t].tolist(), **loss_kwargs) for t, n in TASKS.items()})
             self.weights = task_weights or {"mask": 1 / 3, "gender": 1 / 3, "age": 1 / 3}
+            self.mask_only = None
 
     def forward(self, outputs: dict[str, torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+        if not self.partial_labels:
+            return self._full(outputs, target)
+        partial = target >= MASK_ONLY
+        full = ~partial
+        n, n_partial = len(target), int(partial.sum())
+        n_full = n - n_partial
+        if "mask" in outputs:  # the mask head sees every photo; gender and age only the fully labelled ones
+            mask = torch.where(partial, target - MASK_ONLY, target // 6)
+            loss = self.weights["mask"] * self.losses["mask"](outputs["mask"], mask) * n
+            for task, y in (("gender", (target[full] // 3) % 2), ("age", target[full] % 3)) if n_full else ():
+                loss = loss + n_full * self.weights[task] * self.losses[task](outputs[task][full], y)
+            return loss / n
+        loss = outputs["class"].new_zeros((), dtype=torch.float32)
+        if n_partial:
+            marginal = outputs["class"][partial].float().reshape(-1, 3, 6).logsumexp(dim=2)
+            loss = loss + self.mask_only(marginal, target[partial] - MASK_ONLY) * n_partial
+        if n_full:
+            loss = loss + self._full({k: v[full] for k, v in outputs.items()}, target[full]) * n_full
+        return loss / n
+
+    def _full(self, outputs: dict[str, torch.Tensor], target: torch.Tensor) -> torch.Tensor:
         if "class" in outputs:
             return self.losses["class"](outputs["class"], target)
         targets = {"mask": target // 6, "gender": (target // 3) % 2, "age": target % 3}

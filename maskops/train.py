@@ -25,6 +25,7 @@ import torch
 
 from maskops.data import Augment, EpochSampler, class_counts, normalize
 from maskops.files import write_atomic
+from maskops.labels import MASK_ONLY
 from maskops.losses import Criterion
 from maskops.metrics import evaluate
 from maskops.models import MaskNet, ProbabilityModel, freeze, total_parameters, trainable_parameters
@@ -238,7 +239,7 @@ def train_model(
     alpha = None if cfg.focal_alpha == "none" else cfg.focal_alpha if cfg.focal_alpha == "inverse_frequency" else float(cfg.focal_alpha)
     criterion = Criterion(
         cfg.head, class_counts(train_labels), dict(zip(("mask", "gender", "age"), cfg.task_weights, strict=True)),
-        name=cfg.loss, gamma=cfg.focal_gamma, alpha=alpha, smoothing=cfg.label_smoothing, class_weights=cfg.class_weights,
+        mask_only=bool((np.asarray(train_labels) >= MASK_ONLY).any()), name=cfg.loss, gamma=cfg.focal_gamma, alpha=alpha, smoothing=cfg.label_smoothing, class_weights=cfg.class_weights,
     ).to(device)  # fmt: skip
     amp = _amp_dtype(device)
     scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)

@@ -32,12 +32,13 @@ def pytest_collection_modifyitems(items: list) -> None:
     items[:] = (longest[:1] + rest[:1] + longest[1:] + rest[1:]) if longest else rest
 
 
-TINY = SynthConfig(profiles=6, eval_profiles=2, seed=3, gender_noise=0.0, age_noise=0.0, mask_swap_noise=0.0)
+TINY = SynthConfig(profiles=6, eval_profiles=2, seed=3, gender_noise=0.0, age_noise=0.0, mask_swap_noise=0.0, mask_only_faces=2)
 
 
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """6 training people (42 images) and 2 evaluation people, no label noise. Treat as read-only."""
+    """6 training people (42 images) and 2 evaluation people, no label noise, and 2 real faces under mask_only/ (unmasked
+    and painted: up to 6 mask-only photos). Treat as read-only."""
     root = tmp_path_factory.mktemp("tiny") / "dataset"
     synthesize(root, TINY, workers=2)
     return root

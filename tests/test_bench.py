@@ -92,9 +92,10 @@ def test_the_gpu_check_runs_its_full_size_and_study_sections_on_the_cpu(tmp_path
     assert "| raw, person (age groups by probabilities only) |" in report["study"]["table"]
     # bench/transfer.py on the same toy data: one member per lever, served as a champion would be, asked real photographs
     monkeypatch.setenv("MASKOPS_HOME", str(tmp_path / "home"))
-    rows = _bench_module("transfer").main(["--work", str(tmp_path / "work"), "--people", "6", "--arms", "base,grey_blur",
-                                           "--faces", "2", "--preset", "scratch", "--epochs", "1", "--device", "cpu"])  # fmt: skip
-    assert [r["arm"] for r in rows] == ["base", "grey_blur"] and all(r["train_people"] == 6 for r in rows)
+    rows = _bench_module("transfer").main(["--work", str(tmp_path / "work"), "--people", "6", "--arms", "base,real_mask", "--faces", "2",
+                                           "--real-faces", "2", "--preset", "scratch", "--epochs", "1", "--device", "cpu"])  # fmt: skip
+    assert [r["arm"] for r in rows] == ["base", "real_mask"] and all(r["train_people"] == 6 for r in rows)
+    assert {"astronaut unmasked", "camera unmasked"} <= set(rows[0]["calls_samples"])
     assert all(0 <= r["unmasked_not_wear"] <= 1 and 0 <= r["masked_wear"] <= 1 and sum(r["calls_unmasked"].values()) == 4 for r in rows)
 
 

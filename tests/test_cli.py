@@ -16,12 +16,15 @@ def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
 
 def test_synth_then_scan(tmp_path: Path):
     out = tmp_path / "people"
-    made = run("synth", "--profiles", "2", "--eval-profiles", "1", "--seed", "4", "--out", str(out), "--workers", "1")
+    made = run(
+        "synth", "--profiles", "2", "--eval-profiles", "1", "--seed", "4", "--out", str(out), "--workers", "1", "--mask-only-faces", "1"
+    )
     assert made.returncode == 0, made.stderr
-    assert "14 training images, 7 evaluation images" in made.stdout
+    assert "14 training images, 7 evaluation images" in made.stdout and "3 mask-only photos of real faces under mask_only/" in made.stdout
     scanned = run("scan", str(out))
     assert scanned.returncode == 0, scanned.stderr
     assert "2 profiles, 14 training images, 7 evaluation images, 0 quarantined" in scanned.stdout
+    assert "mask-only photos: 3 (incorrect 1, not_wear 1, wear 1)" in scanned.stdout
 
 
 def test_scan_reports_problems_and_exits_2(dataset_copy: Path):

@@ -64,7 +64,11 @@ def test_training_config_overrides_only_what_is_set():
     config = TrainingConfig(preset="seed-best", epochs=3, task_weights=[0.1, 0.1, 0.8])
     resolved = config.train_config(device="cpu")
     assert resolved == dataclasses.replace(PRESETS["seed-best"], epochs=3, task_weights=(0.1, 0.1, 0.8), device="cpu")
-    assert set(TrainingConfig.model_fields) == {f.name for f in dataclasses.fields(TrainConfig)} - {"device"} | {"preset", "gradcam_images"}
+    assert set(TrainingConfig.model_fields) == {f.name for f in dataclasses.fields(TrainConfig)} - {"device"} | {
+        "preset",
+        "gradcam_images",
+        "mask_only_photos",
+    }
     with pytest.raises(ValueError, match="unknown preset"):
         TrainingConfig(preset="nope").train_config("cpu")
 

@@ -49,9 +49,14 @@ def test_whole_graph_materializes_with_lineage_and_metadata(labelled_state, mode
     assert result.success
     manifests = {p.stem: pd.read_parquet(p) for p in (state / "manifests").rglob("*.parquet")}
     assert {"raw_dataset", "relabeled_dataset", "cleaned_dataset", "generated_dataset", "profile_split", "eval_dataset"} <= set(manifests)
-    assert {"raw", "relabeled", "cleaned", "generated", "eval"} == {
+    assert {"raw", "relabeled", "cleaned", "generated", "eval", "mask_only"} == {
         p.stem.removesuffix("_crops") for p in (state / "manifests").glob("*_crops.parquet")
     }
+    # the real faces under mask_only/, cropped exactly as relabeled_crops (no settings of their own to drift apart)
+    mask_only = pd.read_parquet(state / "manifests/mask_only_crops.parquet")
+    assert len(mask_only) == len(manifests["mask_only_dataset"]) > 0 and mask_only["crop_path"].notna().all()
+    assert set(mask_only["crop_recipe"]) == set(pd.read_parquet(state / "manifests/relabeled_crops.parquet")["crop_recipe"])
+    assert set(mask_only["class_id"]) <= {18, 19, 20} and _meta(result, "mask_only_dataset")["images_not_wear"] == 2
 
     relabeled = manifests["relabeled_dataset"]
     assert relabeled["label_changed"].sum() == 7 and (relabeled.loc[relabeled["label_changed"], "age_group"] == 2).all()

@@ -32,7 +32,8 @@ def test_asset_keys_and_specs_snapshot():
     assert sorted(specs) == sorted([
         "cleaned_dataset", "cleaned_crops", "eval_crops", "generated_crops", "raw_crops", "relabeled_crops",
         "ensemble", "eval_dataset", "generated_dataset", "label_corrections", "label_exclusions", "label_issues", "cleaned_model", "generated_model",
-        "raw_model", "relabeled_model", "profile_split", "raw_dataset", "relabeled_dataset", "submission", *SOURCES,
+        "raw_model", "relabeled_model", "profile_split", "raw_dataset", "relabeled_dataset", "submission", "mask_only_dataset",
+        "mask_only_crops", *SOURCES,
     ])  # fmt: skip
     for key, node in specs.items():  # groups follow the flow: inputs, datasets, crops, models, serving, review
         group = {
@@ -60,15 +61,17 @@ def test_asset_keys_and_specs_snapshot():
         kind = "mlflow" if key.endswith("_model") or key == "ensemble" else "csv" if key == "submission" else "parquet"
         assert kind in node.kinds, key
     parents = {key: sorted(k.to_user_string() for k in node.parent_keys) for key, node in specs.items()}
-    assert parents["raw_dataset"] == parents["eval_dataset"] == ["dataset_folder"]  # the folder itself is in the lineage
+    assert parents["raw_dataset"] == parents["eval_dataset"] == parents["mask_only_dataset"] == ["dataset_folder"]  # the folder itself
     assert parents["label_corrections"] == ["corrections_file"] and parents["label_exclusions"] == ["exclusions_file"]
     assert parents["relabeled_dataset"] == ["label_corrections", "raw_dataset"]
     assert parents["profile_split"] == ["relabeled_dataset"]
     assert parents["cleaned_dataset"] == ["label_exclusions", "relabeled_dataset"]
     assert parents["generated_dataset"] == ["cleaned_dataset", "profile_split"]
     assert parents["generated_crops"] == ["generated_dataset"] and parents["eval_crops"] == ["eval_dataset"]
-    assert parents["raw_model"] == ["profile_split", "raw_crops", "relabeled_crops"]  # validated on relabeled crops
-    assert parents["relabeled_model"] == ["profile_split", "relabeled_crops"]
+    # validated on relabeled crops; the mask-only photos cropped as relabeled_crops were (its recipe) join every model's training
+    assert parents["raw_model"] == ["mask_only_crops", "profile_split", "raw_crops", "relabeled_crops"]
+    assert parents["relabeled_model"] == ["mask_only_crops", "profile_split", "relabeled_crops"]
+    assert parents["mask_only_crops"] == ["mask_only_dataset", "relabeled_crops"]
     assert parents["ensemble"] == ["cleaned_model", "generated_model", "profile_split", "raw_model", "relabeled_crops", "relabeled_model"]
     assert parents["submission"] == ["ensemble", "eval_crops", "eval_dataset"]
     assert parents["label_issues"] == ["profile_split", "relabeled_crops"]  # the current labels, judged out of fold

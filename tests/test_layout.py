@@ -205,7 +205,23 @@ def stray_file_in_images(root: Path):
     return "train/images/notes.txt", "holds only profile folders"
 
 
+def mask_only_unknown_state(root: Path):
+    (root / "mask_only/masked").mkdir(parents=True)
+    return "mask_only/masked", "not one of the mask-state folders"
+
+
+def mask_only_loose_photo(root: Path):
+    shutil.copy(next((root / "mask_only/not_wear").iterdir()), root / "mask_only/face.jpg")
+    return "mask_only/face.jpg", "a file that is not one of the mask-state folders"
+
+
+def mask_only_not_an_image(root: Path):
+    (root / "mask_only/wear/notes.txt").write_text("hello")
+    return "mask_only/wear/notes.txt", "not an image file"
+
+
 BROKEN = [
+    mask_only_unknown_state, mask_only_loose_photo, mask_only_not_an_image,
     missing_image, extra_image, two_files_one_stem, wrong_field_count, unknown_gender, non_integer_age,
     impossible_age, csv_disagrees_with_folder, duplicate_id, folder_not_in_csv, listed_folder_missing,
     missing_eval_image, path_escapes_root, symlink_outside_root, eval_id_escapes_root, duplicate_eval_id,
@@ -226,6 +242,23 @@ def test_broken_dataset_gets_one_clear_error(dataset_copy: Path, breakage):
     assert all(p.fix for p in err.problems)
     assert where in str(err) and what in str(err) and "fix:" in str(err)
     assert snapshot(dataset_copy) == before  # raw files are never modified
+
+
+def test_mask_only_photos_are_read_with_their_mask_state_alone(tiny_dataset: Path):
+    """mask_only/<state>/: photos whose mask state alone is known, labelled MASK_ONLY + mask (never one of the 18)."""
+    mask_only = scan_competition(tiny_dataset).mask_only
+    on_disk = sorted(str(p.relative_to(tiny_dataset)) for p in (tiny_dataset / "mask_only").rglob("*.jpg"))
+    assert sorted(mask_only["path"]) == on_disk and len(on_disk) >= 2  # 2 faces: unmasked, and painted where MTCNN finds them
+    states = {"wear": 0, "incorrect": 1, "not_wear": 2}
+    assert all(mask_only["mask"] == [states[p.split("/")[1]] for p in mask_only["path"]])
+    assert all(mask_only["class_id"] == 18 + mask_only["mask"]) and mask_only["readable"].all()
+    assert (mask_only["mask"] == 2).sum() == 2 and mask_only["content_hash"].str.len().eq(64).all()
+
+
+def test_a_dataset_without_mask_only_photos_has_an_empty_table(dataset_copy: Path):
+    shutil.rmtree(dataset_copy / "mask_only")
+    layout = scan_competition(dataset_copy)
+    assert layout.mask_only.empty and list(layout.mask_only.columns)[:3] == ["image_id", "content_hash", "profile_id"]
 
 
 def test_every_problem_is_reported_at_once(dataset_copy: Path):

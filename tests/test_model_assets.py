@@ -17,11 +17,13 @@ from tests.conftest import photos_as_crops, pipeline_resources, stub_asset, tiny
 TRAINING = {"preset": "scratch", "backbone": "resnet10t", "image_size": 32, "epochs": 2, "batch_size": 16, "gradcam_images": 4}
 
 
-def _upstream(tiny_dataset: Path, models_dir: Path, **crop) -> list:
-    manifest = scan_competition(tiny_dataset).train
-    crops = photos_as_crops(manifest, tiny_recipe(models_dir, **crop))
-    split = split_profiles(manifest, n_folds=3, seed=0)
-    return [stub_asset("relabeled_crops", crops), stub_asset("raw_crops", crops), stub_asset("profile_split", split)]
+def _upstream(tiny_dataset: Path, models_dir: Path, mask_only_recipe: str | None = None, **crop) -> list:
+    layout = scan_competition(tiny_dataset)
+    crops = photos_as_crops(layout.train, tiny_recipe(models_dir, **crop))
+    split = split_profiles(layout.train, n_folds=3, seed=0)
+    mask_only = photos_as_crops(layout.mask_only, mask_only_recipe or tiny_recipe(models_dir, **crop))
+    return [stub_asset("relabeled_crops", crops), stub_asset("raw_crops", crops), stub_asset("profile_split", split),
+            stub_asset("mask_only_crops", mask_only)]  # fmt: skip
 
 
 def _versions(tracking, name: str) -> list:
@@ -77,6 +79,9 @@ def test_model_asset_tracks_and_registers_once_its_check_passes(tiny_dataset: Pa
     for figure in ("confusion_matrix", "gradcam"):  # pictures are files the metadata links to, not inlined
         assert isinstance(meta[figure], dg.PathMetadataValue) and Path(meta[figure].value).read_bytes()[:4] == b"\x89PNG"
     assert meta["trainable_parameters"].value > 0 and "resumed_from_epoch" not in meta
+    # the tiny dataset's real faces under mask_only/ trained the mask task with the people's photos
+    assert meta["mask_only_images"].value == len(scan_competition(tiny_dataset).mask_only) > 0
+    assert int(run.data.params["train_images"]) == record["train_images"] > meta["mask_only_images"].value
 
 
 def test_a_model_below_the_floor_is_never_registered(tiny_dataset: Path, models_dir: Path, tmp_path: Path, tracking_store):
@@ -97,14 +102,19 @@ def test_a_model_below_the_floor_is_never_registered(tiny_dataset: Path, models_
     assert tracking_store.service().client.get_run(record["run_id"]).info.status == "FINISHED"
 
 
-def test_training_and_validation_crops_made_differently_are_refused(tiny_dataset: Path, models_dir: Path, tmp_path: Path, tracking_store):
-    manifest = scan_competition(tiny_dataset).train
+@pytest.mark.parametrize("mixed", ["training", "mask_only"])
+def test_training_and_validation_crops_made_differently_are_refused(tiny_dataset: Path, models_dir: Path, tmp_path: Path, tracking_store,
+                                                                     mixed: str):  # fmt: skip
+    layout = scan_competition(tiny_dataset)
+    other = tiny_recipe(models_dir, margin=10)
     upstream = [
-        stub_asset("raw_crops", photos_as_crops(manifest, tiny_recipe(models_dir, margin=10))),
-        stub_asset("relabeled_crops", photos_as_crops(manifest, tiny_recipe(models_dir))),
-        stub_asset("profile_split", split_profiles(manifest, n_folds=3, seed=0)),
+        stub_asset("raw_crops", photos_as_crops(layout.train, other if mixed == "training" else tiny_recipe(models_dir))),
+        stub_asset("relabeled_crops", photos_as_crops(layout.train, tiny_recipe(models_dir))),
+        stub_asset("profile_split", split_profiles(layout.train, n_folds=3, seed=0)),
+        stub_asset("mask_only_crops", photos_as_crops(layout.mask_only, other if mixed == "mask_only" else tiny_recipe(models_dir))),
     ]
     result = dg.materialize([*upstream, build_model_asset("raw")], resources=pipeline_resources(tmp_path, tiny_dataset, models_dir, tracking_store),
                             run_config={"ops": {"raw_model": {"config": TRAINING}}}, raise_on_error=False)  # fmt: skip
     failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
-    assert "different crop settings" in failure.step_failure_data.error.to_string()
+    error = failure.step_failure_data.error.to_string()
+    assert ("different crop settings" if mixed == "training" else "mask_only_crops was made with other crop settings") in error

@@ -128,3 +128,20 @@ def test_gender_and_age_shape_the_look():
     assert np.mean([look.greyness for look in old]) > 0.5 > np.mean([look.greyness for look in young])
     assert np.mean([look.wrinkles for look in old]) > np.mean([look.wrinkles for look in young])
     assert np.mean([look.jaw for look in old]) > np.mean([look.jaw for look in young])
+
+
+def test_real_faces_for_the_mask_task_never_include_the_measured_ones(tiny_dataset: Path):
+    """`mask_only_faces` real faces of lfw_subset go under mask_only/ — the last ones, never the MEASURED_FACES that
+    bench/real_photos.py measures the champion on; unmasked, and painted as worn and as worn wrongly."""
+    from maskops.synth.real_faces import MEASURED_FACES, training_faces
+
+    names = sorted(p.stem for p in (tiny_dataset / "mask_only").rglob("*.jpg"))
+    faces = {int(n.split("_")[1]) for n in names}
+    assert faces == set(training_faces(TINY.mask_only_faces)) and min(faces) >= MEASURED_FACES
+    painted = {p.parent.name for p in (tiny_dataset / "mask_only").rglob("lfw_*_*.jpg")}
+    assert painted <= {"wear", "incorrect"} and len(list((tiny_dataset / "mask_only/not_wear").iterdir())) == TINY.mask_only_faces
+    assert json.loads((tiny_dataset / RECEIPT).read_text())["mask_only_images"] == len(names)
+    with pytest.raises(SynthError, match=r"mask_only_faces must be 0\.\.40"):
+        SynthConfig(profiles=1, mask_only_faces=41)
+    with pytest.raises(ValueError, match="at most 40 real faces"):
+        training_faces(41)

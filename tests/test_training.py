@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from maskops.losses import FocalLoss, SoftF1Loss, build_loss
+from maskops.data import class_counts
+from maskops.labels import MASK_ONLY, mask_only_label
+from maskops.losses import Criterion, FocalLoss, SoftF1Loss, build_loss
 from maskops.models import HEAD_MODES, FreezeSpec, MaskNet, class_probabilities, freeze
 from maskops.train import PRESETS, TrainConfig, config_from, train_model
 
@@ -107,6 +109,45 @@ def test_frozen_weights_stay_bit_identical_after_a_step():
     assert all(torch.equal(p, frozen[n]) for n, p in net.named_parameters() if n in frozen)
     moved = [n for n, p in net.named_parameters() if p.requires_grad and "layer4" in n]
     assert moved  # later stages still train
+
+
+def test_a_mask_only_label_trains_the_mask_task_on_the_marginal_and_nothing_else():
+    """Photos whose mask state alone is known (MASK_ONLY + mask): with one 18-class head their loss is the cross
+    entropy of the mask state's marginal (the sum of its six classes' probabilities); with task heads only the mask head
+    sees them; fully labelled photos in the same batch keep their usual loss, averaged over the batch."""
+    torch.manual_seed(0)
+    logits = torch.randn(6, 18, requires_grad=True)
+    target = torch.tensor([0, 17, mask_only_label(2), mask_only_label(0), 9, mask_only_label(1)])
+    partial = target >= MASK_ONLY
+    criterion = Criterion("multiclass", [1] * 18, mask_only=True, name="ce")
+    marginal = logits.softmax(1).reshape(6, 3, 6).sum(2)
+    expected_partial = -marginal[partial].gather(1, (target[partial] - MASK_ONLY)[:, None]).log().sum()
+    expected_full = torch.nn.functional.cross_entropy(logits[~partial], target[~partial], reduction="sum")
+    loss = criterion({"class": logits}, target)
+    assert loss.item() == pytest.approx(((expected_partial + expected_full) / 6).item(), rel=1e-5)
+    # a batch of fully labelled photos is scored as before, with or without mask_only
+    full = target[~partial]
+    plain = Criterion("multiclass", [1] * 18, name="ce")({"class": logits[~partial]}, full)
+    assert criterion({"class": logits[~partial]}, full).item() == pytest.approx(plain.item(), rel=1e-6)
+    # task heads: the gender and age logits of mask-only photos get no gradient
+    outputs = {t: torch.randn(6, n, requires_grad=True) for t, n in (("mask", 3), ("gender", 2), ("age", 3))}
+    Criterion("hard", [1] * 18, mask_only=True, name="focal")(outputs, target).backward()
+    assert outputs["mask"].grad[partial].abs().sum() > 0
+    assert outputs["gender"].grad[partial].abs().sum() == 0 and outputs["age"].grad[partial].abs().sum() == 0
+    assert outputs["gender"].grad[~partial].abs().sum() > 0
+    # only the 18 classes are counted
+    assert class_counts(target.numpy()) == class_counts(target[~partial].numpy()) and sum(class_counts(target.numpy())) == 3
+
+
+@pytest.mark.parametrize("head", ["multiclass", "hard"])
+def test_training_with_mask_only_photos_learns_the_mask_from_them(head: str):
+    """A training set with mask-only photos (gender and age unknown) trains; its mask-only photos drive the mask task."""
+    images, labels = _data(96)
+    partial = labels.copy()
+    partial[48:] = MASK_ONLY + labels[48:] // 6  # half the photos keep only their mask state
+    result = train_model(images, partial, images[:24], labels[:24], replace(TINY, head=head, epochs=3))
+    assert result.val_probabilities.shape == (24, 18) and np.isfinite(result.val_probabilities).all()
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
 
 
 def test_training_is_deterministic_on_cpu():

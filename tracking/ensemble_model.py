@@ -144,10 +144,14 @@ class MaskopsEnsemble(mlflow.pyfunc.PythonModel):
                     voted.append(f"prediction failed: {type(exc).__name__}: {str(exc)[:160]}")
         return [p if isinstance(p, str) or np.isfinite(p).all() else "prediction failed: non-finite probabilities" for p in voted]
 
-    def _vote(self, pictures: list[Image.Image]) -> np.ndarray:
+    def crops(self, pictures: list[Image.Image]) -> list[Image.Image]:
+        """What the members are shown of `pictures`: the crop pipeline of their training crops, and the same JPEG
+        round trip (the members were trained on crops stored as JPEG: serve them the same pixels)."""
         crops, _ = crop_batch(pictures, self.crop, self.remover, self.detector)
-        # The members were trained on crops stored as JPEG: serve them the same pixels.
-        crops = [Image.open(io.BytesIO(encode_jpeg(c, self.crop.jpeg_quality))) for c in crops]
+        return [Image.open(io.BytesIO(encode_jpeg(c, self.crop.jpeg_quality))) for c in crops]
+
+    def _vote(self, pictures: list[Image.Image]) -> np.ndarray:
+        crops = self.crops(pictures)
         probs = [member_probabilities(model, decode_all(crops, lambda c: c, size), self.tta) for size, model in self.members]
         return soft_vote(probs, self.weights, self.temperatures)
 

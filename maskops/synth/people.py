@@ -49,6 +49,9 @@ class SynthConfig:
     age_noise: float = 0.03
     mask_swap_noise: float = 0.02
     jpeg_quality: int = 90
+    # real faces (scikit-image's lfw_subset, not drawn) under mask_only/, unmasked and with painted masks: photos whose
+    # mask state alone is known, so the models see real skin (maskops.synth.real_faces); 0 writes none
+    mask_only_faces: int = 0
 
     def __post_init__(self) -> None:
         if self.profiles < 1 or self.eval_profiles < 0:
@@ -58,6 +61,11 @@ class SynthConfig:
             raise SynthError(f"noise rates must be >= 0 and sum to at most 1, got {rates}")
         if not 1 <= self.jpeg_quality <= 100:
             raise SynthError(f"jpeg_quality must be 1..100, got {self.jpeg_quality}")
+        from maskops.synth.real_faces import LFW_FACES, MEASURED_FACES
+
+        if not 0 <= self.mask_only_faces <= LFW_FACES - MEASURED_FACES:
+            raise SynthError(f"mask_only_faces must be 0..{LFW_FACES - MEASURED_FACES} (the other real faces are kept for measuring), "
+                             f"got {self.mask_only_faces}")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -189,6 +197,18 @@ def plan(config: SynthConfig) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame,
     return train, info, answers, noise, people
 
 
+def _write_mask_only(root: Path, config: SynthConfig) -> int:
+    """Real faces under <root>/mask_only/<state>/ (maskops.synth.real_faces); returns how many photos."""
+    from maskops.synth.real_faces import MASK_ONLY_DIR, STATE_FOLDERS, lfw_faces, mask_only_photos, training_faces
+
+    photos = mask_only_photos(lfw_faces(training_faces(config.mask_only_faces)), seed=config.seed)
+    for name, photo, state in photos:
+        folder = root / MASK_ONLY_DIR / STATE_FOLDERS[state]
+        folder.mkdir(parents=True, exist_ok=True)
+        photo.save(folder / f"{name}.jpg", quality=config.jpeg_quality)
+    return len(photos)
+
+
 def synthesize(
     out: str | Path,
     config: SynthConfig,
@@ -234,6 +254,8 @@ def synthesize(
         escape_formulas(train).to_csv(tmp / "train" / "train.csv", index=False)
         if config.eval_profiles:
             escape_formulas(info).to_csv(tmp / "eval" / "info.csv", index=False)
+        if config.mask_only_faces:
+            receipt["mask_only_images"] = _write_mask_only(tmp, config)
         truth = tmp / TRUTH_DIR
         truth.mkdir()
         for table, name in ((answers, "eval_answers.csv"), (noise, "label_noise.csv"), (people, "people.csv")):
