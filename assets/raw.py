@@ -12,7 +12,7 @@ from maskops.store import ImageSource
 from maskops.synth.real_faces import STATE_FOLDERS
 from resources import CompetitionDataset, ReportFiles
 
-CODE_VERSION = "1"
+CODE_VERSION = "2"  # 2: the scan also yields mask_only_dataset
 
 
 def _out(description: str) -> dg.AssetOut:

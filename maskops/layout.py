@@ -416,19 +416,36 @@ def _scan_mask_only(root: Path, problems: list[Problem]) -> tuple[list[dict], li
     return rows, paths
 
 
-def _with_facts(rows: list[dict], paths: list[Path], workers: int | None, quarantine: list[dict]) -> None:
+def _with_facts(
+    rows: list[dict], paths: list[Path], workers: int | None, quarantine: list[dict],
+    fix: str = "replace the file with a readable image, or exclude it in labels/exclusions.csv",
+) -> None:  # fmt: skip
     for row, facts in zip(rows, _inspect_all(paths, workers), strict=True):
         row.update(
             content_hash=facts.content_hash, bytes=facts.bytes, width=facts.width, height=facts.height, readable=facts.problem is None
         )
         if facts.problem:
-            quarantine.append(
-                {
-                    "path": row["path"],
-                    "reason": facts.problem,
-                    "fix": "replace the file with a readable image, or exclude it in labels/exclusions.csv",
-                }
-            )
+            quarantine.append({"path": row["path"], "reason": facts.problem, "fix": fix})
+
+
+def _mask_only_conflicts(mask_only: list[dict], train: list[dict], evaluation: list[dict]) -> list[Problem]:
+    """A mask-only photo that is also under another mask state (two labels for one picture), or that is a training or
+    evaluation photo (it would train on what validates or is scored)."""
+    problems, states = [], {}
+    for row in mask_only:
+        if row["readable"]:
+            states.setdefault(row["content_hash"], []).append(row)
+    for rows in states.values():
+        if len({r["mask"] for r in rows}) > 1:
+            others = ", ".join(r["path"] for r in rows[1:])
+            problems.append(Problem(rows[0]["path"], f"the same photo is also under another mask state: {others}",
+                                    "keep the photo only in the folder of the mask state it shows"))  # fmt: skip
+    elsewhere = {r["content_hash"]: r["path"] for r in (*train, *evaluation) if r["readable"]}
+    for content_hash, rows in states.items():
+        if content_hash in elsewhere:
+            problems.append(Problem(rows[0]["path"], f"the same photo is {elsewhere[content_hash]} of the dataset",
+                                    "remove it from mask_only/: a training or evaluation photo must not also train as a mask-only photo"))  # fmt: skip
+    return problems
 
 
 def _frame(rows: list[dict], columns: tuple[str, ...], dtypes: dict[str, str]) -> pd.DataFrame:
@@ -473,7 +490,9 @@ def scan_competition(root: str | Path, *, workers: int | None = None) -> Layout:
         raise LayoutError(root, problems)
     _with_facts(train_rows, train_paths, workers, quarantine)
     _with_facts(eval_rows, eval_paths, workers, quarantine)
-    _with_facts(mask_only_rows, mask_only_paths, workers, quarantine)
+    _with_facts(mask_only_rows, mask_only_paths, workers, quarantine, "replace the file with a readable image, or delete it")
+    if problems := _mask_only_conflicts(mask_only_rows, train_rows, eval_rows):
+        raise LayoutError(root, problems)
     train = _frame(train_rows, TRAIN_MANIFEST_COLUMNS, TRAIN_DTYPES)
     train = train.sort_values(["profile_id", "stem"], ignore_index=True)
     evaluation = _frame(eval_rows, EVAL_MANIFEST_COLUMNS, EVAL_DTYPES)

@@ -102,10 +102,10 @@ class Criterion(nn.Module):
             self.losses = nn.ModuleDict({"class": build_loss(classes=18, counts=counts.tolist(), **loss_kwargs)})
             self.weights = {"class": 1.0}
             # mask-only photos: the same kind of loss on the three mask states' marginal
-            per_class_alpha = isinstance(loss_kwargs.get("alpha"), Sequence) and not isinstance(loss_kwargs.get("alpha"), str)
-            self.mask_only = build_loss(
-                classes=3, counts=per_task["mask"].tolist(), **{**loss_kwargs, **({"alpha": None} if per_class_alpha else {})}
-            )
+            alpha = loss_kwargs.get("alpha")
+            if alpha is not None and not isinstance(alpha, str | int | float):  # one per class: each mask state's mean
+                alpha = torch.as_tensor(list(alpha), dtype=torch.float32).reshape(3, 6).mean(1).tolist()
+            self.mask_only = build_loss(classes=3, counts=per_task["mask"].tolist(), **{**loss_kwargs, "alpha": alpha})
         else:
             self.losses = nn.ModuleDict({t: build_loss(classes=n, counts=per_task[t].tolist(), **loss_kwargs) for t, n in TASKS.items()})
             self.weights = task_weights or {"mask": 1 / 3, "gender": 1 / 3, "age": 1 / 3}
@@ -121,8 +121,11 @@ class Criterion(nn.Module):
         if "mask" in outputs:  # the mask head sees every photo; gender and age only the fully labelled ones
             mask = torch.where(partial, target - MASK_ONLY, target // 6)
             loss = self.weights["mask"] * self.losses["mask"](outputs["mask"], mask) * n
-            for task, y in (("gender", (target[full] // 3) % 2), ("age", target[full] % 3)) if n_full else ():
-                loss = loss + n_full * self.weights[task] * self.losses[task](outputs[task][full], y)
+            for task, y in (("gender", (target[full] // 3) % 2), ("age", target[full] % 3)):
+                if n_full:
+                    loss = loss + n_full * self.weights[task] * self.losses[task](outputs[task][full], y)
+                else:  # a batch of mask-only photos still touches every head: data-parallel training reduces the
+                    loss = loss + 0.0 * outputs[task].sum()  # gradients of all parameters on every process, or hangs
             return loss / n
         loss = outputs["class"].new_zeros((), dtype=torch.float32)
         if n_partial:

@@ -220,8 +220,20 @@ def mask_only_not_an_image(root: Path):
     return "mask_only/wear/notes.txt", "not an image file"
 
 
+def mask_only_photo_under_two_states(root: Path):
+    shutil.copy(root / "mask_only/not_wear/lfw_099.jpg", root / "mask_only/wear/copy.jpg")
+    return "mask_only/not_wear/lfw_099.jpg", "also under another mask state: mask_only/wear/copy.jpg"
+
+
+def mask_only_photo_is_a_training_photo(root: Path):
+    photo = sorted((root / "train/images").glob("*/normal.jpg"))[0]
+    shutil.copy(photo, root / "mask_only/not_wear/zz.jpg")
+    return "mask_only/not_wear/zz.jpg", f"the same photo is {photo.relative_to(root)} of the dataset"
+
+
 BROKEN = [
-    mask_only_unknown_state, mask_only_loose_photo, mask_only_not_an_image,
+    mask_only_unknown_state, mask_only_loose_photo, mask_only_not_an_image, mask_only_photo_under_two_states,
+    mask_only_photo_is_a_training_photo,
     missing_image, extra_image, two_files_one_stem, wrong_field_count, unknown_gender, non_integer_age,
     impossible_age, csv_disagrees_with_folder, duplicate_id, folder_not_in_csv, listed_folder_missing,
     missing_eval_image, path_escapes_root, symlink_outside_root, eval_id_escapes_root, duplicate_eval_id,
@@ -253,6 +265,14 @@ def test_mask_only_photos_are_read_with_their_mask_state_alone(tiny_dataset: Pat
     assert all(mask_only["mask"] == [states[p.split("/")[1]] for p in mask_only["path"]])
     assert all(mask_only["class_id"] == 18 + mask_only["mask"]) and mask_only["readable"].all()
     assert (mask_only["mask"] == 2).sum() == 2 and mask_only["content_hash"].str.len().eq(64).all()
+
+
+def test_an_unreadable_mask_only_photo_is_quarantined_with_its_own_fix(dataset_copy: Path):
+    (dataset_copy / "mask_only/wear/broken.jpg").write_bytes(b"")
+    layout = scan_competition(dataset_copy)
+    (row,) = layout.quarantine[layout.quarantine["path"] == "mask_only/wear/broken.jpg"].itertuples()
+    assert row.reason == "zero-byte file" and row.fix == "replace the file with a readable image, or delete it"
+    assert not layout.mask_only.set_index("path").loc["mask_only/wear/broken.jpg", "readable"]
 
 
 def test_a_dataset_without_mask_only_photos_has_an_empty_table(dataset_copy: Path):

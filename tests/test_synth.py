@@ -145,3 +145,13 @@ def test_real_faces_for_the_mask_task_never_include_the_measured_ones(tiny_datas
         SynthConfig(profiles=1, mask_only_faces=41)
     with pytest.raises(ValueError, match="at most 40 real faces"):
         training_faces(41)
+
+
+def test_a_dataset_drawn_before_mask_only_existed_is_still_recognised(tmp_path: Path):
+    """Receipts written before `mask_only_faces` existed read as 0 mask-only faces: the same settings, nothing redrawn."""
+    config = SynthConfig(profiles=1, seed=5)
+    synthesize(tmp_path / "d", config, workers=1)
+    receipt = json.loads((tmp_path / "d" / RECEIPT).read_text())
+    del receipt["config"]["mask_only_faces"]
+    (tmp_path / "d" / RECEIPT).write_text(json.dumps(receipt))
+    assert synthesize(tmp_path / "d", config, workers=1)["config"]["mask_only_faces"] == 0

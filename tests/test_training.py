@@ -139,6 +139,17 @@ def test_a_mask_only_label_trains_the_mask_task_on_the_marginal_and_nothing_else
     assert class_counts(target.numpy()) == class_counts(target[~partial].numpy()) and sum(class_counts(target.numpy())) == 3
 
 
+@pytest.mark.parametrize("head", ["hard", "soft"])
+def test_a_batch_of_mask_only_photos_still_reaches_every_parameter(head: str):
+    """Data-parallel training reduces the gradients of every parameter on every process: a process whose share holds
+    only mask-only photos must still give the gender and age heads a (zero) gradient, or the reduction hangs."""
+    net = MaskNet("resnet10t", head)
+    target = torch.full((4,), mask_only_label(1))
+    Criterion(head, [1] * 18, mask_only=True, name="ce")(net(torch.randn(4, 3, 32, 32)), target).backward()
+    missing = [name for name, p in net.named_parameters() if p.requires_grad and p.grad is None]
+    assert not missing and float(net.heads["gender"].weight.grad.abs().sum()) == 0.0
+
+
 @pytest.mark.parametrize("head", ["multiclass", "hard"])
 def test_training_with_mask_only_photos_learns_the_mask_from_them(head: str):
     """A training set with mask-only photos (gender and age unknown) trains; its mask-only photos drive the mask task."""

@@ -26,7 +26,16 @@ def registered_name(variant: str) -> str:
 
 def log_training_start(run: TrackedRun, variant: str, cfg: TrainConfig, data: TrainingData, preset: str) -> None:
     """Settings and the two sets the run reads (their image ids, people, labels and crop keys)."""
-    run.log_params({**as_dict(cfg), "variant": variant, "preset": preset, "train_images": len(data.train), "val_images": len(data.val)})
+    run.log_params(
+        {
+            **as_dict(cfg),
+            "variant": variant,
+            "preset": preset,
+            "train_images": len(data.train),
+            "val_images": len(data.val),
+            "mask_only_images": data.mask_only_images,
+        }
+    )
     columns = ["image_id", "profile_id", "class_id", "crop_key"]
     run.log_inputs([
         InputTable(data.train[columns].astype({"class_id": int}), f"{crops_name(variant)} (training)", f"dagster asset {crops_name(variant)}",

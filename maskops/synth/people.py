@@ -226,6 +226,7 @@ def synthesize(
     existing = out / RECEIPT
     if existing.is_file():
         old = json.loads(existing.read_text())
+        old["config"] = {"mask_only_faces": 0, **old.get("config", {})}  # a receipt from before mask_only/ existed
         if {k: old.get(k) for k in receipt} == receipt and not force:
             log.info("%s already holds this synthetic dataset; nothing to do", out)
             return old
