@@ -163,7 +163,7 @@ def section_fullsize(stage: str, device: str, quick: bool, tmp: Path, work: Path
     cmd = [sys.executable, str(HERE / "pipeline.py"), "--people", str(people), "--eval-people", str(eval_people), "--device", device,
            "--stage", stage, "--work", str(work), "--json", str(tmp / f"{stage}.json")]  # fmt: skip
     if quick:  # two worker processes: the sharded crop and generate path runs in the CPU test too
-        cmd += ["--preset", "scratch", "--epochs", "1", "--no-background", "--workers", "2"]
+        cmd += ["--preset", "scratch", "--epochs", "1", "--no-background", "--workers", "2", "--mask-only-faces", "2"]
     else:  # the GPU recipe: resnet26d at 128 px from random init, big batches
         cmd += [
             "--preset",
@@ -180,6 +180,8 @@ def section_fullsize(stage: str, device: str, quick: bool, tmp: Path, work: Path
             "64",
             "--workers",
             "8",
+            "--mask-only-faces",  # the GPU machine's image has no scikit-image, whose lfw_subset they come from
+            "0",
         ]
     _child(cmd, f"pipeline.py --stage {stage}")
     return json.loads((tmp / f"{stage}.json").read_text())
@@ -197,10 +199,28 @@ def section_study(device: str, quick: bool, tmp: Path, work: Path) -> dict:
     """bench/study.py in a child process: the variants and the ensemble against raw, over seeds."""
     if quick:  # the full-size section's toy data (same folder, same data seed): only the training runs again
         size = ["--people", "12", "--eval-people", "2", "--seeds", "0", "1", "--data-seed", "0", "--preset", "scratch", "--work", str(work),
-                "--epochs", "1", "--no-background", "--workers", "2"]  # fmt: skip
+                "--epochs", "1", "--no-background", "--workers", "2", "--mask-only-faces", "2"]  # fmt: skip
     else:
-        size = ["--people", "480", "--eval-people", "60", "--seeds", "0", "1", "2", "--preset", "gpu-lite2", "--epochs", "12",
-                "--crop-batch", "64", "--workers", "8"]  # fmt: skip
+        size = [
+            "--people",
+            "480",
+            "--eval-people",
+            "60",
+            "--seeds",
+            "0",
+            "1",
+            "2",
+            "--preset",
+            "gpu-lite2",
+            "--epochs",
+            "12",
+            "--crop-batch",
+            "64",
+            "--workers",
+            "8",
+            "--mask-only-faces",
+            "0",
+        ]  # fmt: skip (no scikit-image there)
     out = tmp / "study.json"
     cmd = [sys.executable, str(HERE / "study.py"), *size, "--device", device, "--json", str(out), "--markdown", str(tmp / "study.md")]
     _child(cmd, "study.py")

@@ -2,8 +2,8 @@
 
     python bench/pipeline.py [--people 64] [--eval-people 10] [--device auto] [--stage all|data|train] [--work DIR]
 
-synthesize -> demo reviewer -> scan -> relabeled, cleaned, split, generated -> crops (raw and generated images, once
-each: the variants share them through the image store) -> four models -> soft-voting ensemble -> the evaluation set
+synthesize (with the demo's mask-only real faces) -> demo reviewer -> scan -> relabeled, cleaned, split, generated -> crops
+(raw, generated and mask-only images, once each: the variants share them through the image store) -> four models -> soft-voting ensemble -> the evaluation set
 scored against the synthetic ground truth. Prints one JSON object: a per-stage time table (seconds), the scores and
 the sizes. What it is for:
 - the full competition size on one GPU machine (bench/gpu_check.py runs it with --people 2700 --eval-people 258);
@@ -42,6 +42,7 @@ from maskops.settings import Settings
 from maskops.splits import SplitConfig, assign_split, make_split
 from maskops.store import ImageSource, ImageStore
 from maskops.synth.people import TRUTH_DIR, SynthConfig, synthesize
+from maskops.synth.real_faces import DEMO_MASK_ONLY_FACES
 from maskops.synth.reviewer import demo_review
 from maskops.train import resolve_device
 from maskops.variants import VARIANTS, model_name
@@ -115,7 +116,8 @@ def data_stage(args: argparse.Namespace, work: Path, device: str, stages: Stages
     """Everything up to the crops; writes <work>/crops/<variant>.parquet, split.parquet and eval crops."""
     root, labels, store = work / "data", work / "labels", ImageStore(work / "images")
     with stages("synthesize"):
-        synthesize(root, SynthConfig(profiles=args.people, eval_profiles=args.eval_people, seed=args.seed), workers=os.cpu_count())
+        synth = SynthConfig(profiles=args.people, eval_profiles=args.eval_people, seed=args.seed, mask_only_faces=args.mask_only_faces)
+        synthesize(root, synth, workers=os.cpu_count())
     with stages("review"):
         demo_review(root, labels, seed=args.seed)
     with stages("scan"):
@@ -143,12 +145,13 @@ def data_stage(args: argparse.Namespace, work: Path, device: str, stages: Stages
     remover = Lazy(lambda: BackgroundRemover(model.parent, "u2net_custom", model, resolution=crop_cfg.background_resolution, device=device))
     cropper = Cropper(CropRecipe(crop_cfg, DetectorConfig(), file_digest(model) if model else ""), store, remover if model else None,
                       detector)  # fmt: skip
-    manifests = {"raw": raw, "relabeled": relabeled, "cleaned": cleaned, "generated": generated, "eval": layout.eval}
+    manifests = {"raw": raw, "relabeled": relabeled, "cleaned": cleaned, "generated": generated, "eval": layout.eval,
+                 "mask_only": layout.mask_only}  # fmt: skip
     out = work / "crops"
     out.mkdir(exist_ok=True)
     split.to_parquet(work / "split.parquet")
     counts = {}
-    for name in ("raw", "relabeled", "cleaned", "eval", "generated"):  # relabeled and cleaned reuse raw's crops from the store
+    for name in ("raw", "relabeled", "cleaned", "eval", "generated", "mask_only"):  # relabeled and cleaned reuse raw's crops
         manifest = manifests[name]
         readable = manifest[manifest["readable"]]
         unique = readable.drop_duplicates("content_hash")
@@ -176,6 +179,8 @@ def train_stage(args: argparse.Namespace, work: Path, device: str, stages: Stage
     store = ImageStore(work / "images")
     open_rgb = ImageSource(work / "data", store).open_rgb
     crops = {name: pd.read_parquet(work / "crops" / f"{name}.parquet") for name in (*VARIANTS, "eval")}
+    mask_only = work / "crops" / "mask_only.parquet"  # a data folder made before mask-only photos has none
+    mask_only_crops = pd.read_parquet(mask_only) if mask_only.is_file() and not args.no_mask_only else None
     split = pd.read_parquet(work / "split.parquet")
     cfg = replace(PRESETS[args.preset], device=device, **({"epochs": args.epochs} if args.epochs else {}),
                   **({"backbone": args.backbone} if args.backbone else {}), **({"image_size": args.image_size} if args.image_size else {}),
@@ -188,7 +193,7 @@ def train_stage(args: argparse.Namespace, work: Path, device: str, stages: Stage
     y_val, val_people = None, None
     for variant in VARIANTS:
         with stages("decode"):
-            data = training_data(crops[variant], crops["relabeled"], split, open_rgb, cfg.image_size)
+            data = training_data(crops[variant], crops["relabeled"], split, open_rgb, cfg.image_size, mask_only_crops)
         with stages(f"train/{variant}"):
             result = train_model(data.train_images, data.train_labels, data.val_images, data.val_labels, cfg)
         if args.extras:
@@ -199,7 +204,7 @@ def train_stage(args: argparse.Namespace, work: Path, device: str, stages: Stage
         y_val, val_people = data.val_labels, list(data.val["profile_id"])
         members.append(model_name(variant))
         val_probs.append(result.val_probabilities)
-        members_meta[variant] = {"train_images": len(data.train), "val_macro_f1": round(result.val_metrics["macro_f1"], 4),
+        members_meta[variant] = {"train_images": len(data.train), "mask_only_images": data.mask_only_images, "val_macro_f1": round(result.val_metrics["macro_f1"], 4),
                                  "epochs": len(result.history), "train_images_per_second": round(result.train_images_per_second, 1)}  # fmt: skip
     with stages("ensemble"):
         how = EnsembleConfig()  # the ensemble asset's defaults
@@ -317,6 +322,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--crop-batch", type=int, default=CropConfig().batch_size, help="images per background/MTCNN batch")
     parser.add_argument("--workers", type=int, default=1, help="processes for the crop and generate stages (each with its own models)")
     parser.add_argument("--no-background", action="store_true", help="skip background removal (tests)")
+    parser.add_argument(
+        "--mask-only-faces",
+        type=int,
+        default=DEMO_MASK_ONLY_FACES,
+        help="real faces under mask_only/ (as the demo: unmasked and painted, mask state only); 0 for none",
+    )
+    parser.add_argument("--no-mask-only", action="store_true", help="train without the data folder's mask-only photos")
     parser.add_argument(
         "--extras",
         action="store_true",
