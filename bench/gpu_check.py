@@ -164,25 +164,9 @@ def section_fullsize(stage: str, device: str, quick: bool, tmp: Path, work: Path
            "--stage", stage, "--work", str(work), "--json", str(tmp / f"{stage}.json")]  # fmt: skip
     if quick:  # two worker processes: the sharded crop and generate path runs in the CPU test too
         cmd += ["--preset", "scratch", "--epochs", "1", "--no-background", "--workers", "2", "--mask-only-faces", "2"]
-    else:  # the GPU recipe: resnet26d at 128 px from random init, big batches
-        cmd += [
-            "--preset",
-            "scratch",
-            "--backbone",
-            "resnet26d",
-            "--image-size",
-            "128",
-            "--batch-size",
-            "256",
-            "--epochs",
-            "12",
-            "--crop-batch",
-            "64",
-            "--workers",
-            "8",
-            "--mask-only-faces",  # the GPU machine's image has no scikit-image, whose lfw_subset they come from
-            "0",
-        ]
+    else:  # the GPU recipe: resnet26d at 128 px from random init, big batches; no mask-only real faces (no scikit-image there)
+        cmd += ["--preset", "scratch", "--backbone", "resnet26d", "--image-size", "128", "--batch-size", "256", "--epochs", "12",
+                "--crop-batch", "64", "--workers", "8", "--mask-only-faces", "0"]  # fmt: skip
     _child(cmd, f"pipeline.py --stage {stage}")
     return json.loads((tmp / f"{stage}.json").read_text())
 
@@ -200,27 +184,9 @@ def section_study(device: str, quick: bool, tmp: Path, work: Path) -> dict:
     if quick:  # the full-size section's toy data (same folder, same data seed): only the training runs again
         size = ["--people", "12", "--eval-people", "2", "--seeds", "0", "1", "--data-seed", "0", "--preset", "scratch", "--work", str(work),
                 "--epochs", "1", "--no-background", "--workers", "2", "--mask-only-faces", "2"]  # fmt: skip
-    else:
-        size = [
-            "--people",
-            "480",
-            "--eval-people",
-            "60",
-            "--seeds",
-            "0",
-            "1",
-            "2",
-            "--preset",
-            "gpu-lite2",
-            "--epochs",
-            "12",
-            "--crop-batch",
-            "64",
-            "--workers",
-            "8",
-            "--mask-only-faces",
-            "0",
-        ]  # fmt: skip (no scikit-image there)
+    else:  # no mask-only real faces: the GPU machine's image has no scikit-image, whose lfw_subset they come from
+        size = ["--people", "480", "--eval-people", "60", "--seeds", "0", "1", "2", "--preset", "gpu-lite2", "--epochs", "12",
+                "--crop-batch", "64", "--workers", "8", "--mask-only-faces", "0"]  # fmt: skip
     out = tmp / "study.json"
     cmd = [sys.executable, str(HERE / "study.py"), *size, "--device", device, "--json", str(out), "--markdown", str(tmp / "study.md")]
     _child(cmd, "study.py")
