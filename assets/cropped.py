@@ -102,8 +102,7 @@ def mask_only_crops(
 ) -> dg.MaterializeResult:  # fmt: skip
     recipe = recipe_of(relabeled_crops, "relabeled_crops")
     if len(manifest):  # the resources must still make the crops the recipe describes
-        now = CropRecipe(recipe.config, face_detector.config(), recipe.background_sha256)
-        if recipe.config.crop_face and now.detector != recipe.detector:
+        if recipe.config.crop_face and face_detector.config() != recipe.detector:
             raise CropRecipeError(
                 "the face detector's settings changed since relabeled_crops was made; re-materialize relabeled_crops first"
             )

@@ -7,9 +7,8 @@ from assets.metadata import dataset_metadata, sheet, table
 from assets.policies import DOWNSTREAM
 from assets.sources import DATASET
 from maskops.labels import CLASS_NAMES, NUM_CLASSES, MaskState
-from maskops.layout import fingerprint
+from maskops.layout import STATE_FOLDERS, fingerprint
 from maskops.store import ImageSource
-from maskops.synth.real_faces import STATE_FOLDERS
 from resources import CompetitionDataset, ReportFiles
 
 CODE_VERSION = "2"  # 2: the scan also yields mask_only_dataset

@@ -32,13 +32,13 @@ from maskops.labels import (
     PROFILE_STEMS,
     STEM_MASK,
     LabelError,
+    MaskState,
     age_group,
     encode,
     parse_age,
     parse_gender,
 )
 from maskops.problems import Problem, ProblemReport
-from maskops.synth.real_faces import MASK_ONLY_DIR, STATE_FOLDERS
 
 TRAIN_CSV = "train/train.csv"
 TRAIN_IMAGES = "train/images"
@@ -59,6 +59,8 @@ MASK_ONLY_MANIFEST_COLUMNS = (
     "image_id", "content_hash", "profile_id", "stem", "mask", "class_id", "width", "height", "readable", "bytes", "path",
 )  # fmt: skip
 QUARANTINE_COLUMNS = ("path", "reason", "fix")
+MASK_ONLY_DIR = "mask_only"  # <root>/mask_only/<wear|incorrect|not_wear>/<photo>
+STATE_FOLDERS = {MaskState.WEAR: "wear", MaskState.INCORRECT: "incorrect", MaskState.NOT_WEAR: "not_wear"}
 
 
 class LayoutError(ProblemReport):
@@ -391,9 +393,12 @@ def _scan_mask_only(root: Path, problems: list[Problem]) -> tuple[list[dict], li
     if not folder.exists():
         return [], []
     states = {name: state for state, name in STATE_FOLDERS.items()}
-    rows, paths = [], []
     fix_folder = f"put each photo in {MASK_ONLY_DIR}/<{'|'.join(states)}>/ by the mask state it shows"
-    for entry in _visible(folder.iterdir()) if folder.is_dir() else []:
+    if not folder.is_dir():
+        problems.append(Problem(MASK_ONLY_DIR, "a file where the optional mask-only folder belongs", fix_folder))
+        return [], []
+    rows, paths = [], []
+    for entry in _visible(folder.iterdir()):
         rel = f"{MASK_ONLY_DIR}/{entry.name}"
         if not entry.is_dir() or entry.name not in states:
             what = "a file" if not entry.is_dir() else "a folder"
@@ -411,8 +416,6 @@ def _scan_mask_only(root: Path, problems: list[Problem]) -> tuple[list[dict], li
             rows.append({"image_id": where, "profile_id": MASK_ONLY_DIR, "stem": f.stem, "mask": mask, "class_id": MASK_ONLY + mask,
                          "path": where})  # fmt: skip
             paths.append(f)
-    if folder.exists() and not folder.is_dir():
-        problems.append(Problem(MASK_ONLY_DIR, "a file where the optional mask-only folder belongs", fix_folder))
     return rows, paths
 
 

@@ -23,8 +23,10 @@ import pandas as pd
 
 from maskops.csv_safety import escape_formulas
 from maskops.labels import PROFILE_STEMS, STEM_MASK, Gender, MaskState, age_group, encode
+from maskops.layout import MASK_ONLY_DIR, STATE_FOLDERS
 from maskops.synth.face import RACE_WEIGHTS, background, random_look, random_pose, render
 from maskops.synth.masks import INCORRECT_PLACEMENTS, Placement, random_style
+from maskops.synth.real_faces import LFW_FACES, MEASURED_FACES
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +63,6 @@ class SynthConfig:
             raise SynthError(f"noise rates must be >= 0 and sum to at most 1, got {rates}")
         if not 1 <= self.jpeg_quality <= 100:
             raise SynthError(f"jpeg_quality must be 1..100, got {self.jpeg_quality}")
-        from maskops.synth.real_faces import LFW_FACES, MEASURED_FACES
-
         if not 0 <= self.mask_only_faces <= LFW_FACES - MEASURED_FACES:
             raise SynthError(f"mask_only_faces must be 0..{LFW_FACES - MEASURED_FACES} (the other real faces are kept for measuring), "
                              f"got {self.mask_only_faces}")  # fmt: skip
@@ -199,7 +199,7 @@ def plan(config: SynthConfig) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame,
 
 def _write_mask_only(root: Path, config: SynthConfig) -> int:
     """Real faces under <root>/mask_only/<state>/ (maskops.synth.real_faces); returns how many photos."""
-    from maskops.synth.real_faces import MASK_ONLY_DIR, STATE_FOLDERS, lfw_faces, mask_only_photos, training_faces
+    from maskops.synth.real_faces import lfw_faces, mask_only_photos, training_faces
 
     photos = mask_only_photos(lfw_faces(training_faces(config.mask_only_faces)), seed=config.seed)
     for name, photo, state in photos:

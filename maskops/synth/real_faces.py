@@ -22,8 +22,6 @@ LFW_FACES = 100  # lfw_subset: 200 images, the first 100 are faces
 MEASURED_FACES = 60  # lfw_subset faces 0..59: bench/real_photos.py's measurement set, never trained on
 DEMO_MASK_ONLY_FACES = LFW_FACES - MEASURED_FACES  # `maskops synth` and the demo: every face bench/real_photos.py does not measure
 FRAME = (300, 400)  # width, height: a phone portrait's 3:4
-MASK_ONLY_DIR = "mask_only"  # <dataset root>/mask_only/<wear|incorrect|not_wear>/<photo>
-STATE_FOLDERS = {MaskState.WEAR: "wear", MaskState.INCORRECT: "incorrect", MaskState.NOT_WEAR: "not_wear"}
 
 
 def framed(face: np.ndarray, side: int = 190) -> Image.Image:
