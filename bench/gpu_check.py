@@ -183,7 +183,7 @@ def section_study(device: str, quick: bool, tmp: Path, work: Path) -> dict:
     """bench/study.py in a child process: the variants and the ensemble against raw, over seeds."""
     if quick:  # the full-size section's toy data (same folder, same data seed): only the training runs again
         size = ["--people", "12", "--eval-people", "2", "--seeds", "0", "1", "--data-seed", "0", "--preset", "scratch", "--work", str(work),
-                "--epochs", "1", "--no-background", "--workers", "2", "--mask-only-faces", "2"]  # fmt: skip
+                "--epochs", "1", "--label-epochs", "1", "--no-background", "--workers", "2", "--mask-only-faces", "2"]  # fmt: skip
     else:  # no mask-only real faces: the GPU machine's image has no scikit-image, whose lfw_subset they come from
         size = ["--people", "480", "--eval-people", "60", "--seeds", "0", "1", "2", "--preset", "gpu-lite2", "--epochs", "12",
                 "--crop-batch", "64", "--workers", "8", "--mask-only-faces", "0"]  # fmt: skip

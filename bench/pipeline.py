@@ -253,7 +253,7 @@ def _round(value: float | None) -> float | None:
 
 
 def label_issues(
-    crops: pd.DataFrame, split: pd.DataFrame, open_rgb, device: str, root: Path
+    crops: pd.DataFrame, split: pd.DataFrame, open_rgb, device: str, root: Path, epochs: int | None = None
 ) -> tuple[pd.DataFrame, dict | None, dict | None]:
     """The label_issues asset's work: out-of-fold probabilities and ages of the relabeled crops, then the suspects,
     and (for a synthetic dataset at `root`) how well the ranking finds the label errors still there — also with the
@@ -262,7 +262,7 @@ def label_issues(
     from maskops.label_issues import LabelIssuesConfig, flagged, out_of_fold, rank_labels, score_against_truth
     from maskops.synth.truth import remaining_errors
 
-    cfg = LabelIssuesConfig().train_config(device)
+    cfg = (LabelIssuesConfig() if epochs is None else LabelIssuesConfig(epochs=epochs)).train_config(device)
     usable = assign_split(with_crops(crops), split).reset_index(drop=True)
     images = decode_all(list(usable["crop_path"]), open_rgb, cfg.image_size)
     predictions = out_of_fold(images, usable["class_id"].to_numpy(), usable["fold"].to_numpy(), cfg,
@@ -274,15 +274,16 @@ def label_issues(
     return flagged(ranked), score_against_truth(ranked, wrong), score_against_truth(rank_labels(usable, predictions.probabilities), wrong)
 
 
-def judge_labels(work: Path, device: str, labels: tuple[str, ...] = ("raw", "relabeled")) -> dict:
+def judge_labels(work: Path, device: str, labels: tuple[str, ...] = ("raw", "relabeled"), epochs: int | None = None) -> dict:
     """label_issues on a finished data stage's crops, once per set of labels: `raw` holds every injected error (what the
-    issue's recall target counts), `relabeled` what the demo reviewer left (what the label_issues asset judges)."""
+    issue's recall target counts), `relabeled` what the demo reviewer left (what the label_issues asset judges).
+    `epochs`: per out-of-fold model (default: the asset's, LabelIssuesConfig)."""
     open_rgb = ImageSource(work / "data", ImageStore(work / "images")).open_rgb
     split, out = pd.read_parquet(work / "split.parquet"), {}
     for name in labels:
         start = time.perf_counter()
         suspects, truth, groups_only = label_issues(pd.read_parquet(work / "crops" / f"{name}.parquet"), split, open_rgb, device,
-                                                    work / "data")  # fmt: skip
+                                                    work / "data", epochs)  # fmt: skip
         out[name] = {"flagged": len(suspects), "against_ground_truth": truth, "age_group_probabilities_only": groups_only,
                      "seconds": round(time.perf_counter() - start, 1)}  # fmt: skip
         print(f"[pipeline] label_issues on {name} labels: {json.dumps(out[name])}", file=sys.stderr, flush=True)
@@ -311,6 +312,7 @@ def main(argv: list[str] | None = None) -> dict:
         help="labels: label_issues on a data stage's crops, scored against the synthetic ground truth",
     )
     parser.add_argument("--labels", default="raw,relabeled", help="--stage labels: which labels to judge (raw holds every injected error)")
+    parser.add_argument("--label-epochs", type=int, help="--stage labels: epochs per out-of-fold model (default: the label_issues asset's)")
     parser.add_argument("--work", type=Path, help="working folder (default: a folder under $MASKOPS_HOME/bench)")
     parser.add_argument("--preset", default="demo")
     parser.add_argument("--backbone")
@@ -347,7 +349,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.stage in ("all", "train"):
         result |= train_stage(args, work, device, stages)
     if args.stage == "labels":
-        result["label_issues"] = judge_labels(work, device, tuple(args.labels.split(",")))
+        result["label_issues"] = judge_labels(work, device, tuple(args.labels.split(",")), args.label_epochs)
     result |= {"stage": args.stage, "seconds": stages.seconds, "wall_seconds": round(time.perf_counter() - start, 2)}
     text = json.dumps(result, indent=1)
     print(text, flush=True)
