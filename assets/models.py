@@ -22,7 +22,7 @@ from maskops.settings import Settings
 from maskops.train_config import PRESETS, TrainConfig, config_from
 from maskops.variants import VARIANTS, crops_name, model_name
 from resources import CompetitionDataset, Compute, ImageStoreResource, MlflowTracking, ReportFiles
-from resources.runs import IN_PROGRESS, dead_runs
+from resources.runs import live_run_ids
 
 TRAIN_CODE_VERSION = "3"  # 3: mask-only photos join the training set
 
@@ -137,8 +137,7 @@ def _training_run(context: dg.AssetExecutionContext, tracking: MlflowTracking, n
 
     service = tracking.service()
     # process ids tell a dead run only where runs execute on this machine (the local profile)
-    dead = set() if Settings.from_env().production else {r.run_id for r in dead_runs(context.instance)}
-    live = {r.run_id for r in context.instance.get_runs(dg.RunsFilter(statuses=IN_PROGRESS))} - dead
+    live = live_run_ids(context.instance, check_processes=not Settings.from_env().production)
     for key in (context.asset_key.to_user_string(), f"model/{name.removesuffix('_model')}"):  # and the key before 2026-11-28
         service.close_abandoned_runs(key, live)
     run_file = checkpoints / RUN_ID_FILE

@@ -98,18 +98,27 @@ def run_processes(instance: dg.DagsterInstance, run_id: str) -> dict[int, float]
     return pids
 
 
+def _dead_pids(instance: dg.DagsterInstance, run: dg.DagsterRun) -> list[int]:
+    """The run's recorded processes when every one of them is gone; [] while one lives or none is recorded."""
+    pids = run_processes(instance, run.run_id)
+    return [] if not pids or any(process_alive(pid, seen) for pid, seen in pids.items()) else sorted(pids)
+
+
 def _dead_runs_and_pids(instance: dg.DagsterInstance) -> list[tuple[dg.DagsterRun, list[int]]]:
-    dead = []
-    for run in instance.get_runs(RunsFilter(statuses=IN_PROGRESS)):
-        pids = run_processes(instance, run.run_id)
-        if pids and not any(process_alive(pid, seen) for pid, seen in pids.items()):
-            dead.append((run, sorted(pids)))
-    return dead
+    runs = instance.get_runs(RunsFilter(statuses=IN_PROGRESS))
+    return [(run, gone) for run in runs if (gone := _dead_pids(instance, run))]
 
 
 def dead_runs(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
     """Runs in progress none of whose processes is alive on this machine (runs with no recorded process are left alone)."""
     return [run for run, _ in _dead_runs_and_pids(instance)]
+
+
+def live_run_ids(instance: dg.DagsterInstance, check_processes: bool = True) -> set[str]:
+    """Ids of the runs in progress, read once, less those whose processes are all gone (`check_processes`: only where
+    runs execute on this machine, i.e. the local profile; elsewhere a run's pids mean nothing here)."""
+    runs = instance.get_runs(RunsFilter(statuses=IN_PROGRESS))
+    return {run.run_id for run in runs if not (check_processes and _dead_pids(instance, run))}
 
 
 def sweep(instance: dg.DagsterInstance) -> list[str]:
