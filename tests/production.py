@@ -92,6 +92,7 @@ class Process:
     command: list[str]
     popen: subprocess.Popen
     log: Path
+    ready: Callable[[], bool] = lambda: True
 
     def tail(self, chars: int = 3000) -> str:
         return self.log.read_text(errors="replace")[-chars:]
@@ -110,17 +111,28 @@ class Stack:
     processes: list[Process] = field(default_factory=list)
 
     def start(self, name: str, cmd: list[str], ready: Callable[[], bool], timeout: float = 180) -> Process:
+        """Start `cmd` and wait until `ready()`."""
+        process = self.spawn(name, cmd, ready)
+        self.wait(process, timeout=timeout)
+        return process
+
+    def spawn(self, name: str, cmd: list[str], ready: Callable[[], bool]) -> Process:
+        """Start `cmd` without waiting for it (`wait` does): processes that need nothing of each other come up together."""
         log = self.logs / f"{name}.log"
         with log.open("w") as out:
             popen = subprocess.Popen(cmd, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        process = Process(name, cmd, popen, log)
+        process = Process(name, cmd, popen, log, ready)
         self.processes.append(process)
-        deadline = time.monotonic() + timeout
-        while not ready():
-            if popen.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"{name} did not come up ({' '.join(cmd[-6:])}):\n{process.tail()}")
-            time.sleep(0.5)
         return process
+
+    def wait(self, *processes: Process, timeout: float = 180) -> None:
+        """Until every one of `processes` is ready; a test failure with its log when one exits or the time is up."""
+        deadline = time.monotonic() + timeout
+        for process in processes:
+            while not process.ready():
+                if process.popen.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"{process.name} did not come up ({' '.join(process.command[-6:])}):\n{process.tail()}")
+                time.sleep(0.5)
 
     def stop(self) -> None:
         for process in reversed(self.processes):

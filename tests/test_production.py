@@ -112,21 +112,26 @@ def production(tiny_dataset: Path, models_dir: Path, tmp_path: Path, monkeypatch
             monkeypatch.setenv(key, value)
         stack = Stack(tmp_path, {**os.environ, **env})
         cleanup.callback(stack.stop)
+        # Started in waves, each wave's processes together (their start is mostly importing packages), each wave
+        # once what it needs is up: the tracking server with the instance's set-up, then the workers and the code
+        # server, then what talks to the code server.
         stack.start("s3", moto_command(ports["s3"]), listening(ports["s3"]))
         boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"]).create_bucket(Bucket=bucket)
-        stack.start("tracking-server", [*MASKOPS, "tracking-server", "--port", str(ports["mlflow"]), "--workers", "1"],
-                    answers(f"{env['MLFLOW_TRACKING_URI']}/health"))  # fmt: skip
+        tracking = stack.spawn("tracking-server", [*MASKOPS, "tracking-server", "--port", str(ports["mlflow"]), "--workers", "1"],
+                               answers(f"{env['MLFLOW_TRACKING_URI']}/health"))  # fmt: skip
         initialized = subprocess.run([*MASKOPS, "init-instance"], env=stack.env, capture_output=True, text=True, timeout=180)
         assert initialized.returncode == 0, initialized.stderr[-3000:]
         code = f"127.0.0.1:{ports['code']}"
-        stack.start("code-server", [*MASKOPS, "code-server", "--port", str(ports["code"])], listening(ports["code"]))
-        stack.start("webserver", [*MASKOPS, "webserver", "--port", str(ports["web"]), "--code-server", code],
-                    answers(f"http://127.0.0.1:{ports['web']}/server_info"))  # fmt: skip
-        stack.start("daemon", [*MASKOPS, "daemon", "--code-server", code], logged(tmp_path / "daemon.log", "QueuedRunCoordinatorDaemon"))
-        workers = [
-            stack.start(name, [*MASKOPS, "worker", "--name", f"{name}@%h"], logged(tmp_path / f"{name}.log", "ready."))
-            for name in ("worker-1", "worker-2")
-        ]
+        workers = [stack.spawn(name, [*MASKOPS, "worker", "--name", f"{name}@%h"], logged(tmp_path / f"{name}.log", "ready."))
+                   for name in ("worker-1", "worker-2")]  # fmt: skip
+        code_server = stack.spawn("code-server", [*MASKOPS, "code-server", "--port", str(ports["code"])], listening(ports["code"]))
+        stack.wait(code_server)
+        webserver = stack.spawn("webserver", [*MASKOPS, "webserver", "--port", str(ports["web"]), "--code-server", code],
+                                answers(f"http://127.0.0.1:{ports['web']}/server_info"))  # fmt: skip
+        daemon = stack.spawn(
+            "daemon", [*MASKOPS, "daemon", "--code-server", code], logged(tmp_path / "daemon.log", "QueuedRunCoordinatorDaemon")
+        )
+        stack.wait(tracking, *workers, webserver, daemon)
         yield (
             stack,
             Settings.from_env(),
