@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 pin() { grep -i -E "^$1==" constraints.txt | head -1; }
 mkdir -p .whl
-for name in facenet-pytorch onnx2torch universal-pathlib pathlib-abc; do
+for name in facenet-pytorch onnx2torch universal-pathlib pathlib-abc cleanlab termcolor; do  # cleanlab (and its termcolor): the study's label_issues
   spec=$(pin "$name" || true)
   [ -n "$spec" ] || spec=$(pin "${name//-/_}" || true)
   [ -n "$spec" ] || { echo "constraints.txt pins no $name" >&2; exit 1; }

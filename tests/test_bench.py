@@ -63,6 +63,7 @@ def test_the_gpu_check_runs_its_full_size_and_study_sections_on_the_cpu(tmp_path
     report = _gpu_check(tmp_path, "fullsize-data,fullsize-train,study")
     data, train = report["fullsize-data"], report["fullsize-train"]
     assert data["images"]["raw"]["cropped"] == 7 * 12 and data["images"]["relabeled"]["cropped"] == 0  # shared through the store
+    assert data["mask_only_faces"] == train["mask_only_faces"] == 2
     assert (
         data["images"]["mask_only"]["images"] >= 2 and train["members"]["raw"]["mask_only_images"] == data["images"]["mask_only"]["images"]
     )
