@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -101,6 +103,68 @@ def test_the_gpu_check_runs_its_full_size_and_study_sections_on_the_cpu(tmp_path
     assert [r["arm"] for r in rows] == ["base", "real_mask"] and all(r["train_people"] == 6 for r in rows)
     assert {"astronaut unmasked", "camera unmasked"} <= set(rows[0]["calls_samples"])
     assert all(0 <= r["unmasked_not_wear"] <= 1 and 0 <= r["masked_wear"] <= 1 and sum(r["calls_unmasked"].values()) == 4 for r in rows)
+
+
+def _imports_of(scripts: list[str]) -> dict[str, set[str]]:
+    """Third-party top-level package -> the repository modules importing it, over everything `scripts` (bench/ scripts)
+    import from this repository, transitively; imports inside functions count too (they run on some path)."""
+
+    def source(name: str) -> Path | None:
+        top, parts = name.split(".")[0], name.split(".")
+        if len(parts) == 1 and (ROOT / "bench" / f"{top}.py").is_file():
+            return ROOT / "bench" / f"{top}.py"
+        path = ROOT.joinpath(*parts)
+        return next((p for p in (path.with_suffix(".py"), path / "__init__.py") if p.is_file()), None)
+
+    third: dict[str, set[str]] = {}
+    todo, seen = list(scripts), set()
+    while todo:
+        name = todo.pop()
+        if name in seen or (path := source(name)) is None:
+            continue
+        seen.add(name)
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = (
+                    ".".join([*package.split(".")[: len(package.split(".")) - node.level + 1], node.module or ""]).strip(".")
+                    if node.level
+                    else node.module
+                )
+                names = [base, *(f"{base}.{a.name}" for a in node.names)]
+            else:
+                continue
+            for imported in names:
+                top = imported.split(".")[0]
+                if source(imported) is not None:
+                    todo.append(imported)
+                elif top not in sys.stdlib_module_names and top != "__future__" and source(top) is None:
+                    third.setdefault(top, set()).add(name)
+    return third
+
+
+def test_the_gpu_check_needs_only_what_the_gpu_image_has_or_carries():
+    """Every package the GPU check's scripts import (maskops included) is in the GPU image (bench/gpu_image_packages.txt)
+    or among the wheels bench/gpu_wheels.sh carries: a missing one costs a scarce GPU run (cleanlab once would have:
+    the study's label_issues imports it)."""
+    from importlib.metadata import packages_distributions
+
+    def norm(name: str) -> str:
+        return re.sub(r"[-_.]+", "-", name).lower()
+
+    image = {
+        norm(line) for line in (ROOT / "bench" / "gpu_image_packages.txt").read_text().splitlines() if line and not line.startswith("#")
+    }
+    carried = {norm(n) for n in re.search(r"for name in ([^;]+); do", (ROOT / "bench" / "gpu_wheels.sh").read_text()).group(1).split()}
+    not_on_the_path = {"rembg": "maskops.background imports it only for models outside the U2-Net family; the check runs u2netp in PyTorch"}
+    distributions = packages_distributions()
+    imported = _imports_of(["gpu_check", "pipeline", "study", "training"])
+    assert {"torch", "timm", "cleanlab", "facenet_pytorch", "onnx2torch"} <= set(imported)  # the walk reaches maskops' own imports
+    missing = {top: sorted(by) for top, by in imported.items() if top not in not_on_the_path
+               and not {norm(d) for d in distributions.get(top, [top])} & (image | carried)}  # fmt: skip
+    assert not missing, f"add these to bench/gpu_wheels.sh (pure-Python wheels) or keep them off the GPU check's path: {missing}"
 
 
 def test_the_harness_folds_gpu_figures_and_writes_a_table(tmp_path: Path):
