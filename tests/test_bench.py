@@ -165,6 +165,13 @@ def test_the_gpu_check_needs_only_what_the_gpu_image_has_or_carries():
     missing = {top: sorted(by) for top, by in imported.items() if top not in not_on_the_path
                and not {norm(d) for d in distributions.get(top, [top])} & (image | carried)}  # fmt: skip
     assert not missing, f"add these to bench/gpu_wheels.sh (pure-Python wheels) or keep them off the GPU check's path: {missing}"
+    # bench/gpu_rehearsal.sh's stand-in image leaves some of the image's packages out: none the check imports, and
+    # the versions it pins are of packages the image holds
+    skip = re.compile(re.search(r"^skip='([^']+)'", (ROOT / "bench" / "gpu_rehearsal.sh").read_text(), re.M).group(1))
+    left_out = {top for top in imported if any(skip.match(norm(d)) for d in distributions.get(top, [top]))}
+    assert not left_out, f"bench/gpu_rehearsal.sh leaves out packages the GPU check imports: {left_out}"
+    pinned = [line.split("==")[0] for line in (ROOT / "bench" / "gpu_image_constraints.txt").read_text().splitlines() if "==" in line]
+    assert pinned and {norm(p) for p in pinned} <= image
 
 
 def test_the_harness_folds_gpu_figures_and_writes_a_table(tmp_path: Path):
