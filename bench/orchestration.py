@@ -1,15 +1,18 @@
 """Dagster's orchestration overhead, and how the demo scales with the number of people.
 
-    .venv/bin/python bench/orchestration.py [--people 12] [--eval-people 2] [--scales 1] [--seed 0]
+    .venv/bin/python bench/orchestration.py [--people 12] [--eval-people 2] [--scales 1] [--plain-scales ...] [--seed 0]
 
-For each scale s (people x s), on the same synthetic data (same config and seed, same demo reviewer):
+For each scale s (people x s), on the same synthetic data (same config and seed, the demo's mask-only real faces,
+the same demo reviewer):
 - the demo job: `dagster job execute ... -j maskops_pipeline` (Dagster, MLflow, GX, reports, registry), wall time
   and the peak memory of its whole process tree;
 - the plain script: bench/pipeline.py --extras (the same domain functions: crops, variants, four models with their
-  evaluation figures, label issues, the ensemble), data synthesis excluded from both.
-Figures: dagster_vs_plain_script (ratio of wall times, target <= 1.15) for every scale, and with several scales
-demo_scaling (the exponent b of time ~ people^b fitted on the job's wall times; target close to 1, i.e. linear)
-with peak memory per scale. Nothing is downloaded: the models folder is shared (MASKOPS_MODELS).
+  evaluation figures, label issues, the ensemble), data synthesis excluded from both; only at --plain-scales (default:
+  every scale), so that the scaling alone can be measured at the demo's size and beyond in less time.
+Figures: dagster_vs_plain_script (ratio of wall times, target <= 1.15) for every scale the plain script ran at, and
+with several scales demo_scaling (the exponent b of time ~ people^b fitted on the job's wall times; target close to
+1, i.e. linear; with the least-squares line's fixed seconds and seconds per person) with peak memory per scale.
+Nothing is downloaded: the models folder is shared (MASKOPS_MODELS).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from common import emit
 from maskops.background import fetch_u2netp
 from maskops.settings import Settings
 from maskops.synth.people import SynthConfig, synthesize
+from maskops.synth.real_faces import DEMO_MASK_ONLY_FACES
 from maskops.synth.reviewer import demo_review
 
 HERE = Path(__file__).resolve().parent
@@ -87,26 +91,28 @@ def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
     return seconds, peak / 2**30, output
 
 
-def run_scale(people: int, eval_people: int, seed: int, tmp: Path, models: Path) -> dict:
+def run_scale(people: int, eval_people: int, seed: int, tmp: Path, models: Path, mask_only_faces: int, plain: bool) -> dict:
     from apps.launch import dagster
 
     home = tmp / f"home-{people}"
     env = {**os.environ, "MASKOPS_HOME": str(home), "MASKOPS_MODELS": str(models)}
     os.environ.update({"MASKOPS_HOME": str(home), "MASKOPS_MODELS": str(models)})
     settings = Settings.from_env()
-    synthesize(settings.dataset, SynthConfig(profiles=people, eval_profiles=eval_people, seed=seed))
+    synthesize(settings.dataset, SynthConfig(profiles=people, eval_profiles=eval_people, seed=seed, mask_only_faces=mask_only_faces))
     demo_review(settings.dataset, settings.labels, seed=seed)
     command, dagster_env = dagster(settings)
     job, job_peak, _ = timed([command, "job", "execute", "-m", "assets.definitions", "-a", "defs", "-j", "maskops_pipeline"],
                              {**env, **dagster_env})  # fmt: skip
+    row = {"people": people, "dagster_seconds": round(job, 2), "dagster_peak_gib": round(job_peak, 2)}
+    if not plain:
+        return row
     out = tmp / f"plain-{people}.json"
     plain_cmd = [sys.executable, str(HERE / "pipeline.py"), "--people", str(people), "--eval-people", str(eval_people), "--seed", str(seed),
-                 "--device", "cpu", "--extras", "--work", str(tmp / f"plain-{people}"), "--json", str(out)]  # fmt: skip
+                 "--mask-only-faces", str(mask_only_faces), "--device", "cpu", "--extras", "--work", str(tmp / f"plain-{people}"), "--json", str(out)]  # fmt: skip
     _, plain_peak, _ = timed(plain_cmd, env)
     result = json.loads(out.read_text())
     plain = result["wall_seconds"] - result["seconds"].get("synthesize", 0) - result["seconds"].get("review", 0)
-    return {"people": people, "dagster_seconds": round(job, 2), "plain_seconds": round(plain, 2), "dagster_peak_gib": round(job_peak, 2),
-            "plain_peak_gib": round(plain_peak, 2), "plain_stages": result["seconds"]}  # fmt: skip
+    return row | {"plain_seconds": round(plain, 2), "plain_peak_gib": round(plain_peak, 2), "plain_stages": result["seconds"]}
 
 
 def main() -> None:
@@ -114,26 +120,40 @@ def main() -> None:
     parser.add_argument("--people", type=int, default=12, help="people at scale 1 (the demo has 64)")
     parser.add_argument("--eval-people", type=int, default=2)
     parser.add_argument("--scales", default="1", help="comma-separated multiples of --people, e.g. 1,2,4")
+    parser.add_argument("--plain-scales", help="the scales at which the plain script runs too (default: every scale)")
+    parser.add_argument("--mask-only-faces", type=int, default=DEMO_MASK_ONLY_FACES, help="real faces under mask_only/ (the demo's: 40)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     models = Settings.from_env().models
     fetch_u2netp(models)
     scales = [int(s) for s in args.scales.split(",")]
+    plain_scales = scales if args.plain_scales is None else [int(s) for s in args.plain_scales.split(",")]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for scale in scales:
-            row = run_scale(args.people * scale, args.eval_people * scale, args.seed, Path(tmp), models)
+            row = run_scale(
+                args.people * scale, args.eval_people * scale, args.seed, Path(tmp), models, args.mask_only_faces, scale in plain_scales
+            )
             rows.append(row)
+            print(json.dumps(row), file=sys.stderr, flush=True)
+            if "plain_seconds" not in row:
+                continue
             emit(f"dagster_vs_plain_script[{row['people']} people]", row["dagster_seconds"], "s", baseline=row["plain_seconds"], n=row["people"], target="<= 1.15",
                  dagster_peak_gib=row["dagster_peak_gib"], plain_peak_gib=row["plain_peak_gib"], plain_stages=row["plain_stages"])  # fmt: skip
     if len(rows) > 1:
-        xs = [math.log(r["people"]) for r in rows]
-        ys = [math.log(r["dagster_seconds"]) for r in rows]
-        mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-        slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
+        _, slope = line([math.log(r["people"]) for r in rows], [math.log(r["dagster_seconds"]) for r in rows])
+        fixed, per_person = line([r["people"] for r in rows], [r["dagster_seconds"] for r in rows])
         emit("demo_scaling_exponent", slope, "exponent", baseline=1.0, n=len(rows), target="close to 1 (linear)",
              people=[r["people"] for r in rows], seconds=[r["dagster_seconds"] for r in rows],
-             peak_gib=[r["dagster_peak_gib"] for r in rows])  # fmt: skip
+             peak_gib=[r["dagster_peak_gib"] for r in rows], fixed_seconds=round(fixed, 1), seconds_per_person=round(per_person, 2),
+             mask_only_faces=args.mask_only_faces)  # fmt: skip
+
+
+def line(xs: list[float], ys: list[float]) -> tuple[float, float]:
+    """Intercept and slope of the least-squares line through (xs, ys)."""
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
+    return my - slope * mx, slope
 
 
 if __name__ == "__main__":

@@ -218,7 +218,7 @@ def train_stage(args: argparse.Namespace, work: Path, device: str, stages: Stage
             evaluation.figures()
     if args.extras:
         with stages("label_issues"):
-            suspects, _ = label_issues(crops["relabeled"], split, open_rgb, device, work / "data")
+            suspects = label_issues(crops["relabeled"], split, open_rgb, device, work / "data", args.label_epochs)[0]
     answers = pd.read_csv(work / "data" / TRUTH_DIR / "eval_answers.csv", dtype={"ImageID": str}).set_index("ImageID")
     truth = answers.loc[eval_rows["stem"], "ans"].to_numpy()
     arms = dict(zip([*members, "soft_vote", "fitted_vote", "ensemble"], [*eval_probs, soft, fitted_vote, voted], strict=True))
@@ -312,7 +312,9 @@ def main(argv: list[str] | None = None) -> dict:
         help="labels: label_issues on a data stage's crops, scored against the synthetic ground truth",
     )
     parser.add_argument("--labels", default="raw,relabeled", help="--stage labels: which labels to judge (raw holds every injected error)")
-    parser.add_argument("--label-epochs", type=int, help="--stage labels: epochs per out-of-fold model (default: the label_issues asset's)")
+    parser.add_argument(
+        "--label-epochs", type=int, help="--stage labels and --extras: epochs per out-of-fold model (default: the label_issues asset's)"
+    )
     parser.add_argument("--work", type=Path, help="working folder (default: a folder under $MASKOPS_HOME/bench)")
     parser.add_argument("--preset", default="demo")
     parser.add_argument("--backbone")

@@ -103,6 +103,12 @@ def test_the_gpu_check_runs_its_full_size_and_study_sections_on_the_cpu(tmp_path
     assert [r["arm"] for r in rows] == ["base", "real_mask"] and all(r["train_people"] == 6 for r in rows)
     assert {"astronaut unmasked", "camera unmasked"} <= set(rows[0]["calls_samples"])
     assert all(0 <= r["unmasked_not_wear"] <= 1 and 0 <= r["masked_wear"] <= 1 and sum(r["calls_unmasked"].values()) == 4 for r in rows)
+    # bench/pipeline.py --extras on the same data: the plain-script arm of bench/orchestration.py (the Dagster job's
+    # domain work: evaluation figures, Grad-CAM, label issues), which crashed on label_issues' three results unseen
+    extras = _bench_module("pipeline").main(["--stage", "train", "--work", str(tmp_path / "work"), "--people", "12", "--eval-people", "2",
+                                              "--preset", "scratch", "--epochs", "1", "--mask-only-faces", "2", "--extras",
+                                              "--label-epochs", "1", "--device", "cpu"])  # fmt: skip
+    assert extras["label_issues"] >= 0 and {"evaluation", "label_issues", "train/raw"} <= set(extras["seconds"])
 
 
 def _imports_of(scripts: list[str]) -> dict[str, set[str]]:
