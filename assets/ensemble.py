@@ -78,7 +78,7 @@ def _metadata(evaluation, serving, members: list[dict], reports: ReportFiles) ->
         "scoring": dg.MetadataValue.text(evaluation.scoring),
         "comparison": table(evaluation.table.round(4)),
         "calibration": table(evaluation.calibration.round(4)),
-        **{name[:-4]: reports.figure("ensemble", name[:-4], png) for name, png in evaluation.figures().items()},
+        **{name[:-4]: reports.figure("ensemble", name[:-4], png) for name, png in evaluation.figures.items()},
         "weights": dg.MetadataValue.json({m["variant"]: round(w, 4) for m, w in zip(members, evaluation.weights, strict=True)}),
         "temperatures": dg.MetadataValue.json({m["variant"]: round(t, 4) for m, t in zip(members, evaluation.temperatures, strict=True)}),
     }

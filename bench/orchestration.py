@@ -112,7 +112,60 @@ def run_scale(people: int, eval_people: int, seed: int, tmp: Path, models: Path,
     _, plain_peak, _ = timed(plain_cmd, env)
     result = json.loads(out.read_text())
     plain = result["wall_seconds"] - result["seconds"].get("synthesize", 0) - result["seconds"].get("review", 0)
-    return row | {"plain_seconds": round(plain, 2), "plain_peak_gib": round(plain_peak, 2), "plain_stages": result["seconds"]}
+    table = by_stage(job_steps(Path(dagster_env["DAGSTER_HOME"])), job, result["seconds"], plain)
+    return row | {"plain_seconds": round(plain, 2), "plain_peak_gib": round(plain_peak, 2),
+                  "plain_stages": result["seconds"], "by_stage": table}  # fmt: skip
+
+
+def job_steps(dagster_home: Path) -> dict[str, float]:
+    """Seconds of every step of the newest run in `dagster_home`, and "(run)" for the run from its start to its end."""
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        run = instance.get_run_records(limit=1)[0]
+        steps = {s.step_key: (s.end_time or 0) - (s.start_time or 0) for s in instance.get_run_step_stats(run.dagster_run.run_id)}
+        return steps | {"(run)": (run.end_time or 0) - (run.start_time or 0)}
+
+
+# The job's steps and the plain script's stages that do the same work ("*" at either end of a name: any prefix/suffix)
+DATASET_STEPS = (
+    "sources",
+    "competition_dataset",
+    "label_corrections",
+    "label_exclusions",
+    "relabeled_dataset",
+    "cleaned_dataset",
+    "profile_split",
+)
+STAGE_GROUPS = {
+    "datasets (scan, corrections, split)": (DATASET_STEPS, ("scan", "variants")),
+    "crops and generated photos": (("*_crops", "generated_dataset"), ("crop", "generate")),
+    "models (decode, train, evaluate, log, quality check)": (("*_model", "*_model_quality"), ("decode", "train/*", "evaluation")),
+    "label issues": (("label_issues",), ("label_issues",)),
+    "ensemble and submission": (("ensemble", "ensemble_*", "submission"), ("ensemble", "predict")),
+    "data contracts (Great Expectations)": (("*_contract",), ()),
+}
+NOT_COMPARED = ("synthesize", "review")  # the plain script's own data drawing: the job's data is drawn before it starts
+
+
+def _matches(name: str, patterns: tuple[str, ...]) -> bool:
+    return any(name == p or (p[0] == "*" and name.endswith(p[1:])) or (p[-1] == "*" and name.startswith(p[:-1])) for p in patterns)
+
+
+def by_stage(steps: dict[str, float], job_wall: float, stages: dict[str, float], plain_wall: float) -> list[dict]:
+    """Seconds per kind of work in both arms (`steps`: job_steps; `stages`: the plain script's; `plain_wall` without
+    NOT_COMPARED), then what neither names: the job's steps of no group and its time between steps, its command's
+    start-up and exit (wall time outside the run); the plain script's start-up and untimed work."""
+    run = steps.pop("(run)", sum(steps.values()))
+    stages = {k: v for k, v in stages.items() if k not in NOT_COMPARED}
+    rows, left_steps, left_stages = [], dict(steps), dict(stages)
+    for group, (step_patterns, stage_patterns) in STAGE_GROUPS.items():
+        mine = [k for k in left_steps if _matches(k, step_patterns)]
+        theirs = [k for k in left_stages if _matches(k, stage_patterns)]
+        rows.append((group, sum(left_steps.pop(k) for k in mine), sum(left_stages.pop(k) for k in theirs)))
+    rows.append(("other steps; between steps", sum(left_steps.values()) + run - sum(steps.values()), sum(left_stages.values())))
+    rows.append(("start-up and exit", job_wall - run, plain_wall - sum(stages.values())))
+    return [{"stage": g, "dagster": round(d, 1), "plain": round(p, 1), "difference": round(d - p, 1)} for g, d, p in rows]
 
 
 def main() -> None:
@@ -135,11 +188,16 @@ def main() -> None:
                 args.people * scale, args.eval_people * scale, args.seed, Path(tmp), models, args.mask_only_faces, scale in plain_scales
             )
             rows.append(row)
-            print(json.dumps(row), file=sys.stderr, flush=True)
+            print(json.dumps({k: v for k, v in row.items() if k != "by_stage"}), file=sys.stderr, flush=True)
+            for r in row.get("by_stage", []):
+                print(
+                    f"  {r['stage']:55s} dagster {r['dagster']:7.1f} s  plain {r['plain']:7.1f} s  {r['difference']:+7.1f} s",
+                    file=sys.stderr,
+                )
             if "plain_seconds" not in row:
                 continue
             emit(f"dagster_vs_plain_script[{row['people']} people]", row["dagster_seconds"], "s", baseline=row["plain_seconds"], n=row["people"], target="<= 1.15",
-                 dagster_peak_gib=row["dagster_peak_gib"], plain_peak_gib=row["plain_peak_gib"], plain_stages=row["plain_stages"])  # fmt: skip
+                 dagster_peak_gib=row["dagster_peak_gib"], plain_peak_gib=row["plain_peak_gib"], plain_stages=row["plain_stages"], by_stage=row["by_stage"])  # fmt: skip
     if len(rows) > 1:
         _, slope = line([math.log(r["people"]) for r in rows], [math.log(r["dagster_seconds"]) for r in rows])
         fixed, per_person = line([r["people"] for r in rows], [r["dagster_seconds"] for r in rows])

@@ -215,7 +215,7 @@ def train_stage(args: argparse.Namespace, work: Path, device: str, stages: Stage
         fitted = evaluate_ensemble(members, val_probs, y_val, "fitted", groups=val_people)  # weights fitted on the validation people
         fitted_vote = soft_vote(eval_probs, fitted.weights)
         if args.extras:
-            evaluation.figures()
+            _ = evaluation.figures  # rendered, as the ensemble asset does
     if args.extras:
         with stages("label_issues"):
             suspects = label_issues(crops["relabeled"], split, open_rgb, device, work / "data", args.label_epochs)[0]

@@ -4,6 +4,7 @@ evaluation of the ensemble and its members on the shared validation people."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 from collections.abc import Mapping, Sequence
@@ -143,7 +144,9 @@ class EnsembleEvaluation:
     def member_metrics(self) -> list[dict]:
         return self.table.iloc[:-1].to_dict("records")
 
+    @functools.cached_property
     def figures(self) -> dict[str, bytes]:
+        """The PNG charts, rendered once (the ensemble's page and its MLflow run both show them)."""
         return {
             "comparison_chart.png": comparison_png(list(self.table["model"]), list(self.table["macro_f1"])),
             "confusion_matrix.png": confusion_png(self.matrices["ensemble"], "ensemble: validation"),

@@ -259,3 +259,43 @@ def test_shard_workers_end_when_their_parent_is_killed(tmp_path: Path):
         for pid in left:
             os.kill(pid, signal.SIGKILL)
     assert not left, "workers outlived their killed parent"
+
+
+def test_the_orchestration_bench_puts_every_step_of_the_job_beside_the_plain_scripts_stage(tmp_path: Path):
+    """bench/orchestration.py's per-stage table: every step of the demo job (its assets and checks, read from the
+    definitions) falls in a named group, and a run's step times are read back from a Dagster home."""
+    import dagster as dg
+
+    orchestration = _bench_module("orchestration")
+    from assets.definitions import defs
+
+    steps = dict.fromkeys(defs.resolve_job_def("maskops_pipeline").graph.node_names(), 1.0)
+    stages = {"synthesize": 9.0, "review": 9.0, "scan": 1.0, "variants": 1.0, "generate": 2.0, "crop": 20.0, "decode": 4.0,
+              **{f"train/{v}": 10.0 for v in ("raw", "relabeled", "cleaned", "generated")}, "evaluation": 4.0, "predict": 2.0,
+              "ensemble": 1.0, "label_issues": 5.0}  # fmt: skip
+    table = {r["stage"]: r for r in orchestration.by_stage(steps | {"(run)": 45.0}, 50.0, stages, 90.0)}
+    assert table["other steps; between steps"]["dagster"] == 45.0 - len(steps)  # no step of the job left out of a group
+    assert table["other steps; between steps"]["plain"] == 0.0
+    assert table["models (decode, train, evaluate, log, quality check)"] == {
+        "stage": "models (decode, train, evaluate, log, quality check)", "dagster": 8.0, "plain": 48.0, "difference": -40.0}  # fmt: skip
+    assert table["data contracts (Great Expectations)"]["dagster"] == 13.0
+    assert table["start-up and exit"] == {"stage": "start-up and exit", "dagster": 5.0, "plain": 90.0 - 80.0, "difference": -5.0}
+
+    @dg.op
+    def first() -> int:
+        return 1
+
+    @dg.op
+    def second(value: int) -> int:
+        return value + 1
+
+    @dg.job
+    def tiny():
+        second(first())
+
+    home = tmp_path / "dagster"
+    home.mkdir()
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert tiny.execute_in_process(instance=instance).success
+    read = orchestration.job_steps(home)
+    assert set(read) == {"first", "second", "(run)"} and read["(run)"] >= read["first"] + read["second"] > 0

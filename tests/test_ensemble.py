@@ -56,11 +56,11 @@ def test_ensemble_evaluation_scores_every_member_on_the_same_people():
     fitted = evaluate_ensemble(["a_model", "b_model"], [good, noisy], y, "fitted", groups=people)
     assert fitted.weights[0] > fitted.weights[1] and fitted.ensemble_metrics["macro_f1"] == pytest.approx(1.0)
     assert fitted.scoring.startswith("cross-fitted") and equal.scoring == "nothing fitted"
-    assert set(fitted.figures()) == {"comparison_chart.png", "confusion_matrix.png", "confusion_matrices.png", "reliability_diagram.png"}
+    assert set(fitted.figures) == {"comparison_chart.png", "confusion_matrix.png", "confusion_matrices.png", "reliability_diagram.png"}
     assert list(fitted.calibration["model"]) == ["a_model", "b_model", "ensemble"] and "calibration.csv" in fitted.tables()
     with pytest.raises(ValueError, match="pass the items' person ids"):
         evaluate_ensemble(["a_model", "b_model"], [good, noisy], y, "fitted")
-    assert all(png[:4] == b"\x89PNG" for png in fitted.figures().values())
+    assert all(png[:4] == b"\x89PNG" for png in fitted.figures.values())
     with pytest.raises(ValueError, match="weights must be one of"):
         evaluate_ensemble(["a_model"], [good], y, "best")
     table, missing, fallback = fill_answers(["c", "a", "b"], ["a", "b"], np.eye(18)[[4, 4]])

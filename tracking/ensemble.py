@@ -134,7 +134,7 @@ def log_ensemble(run: TrackedRun, evaluation: EnsembleEvaluation, members: list[
     run.log_metrics({f"{m['model']}_val_macro_f1": m["macro_f1"] for m in evaluation.member_metrics})
     for r in evaluation.calibration.itertuples():
         run.log_metrics({f"{r.model}_val_ece": r.ece, f"{r.model}_val_ece_scaled": r.ece_scaled})
-    run.log_files({**evaluation.figures(), **evaluation.tables()}, "evaluation")
+    run.log_files({**evaluation.figures, **evaluation.tables()}, "evaluation")
     with tempfile.TemporaryDirectory() as tmp:
         artifacts = member_artifacts(run.service, members, Path(tmp))
         model_config = {**spec, "crop_recipe": recipe.to_json(), "background_model_name": recipe.config.background_model}
