@@ -1,6 +1,7 @@
 """Image-side resources: the content-addressed store, the face detector and the background remover."""
 
 import dataclasses
+import functools
 import os
 from pathlib import Path
 
@@ -9,6 +10,7 @@ from pydantic import Field
 
 from maskops.background import BackgroundRemover, model_file
 from maskops.faces import DetectorConfig, FaceDetector
+from maskops.files import file_digest
 from maskops.options import from_plain, help_of
 from maskops.store import ImageSource, ImageStore
 
@@ -52,11 +54,11 @@ class FaceDetectorResource(dg.ConfigurableResource):
         return from_plain(DetectorConfig, {"thresholds": self.thresholds, "min_face_size": self.min_face_size})
 
     def detector(self) -> FaceDetector:
-        return FaceDetector(self.config(), device=resolve_device(self.device), threads=self.threads)
+        return _detector(self.config(), resolve_device(self.device), self.threads)
 
 
 class BackgroundRemoverResource(dg.ConfigurableResource):
-    """rembg with a model provisioned offline (`maskops fetch-models`), one session per step."""
+    """rembg with a model provisioned offline (`maskops fetch-models`), one session per process and settings."""
 
     models_dir: str = Field(description="rembg's model folder (U2NET_HOME).")
     model_path: str = Field(default="", description="For model 'u2net_custom': an ONNX file under models_dir.")
@@ -68,5 +70,22 @@ class BackgroundRemoverResource(dg.ConfigurableResource):
         return model_file(self.models_dir, model, self.model_path or None)
 
     def remover(self, model: str, color: tuple[int, int, int], resolution: int = 320) -> BackgroundRemover:
-        return BackgroundRemover(self.models_dir, model=model, model_path=self.model_path or None, threads=self.threads or (os.cpu_count() or 1),
-                                 color=color, resolution=resolution, device=resolve_device(self.device))  # fmt: skip
+        content = file_digest(self.model_file(model))  # a model file replaced on disk gets a session of its own
+        return _remover(self.models_dir, model, self.model_path or None, self.threads or (os.cpu_count() or 1), tuple(color), resolution,
+                        resolve_device(self.device), content)  # fmt: skip
+
+
+# The image models, kept for the process: a run's crop steps share one process on the local profile (in-process
+# executor), and each new ONNX Runtime session spends its first batches warming up — about 2-3 s a step on 2 cores,
+# ~7 s of a demo run's cropping when every step made its own (bench/orchestration.py's per-stage table).
+@functools.lru_cache(maxsize=2)
+def _detector(config: DetectorConfig, device: str, threads: int) -> FaceDetector:
+    return FaceDetector(config, device=device, threads=threads)
+
+
+@functools.lru_cache(maxsize=2)
+def _remover(models_dir: str, model: str, model_path: str | None, threads: int, color: tuple[int, ...], resolution: int, device: str,
+             content: str) -> BackgroundRemover:  # fmt: skip
+    return BackgroundRemover(
+        models_dir, model=model, model_path=model_path, threads=threads, color=color, resolution=resolution, device=device
+    )

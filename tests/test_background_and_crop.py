@@ -177,3 +177,25 @@ def test_the_gpu_path_of_the_background_model_matches_onnxruntime(models_dir: Pa
     remover = _remover(models_dir)
     one_by_one = [np.asarray(remover.mask(p)) for p in photos]
     assert all(np.array_equal(a, np.asarray(b)) for a, b in zip(one_by_one, remover.masks(photos), strict=True))
+
+
+def test_the_image_models_are_made_once_a_process_and_anew_for_a_replaced_model_file(tmp_path: Path):
+    """The crop steps of a local run share one process: they share its image models (a new ONNX Runtime session
+    spends seconds warming up) — but a model file replaced on disk, or other settings, get models of their own."""
+    from resources.images import BackgroundRemoverResource, FaceDetectorResource
+
+    models = tmp_path / "models"
+    brightness_segmenter(models / "tiny_segmenter.onnx")
+    resource = BackgroundRemoverResource(models_dir=str(models), model_path=str(models / "tiny_segmenter.onnx"), threads=1, device="cpu")
+    first = resource.remover("u2net_custom", (0, 0, 255))
+    assert resource.remover("u2net_custom", (0, 0, 255)) is first  # the next step's
+    assert resource.remover("u2net_custom", (0, 255, 0)) is not first
+    picture = np.full((64, 64, 3), 20, np.uint8)
+    picture[16:48, 16:48] = 230
+    assert np.asarray(first.apply(Image.fromarray(picture)))[5, 5, 2] > 200
+    brightness_segmenter(models / "tiny_segmenter.onnx", scale=-4.0)  # replaced: bright is now background
+    replaced = resource.remover("u2net_custom", (0, 0, 255))
+    assert replaced is not first and np.asarray(replaced.apply(Image.fromarray(picture)))[32, 32, 2] > 200
+    detector = FaceDetectorResource(device="cpu")
+    assert detector.detector() is detector.detector()
+    assert FaceDetectorResource(device="cpu", min_face_size=40).detector() is not detector.detector()
