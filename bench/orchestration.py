@@ -156,7 +156,8 @@ def by_stage(steps: dict[str, float], job_wall: float, stages: dict[str, float],
     """Seconds per kind of work in both arms (`steps`: job_steps; `stages`: the plain script's; `plain_wall` without
     NOT_COMPARED), then what neither names: the job's steps of no group and its time between steps, its command's
     start-up and exit (wall time outside the run); the plain script's start-up and untimed work."""
-    run = steps.pop("(run)", sum(steps.values()))
+    run = steps.get("(run)", sum(steps.values()))
+    steps = {k: v for k, v in steps.items() if k != "(run)"}
     stages = {k: v for k, v in stages.items() if k not in NOT_COMPARED}
     rows, left_steps, left_stages = [], dict(steps), dict(stages)
     for group, (step_patterns, stage_patterns) in STAGE_GROUPS.items():
