@@ -313,14 +313,14 @@ def train_model(
             best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
         else:
             bad_epochs += 1
+        if on_epoch is not None:  # before the checkpoint: an epoch a resumed run skips has had its metrics reported
+            on_epoch(epoch, metrics)
         if checkpoint is not None and rank == 0:
             state = {
                 "config": asdict(cfg), "data": fingerprint, "epoch": epoch, **_resumable(model, optimizer, scheduler, sampler.generator, augment_rng),
                 "history": history, "best_f1": best_f1, "best_state": best_state, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
             }  # fmt: skip
             write_atomic(checkpoint, lambda f, state=state: torch.save(state, f))
-        if on_epoch is not None:
-            on_epoch(epoch, metrics)
     if best_state is not None:
         model.load_state_dict(best_state)
     probs = predict(model, val_images, device=device)
