@@ -129,7 +129,7 @@ class BackgroundRemover:
 
     `model` is a rembg model name whose file is already in `models_dir` (u2netp: see `maskops fetch-models`), or
     "u2net_custom" with `model_path` inside `models_dir`. The U2-Net family runs through `U2Net` at `resolution`
-    pixels (rembg's own is 320; 256 does 0.66 of the work, see README "Benchmarks"), other rembg models through rembg.
+    pixels (rembg's own is 320; the crop stage's default is 192, see README "Benchmarks"), other rembg models through rembg.
     """
 
     def __init__(
