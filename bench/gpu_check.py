@@ -165,8 +165,10 @@ def section_fullsize(stage: str, device: str, quick: bool, tmp: Path, work: Path
     cmd = [sys.executable, str(HERE / "pipeline.py"), "--people", str(people), "--eval-people", str(eval_people), "--device", device,
            "--stage", stage, "--work", str(work), "--json", str(tmp / f"{stage}.json")]  # fmt: skip
     faces = 2 if quick else (DEMO_MASK_ONLY_FACES if real_faces_on_disk() else 0)
-    if quick:  # two worker processes: the sharded crop and generate path runs in the CPU test too
+    if quick:  # two worker processes: the sharded crop and generate path runs in the CPU test too; and the training
+        # stage with --extras, the plain-script arm of bench/orchestration.py (evaluation figures, Grad-CAM, label issues)
         cmd += ["--preset", "scratch", "--epochs", "1", "--no-background", "--workers", "2"]
+        cmd += ["--extras", "--label-epochs", "1"] if stage == "train" else []
     else:  # the GPU recipe: resnet26d at 128 px from random init, big batches
         cmd += ["--preset", "scratch", "--backbone", "resnet26d", "--image-size", "128", "--batch-size", "256", "--epochs", "12",
                 "--crop-batch", "64", "--workers", "8"]  # fmt: skip

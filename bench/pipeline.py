@@ -36,7 +36,7 @@ from maskops.corrections import apply_corrections, read_corrections
 from maskops.crop import CropConfig, Cropper, CropRecipe, crop_summary
 from maskops.faces import DetectorConfig, FaceDetector, Lazy
 from maskops.files import file_digest
-from maskops.generate import GenerateConfig, add_generated, generate, generation_sources, plan_generation
+from maskops.generate import GenerateConfig, add_generated, generate, generation_sources, pending_generation, plan_generation
 from maskops.layout import scan_competition
 from maskops.settings import Settings
 from maskops.splits import SplitConfig, assign_split, make_split
@@ -77,6 +77,15 @@ def exit_with_parent(parent: int, every: float = 0.5) -> None:
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
+_WORKER_MODELS: dict[tuple, object] = {}  # a shard process's models, kept between its jobs (built once a process)
+
+
+def _worker_model(key: tuple, build):
+    if key not in _WORKER_MODELS:
+        _WORKER_MODELS[key] = build()
+    return _WORKER_MODELS[key]
+
+
 def _shard_worker(job: tuple) -> int:
     """One process's share of the crop or generate work, written into the shared content-addressed store (atomic
     writes); the serial pass after it finds every image there and only assembles the records."""
@@ -86,11 +95,14 @@ def _shard_worker(job: tuple) -> int:
     torch.set_num_threads(threads)
     store = ImageStore(store_root)
     open_rgb = ImageSource(root, store).open_rgb
-    detector = Lazy(lambda: FaceDetector(DetectorConfig(), device=device, threads=threads))
+    detector = _worker_model(
+        ("detector", device, threads), lambda: Lazy(lambda: FaceDetector(DetectorConfig(), device=device, threads=threads))
+    )
     if kind == "crop":
         cfg, model = options
-        remover = BackgroundRemover(model.parent, "u2net_custom", model, threads=threads, resolution=cfg.background_resolution,
-                                    device=device) if model else None  # fmt: skip
+        remover = _worker_model(("background", str(model), cfg.background_resolution, device, threads),
+                                lambda: BackgroundRemover(model.parent, "u2net_custom", model, threads=threads,
+                                                          resolution=cfg.background_resolution, device=device)) if model else None  # fmt: skip
         Cropper(CropRecipe(cfg, DetectorConfig(), file_digest(model) if model else ""), store, remover, detector).run(rows, open_rgb)
     else:
         _, sources, settings = options  # this process's share of the plan is `rows`
@@ -98,71 +110,106 @@ def _shard_worker(job: tuple) -> int:
     return len(rows)
 
 
-def in_processes(kind: str, rows: pd.DataFrame, workers: int, root: Path, store: ImageStore, device: str, options: tuple) -> None:
-    """Split `rows` over `workers` processes (spawned: CUDA-safe), each with its own models on `device`."""
-    if workers <= 1 or len(rows) < workers:  # every process gets at least one row
-        return
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
+class Shards:
+    """`workers` processes (spawned: CUDA-safe) that share out the crop and generate work, each with its own models on
+    `device`. Started on first use and kept until closed, so that a data stage pays the processes' start (importing
+    torch, torchvision, the face detector, the background model: seconds each) once, not once per manifest."""
 
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    shards = [rows.iloc[k::workers] for k in range(workers)]
-    jobs = [(kind, shard, root, str(store.root), device, threads, options) for shard in shards]
-    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=exit_with_parent, initargs=(os.getpid(),)) as pool:
-        list(pool.map(_shard_worker, jobs))
+    def __init__(self, workers: int, root: Path, store: ImageStore, device: str) -> None:
+        self.workers, self.root, self.store, self.device = workers, root, store, device
+        self.threads = max(1, (os.cpu_count() or 1) // max(1, workers))
+        self.pool = None
+
+    def run(self, kind: str, rows: pd.DataFrame, options: tuple) -> None:
+        """`rows` split over the processes; returns once every share is in the store."""
+        if self.workers <= 1 or len(rows) < self.workers:  # every process gets at least one row
+            return
+        if self.pool is None:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
+
+            self.pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"), initializer=exit_with_parent,
+                                            initargs=(os.getpid(),))  # fmt: skip
+        shards = [rows.iloc[k :: self.workers] for k in range(self.workers)]
+        jobs = [(kind, shard, self.root, str(self.store.root), self.device, self.threads, options) for shard in shards]
+        list(self.pool.map(_shard_worker, jobs))
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()
+            self.pool = None
+
+    def __enter__(self) -> Shards:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def in_processes(kind: str, rows: pd.DataFrame, workers: int, root: Path, store: ImageStore, device: str, options: tuple) -> None:
+    """Split `rows` over `workers` processes started for this call alone (see Shards)."""
+    with Shards(workers, root, store, device) as shards:
+        shards.run(kind, rows, options)
 
 
 def data_stage(args: argparse.Namespace, work: Path, device: str, stages: Stages) -> dict:
     """Everything up to the crops; writes <work>/crops/<variant>.parquet, split.parquet and eval crops."""
     root, labels, store = work / "data", work / "labels", ImageStore(work / "images")
-    with stages("synthesize"):
-        synth = SynthConfig(profiles=args.people, eval_profiles=args.eval_people, seed=args.seed, mask_only_faces=args.mask_only_faces)
-        synthesize(root, synth, workers=os.cpu_count())
-    with stages("review"):
-        demo_review(root, labels, seed=args.seed)
-    with stages("scan"):
-        layout = scan_competition(root)
-    open_rgb = ImageSource(root, store).open_rgb
-    with stages("variants"):
-        raw = layout.train
-        relabeled = apply_corrections(raw, read_corrections(labels / "corrections.csv", raw))
-        relabeled = relabeled.assign(source_profile_id=relabeled["profile_id"], generator="")
-        split, _ = make_split(relabeled, SplitConfig())
-        cleaned, _ = clean(relabeled, read_exclusions(labels / "exclusions.csv", relabeled), CleaningRules())
-    detector = Lazy(lambda: FaceDetector(DetectorConfig(), device=device))
-    with stages("generate"):
-        settings = GenerateConfig()
-        train = assign_split(cleaned, split).query("role == 'train'")
-        plan, sources = plan_generation(train.drop_duplicates("profile_id"), settings), generation_sources(train)
-        in_processes("generate", plan, args.workers, root, store, device, (None, sources, settings))
-        made, _ = generate(plan, sources, open_rgb, store, detector, settings, None, DetectorConfig())
-        generated = add_generated(cleaned, made)
-    crop_cfg = CropConfig(remove_background=not args.no_background, batch_size=args.crop_batch)
-    model = None
-    if crop_cfg.remove_background:
-        model = fetch_u2netp(Settings.from_env().models).absolute()
-        crop_cfg = replace(crop_cfg, background_model="u2net_custom")
-    remover = Lazy(lambda: BackgroundRemover(model.parent, "u2net_custom", model, resolution=crop_cfg.background_resolution, device=device))
-    cropper = Cropper(CropRecipe(crop_cfg, DetectorConfig(), file_digest(model) if model else ""), store, remover if model else None,
-                      detector)  # fmt: skip
-    manifests = {"raw": raw, "relabeled": relabeled, "cleaned": cleaned, "generated": generated, "eval": layout.eval,
-                 "mask_only": layout.mask_only}  # fmt: skip
-    out = work / "crops"
-    out.mkdir(exist_ok=True)
-    split.to_parquet(work / "split.parquet")
-    counts = {}
-    for name in ("raw", "relabeled", "cleaned", "eval", "generated", "mask_only"):  # relabeled and cleaned reuse raw's crops
-        manifest = manifests[name]
-        readable = manifest[manifest["readable"]]
-        unique = readable.drop_duplicates("content_hash")
-        new = unique[[not store.has(cropper.key(h)) for h in unique["content_hash"]]]
-        with stages("crop"):
-            in_processes("crop", new, args.workers, root, store, device, (crop_cfg, model))
-            records, _ = cropper.run(readable, open_rgb)
-        crops, _, _ = crop_summary(manifest, records, len(readable))
-        crops.to_parquet(out / f"{name}.parquet")
-        counts[name] = {"images": len(manifest), "cropped": len(new), "reused": len(unique) - len(new)}
-    return {"images": counts}
+    with Shards(args.workers, root, store, device) as shards:  # started on first use, closed with the stage
+        with stages("synthesize"):
+            synth = SynthConfig(profiles=args.people, eval_profiles=args.eval_people, seed=args.seed, mask_only_faces=args.mask_only_faces)
+            synthesize(root, synth, workers=os.cpu_count())
+        with stages("review"):
+            demo_review(root, labels, seed=args.seed)
+        with stages("scan"):
+            layout = scan_competition(root)
+        open_rgb = ImageSource(root, store).open_rgb
+        with stages("variants"):
+            raw = layout.train
+            relabeled = apply_corrections(raw, read_corrections(labels / "corrections.csv", raw))
+            relabeled = relabeled.assign(source_profile_id=relabeled["profile_id"], generator="")
+            split, _ = make_split(relabeled, SplitConfig())
+            cleaned, _ = clean(relabeled, read_exclusions(labels / "exclusions.csv", relabeled), CleaningRules())
+        detector = Lazy(lambda: FaceDetector(DetectorConfig(), device=device))
+        with stages("generate"):
+            settings = GenerateConfig()
+            train = assign_split(cleaned, split).query("role == 'train'")
+            plan, sources = plan_generation(train.drop_duplicates("profile_id"), settings), generation_sources(train)
+            shards.run("generate", pending_generation(plan, sources, store, settings, DetectorConfig()), (None, sources, settings))
+            made, _ = generate(plan, sources, open_rgb, store, detector, settings, None, DetectorConfig())
+            generated = add_generated(cleaned, made)
+        crop_cfg = CropConfig(remove_background=not args.no_background, batch_size=args.crop_batch)
+        model = None
+        if crop_cfg.remove_background:
+            model = fetch_u2netp(Settings.from_env().models).absolute()
+            crop_cfg = replace(crop_cfg, background_model="u2net_custom")
+        remover = Lazy(
+            lambda: BackgroundRemover(model.parent, "u2net_custom", model, resolution=crop_cfg.background_resolution, device=device)
+        )
+        cropper = Cropper(CropRecipe(crop_cfg, DetectorConfig(), file_digest(model) if model else ""), store, remover if model else None,
+                          detector)  # fmt: skip
+        manifests = {"raw": raw, "relabeled": relabeled, "cleaned": cleaned, "generated": generated, "eval": layout.eval,
+                     "mask_only": layout.mask_only}  # fmt: skip
+        out = work / "crops"
+        out.mkdir(exist_ok=True)
+        split.to_parquet(work / "split.parquet")
+        names = ("raw", "relabeled", "cleaned", "eval", "generated", "mask_only")  # relabeled and cleaned reuse raw's crops
+        readable, counts, claimed, new = {}, {}, set(), []
+        for name in names:  # what each manifest adds to the store (the first to hold an image crops it)
+            manifest = manifests[name]
+            readable[name] = manifest[manifest["readable"]]
+            unique = readable[name].drop_duplicates("content_hash")
+            fresh = unique[[h not in claimed and not store.has(cropper.key(h)) for h in unique["content_hash"]]]
+            claimed.update(fresh["content_hash"])
+            new.append(fresh[["content_hash", "path"]])
+            counts[name] = {"images": len(manifest), "cropped": len(fresh), "reused": len(unique) - len(fresh)}
+        with stages("crop"):  # every manifest's new images in one sharded pass, then each manifest's records
+            shards.run("crop", pd.concat(new, ignore_index=True), (crop_cfg, model))
+            for name in names:
+                records, _ = cropper.run(readable[name], open_rgb)
+                crops, _, _ = crop_summary(manifests[name], records, len(readable[name]))
+                crops.to_parquet(out / f"{name}.parquet")
+        return {"images": counts}
 
 
 def train_stage(args: argparse.Namespace, work: Path, device: str, stages: Stages) -> dict:

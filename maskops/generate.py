@@ -158,12 +158,7 @@ def generate(
     rows = []
     for person in plan.itertuples():
         src = by_profile.loc[person.source_profile_id]
-        keys = {
-            stem: derive_key(
-                src["content_hash"], "generate", {**params, "copy": person.copy, "aged": person.aged, "stem": stem}, GENERATE_CODE_VERSION
-            )
-            for stem in PROFILE_STEMS
-        }
+        keys = _output_keys(src["content_hash"], person, params)
         missing = [s for s in PROFILE_STEMS if not store.has(keys[s])]
         if missing:
             prepared_face = source_face(person.source_profile_id, bool(person.aged))
@@ -193,6 +188,29 @@ def generate(
             })  # fmt: skip
     stats.images = len(rows)
     return pd.DataFrame(rows, columns=list(GENERATED_COLUMNS)), stats
+
+
+def _output_keys(source_hash: str, person, params: dict) -> dict[str, str]:
+    """The store keys of a planned person's seven pictures (by stem)."""
+    return {
+        stem: derive_key(source_hash, "generate", {**params, "copy": person.copy, "aged": person.aged, "stem": stem}, GENERATE_CODE_VERSION)
+        for stem in PROFILE_STEMS
+    }
+
+
+def pending_generation(
+    plan: pd.DataFrame,
+    sources: pd.DataFrame,
+    store: ImageStore,
+    config: GenerateConfig,
+    detector_config: DetectorConfig | None = None,
+    age_model: AgeModel | None = None,
+) -> pd.DataFrame:
+    """The rows of `plan` with a picture not yet in `store` (what `generate` would draw; the rest it only reads back)."""
+    params = generation_key_params(config, detector_config or DetectorConfig(), age_model)
+    hashes = sources.set_index("source_profile_id")["content_hash"]
+    todo = [any(not store.has(k) for k in _output_keys(hashes[p.source_profile_id], p, params).values()) for p in plan.itertuples()]
+    return plan[todo]
 
 
 def generation_sources(train: pd.DataFrame) -> pd.DataFrame:

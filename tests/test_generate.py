@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from maskops.generate import AgeModel, GenerateConfig, generate, plan_generation
+from maskops.generate import AgeModel, GenerateConfig, generate, pending_generation, plan_generation
 from maskops.labels import PROFILE_STEMS, STEM_MASK, encode
 from maskops.layout import scan_competition
 from maskops.store import ImageSource, ImageStore
@@ -139,6 +139,9 @@ def test_generation_shared_out_to_processes_leaves_the_serial_pass_only_reuse(ti
     profiles, normals = sources
     store = ImageStore(tmp_path / "store")
     plan = plan_generation(profiles, GenerateConfig()).head(2)
+    assert pending_generation(plan, normals, store, GenerateConfig()).equals(plan)
     pipeline.in_processes("generate", plan, 2, tiny_dataset, store, "cpu", (None, normals, GenerateConfig()))
+    assert pending_generation(plan, normals, store, GenerateConfig()).empty  # what the sharded pass left the serial one
+    assert len(pending_generation(plan, normals, store, GenerateConfig(seed=1))) == 2  # another recipe: drawn again
     rows, stats = generate(plan, normals, ImageSource(tiny_dataset, store).open_rgb, store, face_detector, GenerateConfig())
     assert stats.generated_profiles == 2 and stats.reused == 14 and len(rows) == 14

@@ -39,6 +39,7 @@ from tests.production import (
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.production]
+RAW_EPOCHS = 12
 TINY_MODEL = {"preset": "scratch", "epochs": 1, "image_size": 32, "batch_size": 16, "gradcam_images": 4}
 
 
@@ -148,8 +149,9 @@ def test_the_production_profile_end_to_end(production, tiny_dataset: Path, tmp_p
     from tracking.service import TrackingService
 
     stack, settings, workspace, bucket, workers, s3 = production
-    # raw_model trains long enough to lose its worker in the middle of the step
-    run_id = launch(stack, "maskops_pipeline", run_config(settings, raw={"epochs": 32, "patience": 32}), workspace)
+    # raw_model trains long enough to lose its worker in the middle of the step (an epoch takes ~2 s here; the worker
+    # dies within a poll of the first checkpoint, and the resumed step trains the rest, every other model waiting for it)
+    run_id = launch(stack, "maskops_pipeline", run_config(settings, raw={"epochs": RAW_EPOCHS, "patience": RAW_EPOCHS}), workspace)
     deadline = time.monotonic() + 300
     while not (first := workers_by_step(run_id).get("raw_model")):
         assert time.monotonic() < deadline and not dg.DagsterInstance.get().get_run_by_id(run_id).is_finished, "raw_model never started"
@@ -178,7 +180,7 @@ def test_the_production_profile_end_to_end(production, tiny_dataset: Path, tmp_p
     # what the dead worker half did is not what got registered
     assert len(placed["raw_model"]) == 2 and placed["raw_model"][0] != placed["raw_model"][1]
     meta = dg.DagsterInstance.get().fetch_materializations(dg.AssetKey("raw_model"), limit=1).records[0].asset_materialization.metadata
-    assert meta["epochs_run"].value <= 32 and meta.get("resumed_from_epoch") is not None
+    assert meta["epochs_run"].value <= RAW_EPOCHS and meta.get("resumed_from_epoch") is not None
     service = TrackingService(settings.mlflow_uri)
     record = json.loads(s3.get_object(Bucket=bucket, Key="maskops/records/raw_model.json")["Body"].read())
     assert [v.run_id for v in service.client.search_model_versions("name = 'maskops-raw'")] == [record["run_id"]]
