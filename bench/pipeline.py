@@ -199,7 +199,7 @@ def data_stage(args: argparse.Namespace, work: Path, device: str, stages: Stages
             manifest = manifests[name]
             readable[name] = manifest[manifest["readable"]]
             unique = readable[name].drop_duplicates("content_hash")
-            fresh = unique[[h not in claimed and not store.has(cropper.key(h)) for h in unique["content_hash"]]]
+            fresh = unique[unique["content_hash"].map(lambda h: h not in claimed and not store.has(cropper.key(h))).astype(bool)]
             claimed.update(fresh["content_hash"])
             new.append(fresh[["content_hash", "path"]])
             counts[name] = {"images": len(manifest), "cropped": len(fresh), "reused": len(unique) - len(fresh)}

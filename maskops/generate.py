@@ -210,7 +210,7 @@ def pending_generation(
     params = generation_key_params(config, detector_config or DetectorConfig(), age_model)
     hashes = sources.set_index("source_profile_id")["content_hash"]
     todo = [any(not store.has(k) for k in _output_keys(hashes[p.source_profile_id], p, params).values()) for p in plan.itertuples()]
-    return plan[todo]
+    return plan[np.array(todo, dtype=bool)]  # (a list would select columns when empty)
 
 
 def generation_sources(train: pd.DataFrame) -> pd.DataFrame:

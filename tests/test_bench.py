@@ -296,3 +296,18 @@ def test_the_orchestration_bench_puts_every_step_of_the_job_beside_the_plain_scr
         assert tiny.execute_in_process(instance=instance).success
     read = orchestration.job_steps(home)
     assert set(read) == {"first", "second", "(run)"} and read["(run)"] >= read["first"] + read["second"] > 0
+
+
+def test_the_data_stage_runs_with_no_mask_only_faces(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """bench/pipeline.py's data stage as the GPU check's study runs it (--mask-only-faces 0: an empty manifest among the
+    crops: a boolean list over no rows selects no columns in pandas) and again on the same folder: the second pass
+    crops nothing."""
+    monkeypatch.setenv("MASKOPS_HOME", str(tmp_path / "home"))
+    pipeline = _bench_module("pipeline")
+    argv = ["--stage", "data", "--work", str(tmp_path / "work"), "--people", "6", "--eval-people", "1", "--no-background",
+            "--workers", "1", "--mask-only-faces", "0", "--device", "cpu"]  # fmt: skip
+    first = pipeline.main(argv)["images"]
+    assert first["mask_only"] == {"images": 0, "cropped": 0, "reused": 0}
+    assert first["raw"]["cropped"] == 42 and first["relabeled"]["cropped"] == 0
+    again = pipeline.main(argv)["images"]
+    assert all(counts["cropped"] == 0 for counts in again.values())
