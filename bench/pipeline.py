@@ -17,6 +17,7 @@ It needs only the domain layer's packages (torch, timm, pandas, onnxruntime, fac
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -77,13 +78,14 @@ def exit_with_parent(parent: int, every: float = 0.5) -> None:
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
-_WORKER_MODELS: dict[tuple, object] = {}  # a shard process's models, kept between its jobs (built once a process)
+@functools.cache  # a shard process's models, built once a process and kept between its jobs
+def _worker_detector(device: str, threads: int) -> Lazy:
+    return Lazy(lambda: FaceDetector(DetectorConfig(), device=device, threads=threads))
 
 
-def _worker_model(key: tuple, build):
-    if key not in _WORKER_MODELS:
-        _WORKER_MODELS[key] = build()
-    return _WORKER_MODELS[key]
+@functools.cache
+def _worker_remover(model: Path, resolution: int, device: str, threads: int) -> BackgroundRemover:
+    return BackgroundRemover(model.parent, "u2net_custom", model, threads=threads, resolution=resolution, device=device)
 
 
 def _shard_worker(job: tuple) -> int:
@@ -95,14 +97,10 @@ def _shard_worker(job: tuple) -> int:
     torch.set_num_threads(threads)
     store = ImageStore(store_root)
     open_rgb = ImageSource(root, store).open_rgb
-    detector = _worker_model(
-        ("detector", device, threads), lambda: Lazy(lambda: FaceDetector(DetectorConfig(), device=device, threads=threads))
-    )
+    detector = _worker_detector(device, threads)
     if kind == "crop":
         cfg, model = options
-        remover = _worker_model(("background", str(model), cfg.background_resolution, device, threads),
-                                lambda: BackgroundRemover(model.parent, "u2net_custom", model, threads=threads,
-                                                          resolution=cfg.background_resolution, device=device)) if model else None  # fmt: skip
+        remover = _worker_remover(model, cfg.background_resolution, device, threads) if model else None
         Cropper(CropRecipe(cfg, DetectorConfig(), file_digest(model) if model else ""), store, remover, detector).run(rows, open_rgb)
     else:
         _, sources, settings = options  # this process's share of the plan is `rows`

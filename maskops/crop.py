@@ -160,9 +160,8 @@ class Cropper:
         unique = images.drop_duplicates("content_hash")
         stats = CropStats(images=len(unique))
         keys = {h: self.key(h) for h in unique["content_hash"]}
-        todo = unique[
-            np.array([not self.store.has(keys[h]) for h in unique["content_hash"]], dtype=bool)
-        ]  # (a bare list: no columns when empty)
+        new = np.array([not self.store.has(keys[h]) for h in unique["content_hash"]], dtype=bool)  # (a list: columns when empty)
+        todo = unique[new]
         stats.reused = len(unique) - len(todo)
         with ThreadPoolExecutor(max_workers=2) as io_pool:
             writes = []
