@@ -33,10 +33,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import emit
 
 from maskops.background import fetch_u2netp
+from maskops.pretrained import fetch_pretrained
 from maskops.settings import Settings
 from maskops.synth.people import SynthConfig, synthesize
 from maskops.synth.real_faces import DEMO_MASK_ONLY_FACES
 from maskops.synth.reviewer import demo_review
+from maskops.train_config import PRESETS
 
 HERE = Path(__file__).resolve().parent
 
@@ -179,7 +181,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     models = Settings.from_env().models
-    fetch_u2netp(models)
+    fetch_u2netp(models)  # both arms train the demo preset: its pretrained weights too (`maskops fetch-models`)
+    fetch_pretrained(models, PRESETS["demo"].backbone)
     scales = [int(s) for s in args.scales.split(",")]
     plain_scales = scales if args.plain_scales is None else [int(s) for s in args.plain_scales.split(",")]
     rows = []

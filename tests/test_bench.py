@@ -207,6 +207,36 @@ def test_the_harness_folds_gpu_figures_and_writes_a_table(tmp_path: Path):
     assert run.gpu_figures(tmp_path / "results-gpu.json") == []
 
 
+def test_a_clean_run_of_a_benchmark_replaces_its_earlier_figures_and_a_failed_one_keeps_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """bench/run.py --only: a benchmark that ran cleanly replaces what it recorded before, at any size (an old
+    `[12 people]` row folded in with --add must not sit beside this run's 64-people rows); a failed run keeps them; the
+    other benchmarks' figures stay either way."""
+    run = _bench_module("run")
+    out = tmp_path / "results.json"
+    old = [run.figure({"name": name, "value": 1.0}, "2026-11-01", source) for name, source in
+           [("sweep[12 people]", "old-sweep.jsonl"), ("sweep_exponent", "sweep.py"), ("other_figure", "other.py")]]  # fmt: skip
+    out.write_text(json.dumps(old))
+    script = tmp_path / "sweep.py"
+    monkeypatch.setattr(run, "HERE", tmp_path)
+    monkeypatch.setattr(run, "BENCHMARKS", {"sweep": []})
+
+    def bench(exit_code: int) -> dict[str, dict]:
+        script.write_text(f"import json, sys\nprint(json.dumps({{'name': 'sweep[64 people]', 'value': 2.0}}))\nsys.exit({exit_code})\n")
+        monkeypatch.setattr(sys, "argv", ["run.py", "--only", "sweep", "--out", str(out)])
+        with pytest.raises(SystemExit) as ended:
+            run.main()
+        assert ended.value.code == (1 if exit_code else 0)
+        return {f["name"]: f for f in json.loads(out.read_text())}
+
+    failed = bench(1)
+    assert set(failed) == {"sweep[12 people]", "sweep_exponent", "other_figure", "sweep[64 people]"}
+    assert "| sweep | failed:" in (tmp_path / "RESULTS.md").read_text()
+    clean = bench(0)
+    assert set(clean) == {"sweep[64 people]", "other_figure"} and clean["sweep[64 people]"]["ours"] == 2.0
+
+
 def test_shard_workers_end_when_their_parent_is_killed(tmp_path: Path):
     """bench/pipeline.py's crop and generate workers watch their parent: kill the parent (as an impatient user or a
     time limit does) and they stop, instead of cropping on as orphans that slow down whatever runs next."""
