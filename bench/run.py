@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import machine
 
 # script and arguments; the orchestration run covers the overhead figure at the demo's size (64 people, 10 evaluation
-# people) and the demo's scaling at 1x, 2x and 4x that (the job alone at 128 and 256 people): about 45 minutes on 2 cores
+# people) and the demo's scaling at 1x, 2x and 4x that (the job alone at 128 and 256 people): 41 minutes on 2 cores
 BENCHMARKS = {
     "dataset_io": [],
     "crop_stage": [],
@@ -110,11 +110,12 @@ def _stem(name: str) -> str:
     return name.split("[", 1)[0]
 
 
-def _superseded(previous: dict, benchmark: str, rows: list[dict]) -> bool:
-    """Whether a figure recorded before is replaced by a clean run of `benchmark` that printed `rows`: it came from
-    the same script, or it is the same figure at another size (e.g. dagster_vs_plain_script[12 people] from an
-    earlier run folded in with --add, when this run measured 64, 128 and 256 people)."""
-    return previous.get("source") == f"{benchmark}.py" or _stem(previous["name"]) in {_stem(r["name"]) for r in rows}
+def _kept(figures: dict[str, dict], benchmark: str, rows: list[dict]) -> dict[str, dict]:
+    """The figures a clean run of `benchmark` (which printed `rows`) leaves: not those that came from the same script,
+    nor the same figure at another size (e.g. dagster_vs_plain_script[12 people] from an earlier run folded in with
+    --add, when this run measured 64, 128 and 256 people)."""
+    stems = {_stem(r["name"]) for r in rows}
+    return {k: f for k, f in figures.items() if f.get("source") != f"{benchmark}.py" and _stem(f["name"]) not in stems}
 
 
 def demo_finished() -> bool:
@@ -153,7 +154,7 @@ def main() -> None:
         done = subprocess.run([sys.executable, str(HERE / f"{name}.py"), *extra], capture_output=True, text=True, check=False)
         rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
         if done.returncode == 0 and rows:  # a clean run replaces what this benchmark recorded before, other sizes included
-            figures = {k: f for k, f in figures.items() if not _superseded(f, name, rows)}
+            figures = _kept(figures, name, rows)
         for row in rows:
             figures[row["name"]] = figure(row, date, f"{name}.py")
             print(json.dumps(row), flush=True)
