@@ -39,7 +39,7 @@ def gradcam(net: MaskNet, images: torch.Tensor) -> np.ndarray:
         pooled = net.cross_stitch(pooled)
         outputs = {task: net.heads[task](p) for task, p in zip(TASKS, pooled, strict=True)}
     else:
-        outputs = {name: head(pooled[0]) for name, head in net.heads.items()}
+        outputs = net.head_outputs(pooled[0])
     log_probs = class_probabilities(outputs).clamp_min(1e-8).log()
     top = log_probs.argmax(dim=1)
     net.zero_grad(set_to_none=True)

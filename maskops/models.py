@@ -73,17 +73,35 @@ class MaskNet(nn.Module):
         width = self.backbones[0].num_features
         self.dropout = nn.Dropout(drop)
         if mode == "multiclass":
-            self.heads = nn.ModuleDict({"class": nn.Linear(width, 18)})
+            self.heads = nn.ModuleDict({MULTICLASS_HEAD: nn.Linear(width, 18)})
         else:
             self.heads = nn.ModuleDict({task: nn.Linear(width, n) for task, n in TASKS.items()})
         self.cross_stitch = CrossStitch(3) if mode == "soft" else None
+        self.register_load_state_dict_pre_hook(_rename_old_head)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         if self.mode == "soft":
             features = self.cross_stitch([b(x) for b in self.backbones])
             return {task: self.heads[task](self.dropout(f)) for task, f in zip(TASKS, features, strict=True)}
-        pooled = self.dropout(self.backbones[0](x))  # one backbone pass for every head
-        return {name: head(pooled) for name, head in self.heads.items()}
+        return self.head_outputs(self.dropout(self.backbones[0](x)))  # one backbone pass for every head
+
+    def head_outputs(self, pooled: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every head of a shared backbone on its pooled features: {"class": ...} or {"mask", "gender", "age"}."""
+        return {OUTPUT_OF.get(name, name): head(pooled) for name, head in self.heads.items()}
+
+
+# A submodule's name must be an identifier that is not a Python keyword: the module torch.export.load(...).module() and
+# mlflow.pytorch.load_model give back is generated code that reads `self.net.heads.<name>`, and a head named "class"
+# made every multiclass pt2 graph fail to load with a SyntaxError (torch 2.14). Its output keeps the name "class".
+MULTICLASS_HEAD = "classes"
+OUTPUT_OF = {MULTICLASS_HEAD: "class"}
+OLD_HEAD_PREFIX = "heads.class."  # weights and checkpoints written before 2026-11-30
+
+
+def _rename_old_head(module, state_dict, prefix, *_args) -> None:
+    """load_state_dict of a MaskNet saved when its multiclass head was named "class": the same tensors, renamed."""
+    for key in [k for k in state_dict if k.startswith(prefix + OLD_HEAD_PREFIX)]:
+        state_dict[prefix + f"heads.{MULTICLASS_HEAD}." + key[len(prefix + OLD_HEAD_PREFIX) :]] = state_dict.pop(key)
 
 
 def pooled_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:

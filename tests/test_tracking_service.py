@@ -262,3 +262,21 @@ def test_a_logged_model_is_read_back_from_its_weights_as_its_graph_would_answer(
     save_file({"w": torch.zeros(1)}, str(tmp_path / "bare.safetensors"))
     with pytest.raises(ValueError, match="does not name its architecture"):
         load_weights(tmp_path / "bare.safetensors")
+
+
+@pytest.mark.parametrize("head", ["multiclass", "hard", "soft"])
+def test_every_heads_pt2_graph_loads_without_maskops(tmp_path: Path, head: str):
+    """What a consumer without maskops' code does with a registered model: mlflow.pytorch.load_model on its pt2 graph.
+    A multiclass head named "class" (a Python keyword) made torch.export's generated module a SyntaxError: every demo
+    model's graph was unloadable while maskops itself read the weights and never noticed."""
+    import mlflow.pytorch
+
+    service = TrackingService(f"sqlite:///{tmp_path / 'm.db'}", artifact_root=str(tmp_path / "art"))
+    torch.manual_seed(0)
+    model = ProbabilityModel(MaskNet("resnet10t", head)).eval()
+    with service.run("graph", {}) as run:
+        uri = run.log_pytorch_model(model, np.zeros((2, 3, 32, 32), np.float32), {"image_size": 32}, pinned("torch")).uri
+    graph = mlflow.pytorch.load_model(str(service.download(uri, tmp_path / "graph")), map_location="cpu")
+    x = torch.rand(3, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(graph(x), model(x))

@@ -12,7 +12,7 @@ import torch
 from maskops.data import class_counts
 from maskops.labels import MASK_ONLY, mask_only_label
 from maskops.losses import Criterion, FocalLoss, SoftF1Loss, build_loss
-from maskops.models import HEAD_MODES, FreezeSpec, MaskNet, class_probabilities, freeze
+from maskops.models import HEAD_MODES, FreezeSpec, MaskNet, ProbabilityModel, class_probabilities, freeze
 from maskops.train import PRESETS, TrainConfig, config_from, train_model
 
 TINY = TrainConfig(backbone="resnet10t", image_size=32, epochs=2, batch_size=16, lr=3e-3, warmup_epochs=0.5, seed=1)
@@ -37,6 +37,32 @@ def test_heads_shapes_and_recombination(mode: str):
     probs = class_probabilities(outputs)
     assert probs.shape == (4, 18) and torch.allclose(probs.sum(1), torch.ones(4), atol=1e-5)
     assert len(net.backbones) == (3 if mode == "soft" else 1)
+
+
+def test_weights_saved_when_the_multiclass_head_was_named_class_still_load(tmp_path: Path):
+    """Checkpoints and registered weights from before the head's rename (heads.class.* -> heads.classes.*) load into
+    today's model and answer the same."""
+    from maskops.models import load_weights, save_weights
+
+    torch.manual_seed(0)
+    model = ProbabilityModel(MaskNet("resnet10t", "multiclass")).eval()
+    old = {k.replace("net.heads.classes.", "net.heads.class."): v for k, v in model.state_dict().items()}
+    assert "net.heads.class.weight" in old
+    again = ProbabilityModel(MaskNet("resnet10t", "multiclass")).eval()
+    again.load_state_dict(old, strict=True)
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(again(x), model(x))
+    from safetensors.torch import save_file
+
+    save_weights(model, tmp_path / "new.safetensors", "resnet10t", "multiclass")
+    save_file(
+        {k: v.contiguous() for k, v in old.items()},
+        str(tmp_path / "old.safetensors"),
+        metadata={"backbone": "resnet10t", "head": "multiclass"},
+    )
+    with torch.no_grad():
+        torch.testing.assert_close(load_weights(tmp_path / "old.safetensors")(x), load_weights(tmp_path / "new.safetensors")(x))
 
 
 def test_task_recombination_is_the_product_in_class_order():
