@@ -58,6 +58,21 @@ class CrossStitch(nn.Module):
         return list(mixed.unbind(0))
 
 
+# A submodule's name must be an identifier that is not a Python keyword: the module torch.export.load(...).module() and
+# mlflow.pytorch.load_model give back is generated code that reads `self.net.heads.<name>`, and a head named "class"
+# made every multiclass pt2 graph fail to load with a SyntaxError (torch 2.14). Its output keeps the name "class".
+MULTICLASS_HEAD = "classes"
+OUTPUT_OF = {MULTICLASS_HEAD: "class"}
+OLD_HEAD_PREFIX = "heads.class."  # weights and checkpoints written before 2026-11-30
+
+
+def _rename_old_head(module, state_dict, prefix, *_args) -> None:
+    """load_state_dict of a multiclass MaskNet saved when its head was named "class": the same tensors, renamed."""
+    old, new = prefix + OLD_HEAD_PREFIX, prefix + f"heads.{MULTICLASS_HEAD}."
+    for key in [k for k in state_dict if k.startswith(old)]:
+        state_dict[new + key.removeprefix(old)] = state_dict.pop(key)
+
+
 class MaskNet(nn.Module):
     """A timm backbone (or three) and the head of `mode`; forward returns a dict of logits."""
 
@@ -74,10 +89,10 @@ class MaskNet(nn.Module):
         self.dropout = nn.Dropout(drop)
         if mode == "multiclass":
             self.heads = nn.ModuleDict({MULTICLASS_HEAD: nn.Linear(width, 18)})
+            self.register_load_state_dict_pre_hook(_rename_old_head)
         else:
             self.heads = nn.ModuleDict({task: nn.Linear(width, n) for task, n in TASKS.items()})
         self.cross_stitch = CrossStitch(3) if mode == "soft" else None
-        self.register_load_state_dict_pre_hook(_rename_old_head)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         if self.mode == "soft":
@@ -88,20 +103,6 @@ class MaskNet(nn.Module):
     def head_outputs(self, pooled: torch.Tensor) -> dict[str, torch.Tensor]:
         """Every head of a shared backbone on its pooled features: {"class": ...} or {"mask", "gender", "age"}."""
         return {OUTPUT_OF.get(name, name): head(pooled) for name, head in self.heads.items()}
-
-
-# A submodule's name must be an identifier that is not a Python keyword: the module torch.export.load(...).module() and
-# mlflow.pytorch.load_model give back is generated code that reads `self.net.heads.<name>`, and a head named "class"
-# made every multiclass pt2 graph fail to load with a SyntaxError (torch 2.14). Its output keeps the name "class".
-MULTICLASS_HEAD = "classes"
-OUTPUT_OF = {MULTICLASS_HEAD: "class"}
-OLD_HEAD_PREFIX = "heads.class."  # weights and checkpoints written before 2026-11-30
-
-
-def _rename_old_head(module, state_dict, prefix, *_args) -> None:
-    """load_state_dict of a MaskNet saved when its multiclass head was named "class": the same tensors, renamed."""
-    for key in [k for k in state_dict if k.startswith(prefix + OLD_HEAD_PREFIX)]:
-        state_dict[prefix + f"heads.{MULTICLASS_HEAD}." + key[len(prefix + OLD_HEAD_PREFIX) :]] = state_dict.pop(key)
 
 
 def pooled_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
