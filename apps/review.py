@@ -324,11 +324,11 @@ def create_app(state: ReviewState, allowed_hosts: tuple[str, ...] = ()) -> Starl
         try:
             everything, photos = state.queue(), state.photos()  # the label files are read once per page
             queue, nav = of_field(everything, field), _nav(everything, field)
-        except FileNotFoundError as exc:
+        except (FileNotFoundError, DecisionError) as exc:  # label_issues not materialized; a label file people broke
             page = PAGE.format(
                 token=token, nav="", status=html.escape(str(exc)), field="", cards="", more_hidden="hidden", nonce=nonce, script=""
             )
-            return HTMLResponse(page, status_code=404)
+            return HTMLResponse(page, status_code=404 if isinstance(exc, FileNotFoundError) else 409)
         more = "" if len(queue) > PAGE_SIZE else "hidden"
         page = PAGE.format(
             token=token, nav=nav, status=_status(len(everything)), field=field, cards=_cards(queue, photos, 0),

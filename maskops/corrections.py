@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from maskops.csv_tables import read_csv_table
 from maskops.labels import PROFILE_STEMS, LabelError, MaskState, age_group_array, encode_array, parse_age, parse_gender
 from maskops.problems import Problem, ProblemReport
 
@@ -42,25 +43,17 @@ def parse_mask(text: str) -> MaskState:
 
 
 def read_label_table(path: str | Path, columns: tuple[str, ...]) -> pd.DataFrame:
-    """A human-edited CSV as strings plus its `line` numbers; a missing or empty file is an
-    empty table with `columns`. The header is not checked here: parse_* and the data-quality
-    contract do that.
-    """
+    """A human-edited CSV as strings plus the `line` each row starts on (maskops.csv_tables); a missing or empty file
+    is an empty table with `columns`, one that cannot be read a LabelFileError. The header is not checked here:
+    parse_* and the data-quality contract do that."""
     path = Path(path)
     empty = pd.DataFrame({**{c: pd.Series(dtype="string") for c in columns}, "line": pd.Series(dtype="int64")})
     if not path.exists():
         return empty
-    try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except pd.errors.EmptyDataError:
-        return empty
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise LabelFileError(
-            path, [Problem(str(path), f"cannot be parsed as CSV ({exc})", "save it as UTF-8 CSV with a header row")]
-        ) from None
-    table.columns = [str(c).strip() for c in table.columns]
-    table = table.apply(lambda col: col.str.strip())
-    return table.assign(line=range(2, len(table) + 2))
+    table, problems = read_csv_table(path, str(path))
+    if problems:
+        raise LabelFileError(path, problems)
+    return empty if table is None else table
 
 
 def missing_columns(table: pd.DataFrame, columns: tuple[str, ...], source: str) -> list[Problem]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import warnings
 from collections import Counter
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +26,7 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 
+from maskops.csv_tables import read_csv_table
 from maskops.labels import (
     MASK_ONLY,
     PROFILE_STEMS,
@@ -129,14 +129,9 @@ def _read_csv(root: Path, rel: str, columns: tuple[str, ...], problems: list[Pro
     if not path.is_file():
         problems.append(Problem(rel, "file is missing", f"provide {rel} with columns {', '.join(columns)}"))
         return None
-    try:
-        # index_col=False: a trailing comma on every row must not shift the columns onto the index (pandas warns
-        # that the empty last field is dropped: that is the point)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", pd.errors.ParserWarning)
-            table = pd.read_csv(path, dtype=str, keep_default_na=False, index_col=False)
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
-        problems.append(Problem(rel, f"cannot be parsed as CSV ({exc})", "save it as UTF-8 CSV with a header row"))
+    table, found = read_csv_table(path, rel)  # each row with the line it starts on
+    if table is None:
+        problems.extend(found or [Problem(rel, "is empty: no header row", f"provide {rel} with columns {', '.join(columns)}")])
         return None
     missing = [c for c in columns if c not in table.columns]
     if missing:
@@ -201,8 +196,8 @@ def _scan_train(root: Path, problems: list[Problem]) -> tuple[list[dict], list[P
     listed: set[str] = set()
     id_lines: dict[str, list[int]] = {}
     path_lines: dict[str, list[int]] = {}
-    for i, rec in enumerate(table.to_dict("records")):
-        line = i + 2  # header is line 1
+    for rec in table.to_dict("records"):
+        line = rec["line"]
         where = f"{TRAIN_CSV} line {line}"
         folder = rec["path"].strip()
         id_lines.setdefault(rec["id"].strip(), []).append(line)
@@ -346,8 +341,8 @@ def _scan_eval(root: Path, problems: list[Problem], quarantine: list[dict]) -> t
     images_dir = root / EVAL_IMAGES
     rows, paths, listed = [], [], set()
     counts = Counter(table["ImageID"].str.strip())
-    for i, name in enumerate(table["ImageID"].str.strip()):
-        where = f"{EVAL_CSV} line {i + 2}"
+    for i, (line, name) in enumerate(zip(table["line"], table["ImageID"], strict=True)):
+        where = f"{EVAL_CSV} line {line}"
         if counts[name] > 1:
             problems.append(Problem(where, f"ImageID {name!r} is listed {counts[name]} times", "list each evaluation image once"))
             continue

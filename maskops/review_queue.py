@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from maskops.corrections import CORRECTION_COLUMNS, correction_problems, read_label_table
+from maskops.corrections import CORRECTION_COLUMNS, LabelFileError, correction_problems, missing_columns, read_label_table
 from maskops.csv_safety import escape_formula, escape_formulas
 from maskops.files import write_csv_atomic
 from maskops.label_issues import FIELDS as FIELD_ENUMS
@@ -110,9 +110,21 @@ class ReviewLock:
             return "?"
 
 
+def read_labels(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
+    """A label file the review rewrites, checked before anything is written: a file people broke (not CSV, not UTF-8,
+    a header without `columns`) is a DecisionError that names it and the fix, which the page shows."""
+    try:
+        table = read_label_table(path, columns)
+    except LabelFileError as exc:
+        raise DecisionError("; ".join(f"{p.path}: {p.message} (fix: {p.fix})" for p in exc.problems)) from None
+    problems = missing_columns(table, columns, str(path))
+    if problems:
+        raise DecisionError("; ".join(f"{p.path}: {p.message} (fix: {p.fix})" for p in problems))
+    return table
+
+
 def read_reviewed(labels_dir: str | Path) -> pd.DataFrame:
-    table = read_label_table(Path(labels_dir) / "reviewed.csv", REVIEWED_COLUMNS)
-    return table[list(REVIEWED_COLUMNS)]
+    return read_labels(Path(labels_dir) / "reviewed.csv", REVIEWED_COLUMNS)[list(REVIEWED_COLUMNS)]
 
 
 def pending(issues: pd.DataFrame, labels_dir: str | Path) -> pd.DataFrame:
@@ -189,11 +201,12 @@ def record_decision(
         raise DecisionError("'Label is right' takes no value: send an empty value and target")
     labels = Path(labels_dir)
     with ReviewLock(labels):  # two reviewers at once: one read-modify-write after the other
+        reviewed = read_reviewed(labels)  # both files read (and checked) before either is written
         if column:
             _write_correction(labels, manifest, profile_id, stem, column, value, f"{reviewer} in maskops review: {given} looked wrong")
         entry = {**{k: texts[k] for k in KEY}, "decision": decision, "value": value, "reviewer": reviewer,
                  "decided_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}  # fmt: skip
-        _write(pd.concat([read_reviewed(labels), pd.DataFrame([entry])], ignore_index=True), labels / "reviewed.csv")
+        _write(pd.concat([reviewed, pd.DataFrame([entry])], ignore_index=True), labels / "reviewed.csv")
 
 
 def undo_last(labels_dir: str | Path, manifest: pd.DataFrame, reviewer: str) -> dict:
@@ -224,17 +237,19 @@ def undo_last(labels_dir: str | Path, manifest: pd.DataFrame, reviewer: str) -> 
 def _write_correction(
     labels: Path, manifest: pd.DataFrame, profile_id: str, stem: str, column: str, value: str | None, reason: str
 ) -> None:
-    """corrections.csv with the row of (profile_id, stem, column) set to `value` (None: removed), validated first."""
-    current = read_label_table(labels / "corrections.csv", CORRECTION_COLUMNS)
+    """corrections.csv with the row of (profile_id, stem, column) set to `value` (None: removed), validated first.
+    Columns people added beside CORRECTION_COLUMNS (a note, a ticket) are kept, empty in the new row."""
+    current = read_labels(labels / "corrections.csv", CORRECTION_COLUMNS)
+    columns = [*CORRECTION_COLUMNS, *(c for c in current.columns if c not in (*CORRECTION_COLUMNS, "line"))]
     same = (current["profile_id"] == profile_id) & (current["stem"] == stem) & (current["field"].str.lower() == column)
     rows = [] if value is None else [{"profile_id": profile_id, "stem": stem, "field": column, "value": value, "reason": reason}]
-    table = pd.concat([current[~same], pd.DataFrame(rows, columns=list(CORRECTION_COLUMNS))], ignore_index=True)
+    table = pd.concat([current[~same], pd.DataFrame(rows, columns=columns)], ignore_index=True)[columns].fillna("")
     table["line"] = range(2, len(table) + 2)
     if rows:
         problems = [p for line, p in correction_problems(table, manifest, "corrections.csv") if line == table["line"].iloc[-1]]
         if problems:
             raise DecisionError("; ".join(f"{p.message} ({p.fix})" for p in problems))
-    _write(table[list(CORRECTION_COLUMNS)], labels / "corrections.csv")
+    _write(table[columns], labels / "corrections.csv")
 
 
 def _write(table: pd.DataFrame, path: Path) -> None:

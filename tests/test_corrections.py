@@ -93,6 +93,32 @@ def test_wrong_header_is_named(manifest: pd.DataFrame, tmp_path: Path):
         read_corrections(path, manifest)
 
 
+@pytest.mark.hostile
+def test_label_files_read_as_spreadsheets_write_them_with_the_lines_an_editor_shows(manifest: pd.DataFrame, tmp_path: Path):
+    """Trailing commas on every row (a spreadsheet's export) once shifted every column onto pandas' index: the
+    profile id was read as the stem and "unknown profile 'normal'" was reported for a valid row. Blank lines and
+    quoted cells over several lines once moved the reported line numbers."""
+    p0, p1 = sorted(manifest["profile_id"].unique())[:2]
+    exported = _csv(tmp_path, f"profile_id,stem,field,value,reason,\r\n{p0},,age,64,looks old,\r\n{p1},normal,mask,incorrect,swapped,\r\n")
+    read = read_corrections(exported, manifest)
+    assert read[["profile_id", "stem", "field", "line"]].values.tolist() == [[p0, "", "age", 2], [p1, "normal", "mask", 3]]
+    spaced = _csv(
+        tmp_path, f'profile_id,stem,field,value,reason\n\n{p0},,age,64,"grey hair,\nwrinkles"\n\n{p1},,gender,robot,x\n', "spaced.csv"
+    )
+    with pytest.raises(LabelFileError, match=r"spaced.csv line 6: unknown gender 'robot'"):  # line 6 in an editor
+        read_corrections(spaced, manifest)
+    extra = _csv(tmp_path, f"profile_id,stem,field,value,reason\n{p0},,age,64,grey, wrinkles\n", "extra.csv")
+    with pytest.raises(LabelFileError, match=r"extra.csv line 2: 6 values for the header's 5 columns \(extra: 'wrinkles'\)") as info:
+        read_corrections(extra, manifest)
+    assert "quote a value that holds a comma" in str(info.value)
+    exclusions = _csv(tmp_path, f"profile_id,stem,reason,\n{p0},mask4,other person,\n", "exclusions.csv")
+    assert read_exclusions(exclusions, manifest)[["profile_id", "stem"]].values.tolist() == [[p0, "mask4"]]
+    latin1 = tmp_path / "latin1.csv"
+    latin1.write_bytes(f"profile_id,stem,field,value,reason\n{p0},,age,64,caf\xe9\n".encode("latin-1"))
+    with pytest.raises(LabelFileError, match=r"latin1.csv: is not UTF-8 text"):
+        read_corrections(latin1, manifest)
+
+
 def test_cleaning_counts_every_reason(manifest: pd.DataFrame, tmp_path: Path):
     data = manifest.copy()
     profiles = sorted(data["profile_id"].unique())

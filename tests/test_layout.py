@@ -119,6 +119,27 @@ def impossible_age(root: Path):
     return "train/train.csv line 2", "age 200 is impossible"
 
 
+def bad_row_after_blank_lines(root: Path):  # the line an editor shows (once "line 2": pandas skips blank lines)
+    _rename_profile(root, "000001_female_Asian_4x")
+    path = root / "train/train.csv"
+    header, rest = path.read_text().split("\n", 1)
+    path.write_text(f"{header}\n\n\n{rest}")
+    return "train/train.csv line 4", "'4x' is not an integer"
+
+
+def eval_row_after_a_blank_line(root: Path):
+    header, first, second, *rest = (root / "eval/info.csv").read_text().splitlines()
+    second = first.split(",")[0] + "," + second.split(",", 1)[1]  # the second row names the first row's image
+    (root / "eval/info.csv").write_text("\n".join([header, "", first, second, *rest]) + "\n")
+    return "eval/info.csv line 4", "is listed 2 times"
+
+
+def train_csv_not_utf8(root: Path):
+    path = root / "train/train.csv"
+    path.write_bytes(path.read_bytes() + b"\xe9\n")
+    return "train/train.csv", "is not UTF-8 text"
+
+
 def csv_disagrees_with_folder(root: Path):
     def edit(df):
         df.loc[0, "gender"] = "female" if df.loc[0, "gender"] == "male" else "male"
@@ -235,7 +256,7 @@ BROKEN = [
     mask_only_unknown_state, mask_only_loose_photo, mask_only_not_an_image, mask_only_photo_under_two_states,
     mask_only_photo_is_a_training_photo,
     missing_image, extra_image, two_files_one_stem, wrong_field_count, unknown_gender, non_integer_age,
-    impossible_age, csv_disagrees_with_folder, duplicate_id, folder_not_in_csv, listed_folder_missing,
+    impossible_age, bad_row_after_blank_lines, eval_row_after_a_blank_line, train_csv_not_utf8, csv_disagrees_with_folder, duplicate_id, folder_not_in_csv, listed_folder_missing,
     missing_eval_image, path_escapes_root, symlink_outside_root, eval_id_escapes_root, duplicate_eval_id,
     missing_train_csv, train_csv_missing_column, stray_file_in_images,
 ]  # fmt: skip

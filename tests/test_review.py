@@ -181,6 +181,46 @@ def test_formula_cells_are_escaped_in_the_review_files(review_home):
 
 
 @pytest.mark.hostile
+def test_a_hand_edited_corrections_file_keeps_every_row_and_column_through_a_decision(served):
+    """A corrections.csv exported by a spreadsheet (trailing commas on every row) was once rewritten by a decision
+    with its profile ids gone for good, and a column people added (a note) was dropped."""
+    client, home, train, issues = served
+    labels, (p0, p1) = home / "labels", sorted(train["profile_id"].unique())[:2]
+    labels.mkdir()
+    (labels / "corrections.csv").write_text(f"profile_id,stem,field,value,reason,note,\n{p0},,age,64,looks old,ask Bo,\n"
+                                            f"{p1},normal,mask,incorrect,swapped,ticket 12,\n")  # fmt: skip
+    gender = issues[(issues["field"] == "gender") & ~issues["profile_id"].isin([p0, p1])].iloc[0]
+    assert client.decide(gender)[0] == 200
+    table = pd.read_csv(labels / "corrections.csv", dtype=str, keep_default_na=False)
+    assert table.values.tolist() == [
+        [p0, "", "age", "64", "looks old", "ask Bo"],
+        [p1, "normal", "mask", "incorrect", "swapped", "ticket 12"],
+        [gender["profile_id"], "", "gender", gender["suggested"], f"ana in maskops review: {gender['given']} looked wrong", ""],
+    ]
+    assert len(read_corrections(labels / "corrections.csv", train)) == 3  # and the pipeline still reads it
+
+
+@pytest.mark.hostile
+def test_a_broken_label_file_is_named_on_the_page_and_no_file_is_written(served):
+    """A reviewed.csv or corrections.csv people broke was a bare 500, and a broken reviewed.csv came to light only
+    after corrections.csv had been rewritten: half a decision recorded."""
+    client, home, _, issues = served
+    labels = home / "labels"
+    labels.mkdir()
+    (labels / "reviewed.csv").write_text("profile_id,stem,field\n")
+    status, answer = client.decide(_issue(issues, "gender"))
+    assert status == 400 and "reviewed.csv: missing column(s)" in answer["error"] and "the header must be" in answer["error"]
+    assert _written(home) == ["reviewed.csv"]  # corrections.csv was not written
+    status, page, _ = client.request("GET", "/")
+    assert status == 409 and "reviewed.csv: missing column(s)" in page
+    (labels / "reviewed.csv").unlink()
+    (labels / "corrections.csv").write_bytes(b"profile_id,stem,field,value,reason\nx,,age,40,caf\xe9\n")
+    status, answer = client.decide(_issue(issues, "gender"))
+    assert status == 400 and "corrections.csv: is not UTF-8 text" in answer["error"] and "save it as UTF-8 CSV" in answer["error"]
+    assert _written(home) == ["corrections.csv"] and (labels / "corrections.csv").read_bytes().endswith(b"caf\xe9\n")
+
+
+@pytest.mark.hostile
 def test_a_contradictory_correction_is_refused(served):
     client, home, _, issues = served
     age = _issue(issues, "age_group")  # given and suggested are two different groups
