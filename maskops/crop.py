@@ -24,7 +24,7 @@ from maskops.faces import DetectorConfig, Face, FaceDetector
 from maskops.options import as_dict, from_plain, key_params, option
 from maskops.store import ImageStore, StoreWork, derive_key, encode_jpeg
 
-CROP_CODE_VERSION = "2"
+CROP_CODE_VERSION = "3"  # 3: photos are turned upright by their EXIF orientation, 16-bit grey scaled (maskops.pixels)
 ORDERS = ("background_first", "crop_first")
 RECORD_COLUMNS = (
     "content_hash", "crop_key", "crop_path", "crop_recipe", "face_found", "face_prob", "fallback", "box_x0", "box_y0", "box_x1", "box_y1",

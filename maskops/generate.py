@@ -31,7 +31,7 @@ from maskops.options import key_params, option
 from maskops.store import ImageStore, StoreWork, derive_key, encode_jpeg
 from maskops.synth.masks import INCORRECT_PLACEMENTS, Placement, paint_mask, random_style
 
-GENERATE_CODE_VERSION = "2"
+GENERATE_CODE_VERSION = "3"  # 3: source photos turned upright by their EXIF orientation (maskops.pixels)
 GENERATOR = "maskpaint/1"
 GENERATED_COLUMNS = (
     "image_id", "profile_id", "person_id", "stem", "mask", "gender", "race", "age", "age_group", "class_id", "path",

@@ -16,6 +16,7 @@ from pathlib import Path
 from PIL import Image
 
 from maskops.options import option
+from maskops.pixels import upright_rgb
 
 
 class IntakeError(ValueError):
@@ -80,12 +81,13 @@ def _opened(data: bytes, limits: IntakeLimits) -> tuple[Image.Image, int]:
 
 
 def decode_photo(data: bytes, limits: IntakeLimits = DEFAULT_LIMITS) -> Image.Image:
-    """An RGB image from encoded bytes, refusing oversize input before decoding a pixel, its longer side shrunk to
-    `limits.max_side` (JPEGs are decoded at the reduced size straight away)."""
+    """An upright RGB image from encoded bytes (maskops.pixels.upright_rgb, as in training), refusing oversize input
+    before decoding a pixel, its longer side shrunk to `limits.max_side` (JPEGs are decoded at the reduced size
+    straight away)."""
     image, _ = _opened(data, limits)
     try:
         image.draft("RGB", (limits.max_side, limits.max_side))  # JPEG: decode at 1/2, 1/4, 1/8 scale when that is enough
-        image = image.convert("RGB")
+        image = upright_rgb(image)  # as training saw it: EXIF orientation applied, 16-bit grey scaled
         if max(image.size) > limits.max_side:
             image.thumbnail((limits.max_side, limits.max_side), Image.Resampling.BILINEAR)
         return image

@@ -38,6 +38,7 @@ from maskops.labels import (
     parse_age,
     parse_gender,
 )
+from maskops.pixels import upright_size
 from maskops.problems import Problem, ProblemReport
 
 TRAIN_CSV = "train/train.csv"
@@ -102,7 +103,7 @@ def inspect_image(path: Path) -> ImageFacts:
     try:
         with Image.open(io.BytesIO(data)) as img:
             img.load()
-            width, height = img.size
+            width, height = upright_size(img)  # as shown and as cropped (EXIF orientation)
     except Exception as exc:  # PIL raises many types for corrupt data
         return ImageFacts(digest, len(data), None, None, f"undecodable image ({exc})")
     return ImageFacts(digest, len(data), width, height, None)

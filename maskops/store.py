@@ -22,6 +22,7 @@ from PIL import Image
 from upath import UPath
 
 from maskops.files import write_atomic
+from maskops.pixels import upright_rgb
 
 STORE_PREFIX = "store:"
 
@@ -98,5 +99,6 @@ class ImageSource:
         return (self.dataset_root / path).read_bytes()
 
     def open_rgb(self, path: str) -> Image.Image:
+        """The photo as upright 8-bit RGB (maskops.pixels.upright_rgb: what serving decodes too)."""
         with Image.open(io.BytesIO(self.read_bytes(path))) as img:
-            return img.convert("RGB")
+            return upright_rgb(img)
