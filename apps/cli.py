@@ -57,7 +57,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     try:
         layout = scan_competition(args.root)
     except LayoutError as exc:
-        print(exc, file=sys.stderr)
+        print(exc.report(), file=sys.stderr)  # every problem: a command line has no .problems to look at
         return 2
     train = layout.train
     print(
@@ -261,23 +261,43 @@ def cmd_where(args: argparse.Namespace) -> int:
     return 0
 
 
+def positive(text: str) -> int:
+    """An argparse type: a whole number >= 1 (a count of people, workers, photos a batch, bytes)."""
+    return _at_least(text, 1)
+
+
+def non_negative(text: str) -> int:
+    """An argparse type: a whole number >= 0."""
+    return _at_least(text, 0)
+
+
+def _at_least(text: str, low: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"{value} is less than {low}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="maskops", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("synth", help="draw a synthetic dataset in the competition layout")
-    p.add_argument("--profiles", type=int, required=True, help="training people (7 images each)")
-    p.add_argument("--eval-profiles", type=int, default=0, help="evaluation people (7 images each)")
+    p.add_argument("--profiles", type=positive, required=True, help="training people (7 images each)")
+    p.add_argument("--eval-profiles", type=non_negative, default=0, help="evaluation people (7 images each)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True, help="dataset root to create")
     p.add_argument("--gender-noise", type=float, default=0.03, help="fraction of profiles with the wrong gender")
     p.add_argument("--age-noise", type=float, default=0.03, help="fraction of profiles with a wrong age")
     p.add_argument("--mask-swap-noise", type=float, default=0.02, help="fraction of profiles with incorrect_mask/normal swapped")
-    p.add_argument("--mask-only-faces", type=int, default=DEMO_MASK_ONLY_FACES,
+    p.add_argument("--mask-only-faces", type=non_negative, default=DEMO_MASK_ONLY_FACES,
                    help="real faces (scikit-image's lfw_subset) written under mask_only/, unmasked and with painted masks: photos whose "
                    "mask state alone is known, so the models learn what real skin looks like (0: none; at most 40)")  # fmt: skip
-    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    p.add_argument("--workers", type=positive, default=None, help="processes (default: all cores)")
     p.add_argument("--force", action="store_true", help="replace an existing dataset at --out")
     p.set_defaults(func=cmd_synth)
 
@@ -286,8 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_scan)
 
     p = sub.add_parser("demo", help="synthesize demo data and materialize every asset")
-    p.add_argument("--profiles", type=int, default=DEMO_PROFILES)
-    p.add_argument("--eval-profiles", type=int, default=DEMO_EVAL_PROFILES)
+    p.add_argument("--profiles", type=positive, default=DEMO_PROFILES)
+    p.add_argument("--eval-profiles", type=non_negative, default=DEMO_EVAL_PROFILES)
     p.add_argument("--seed", type=int, default=DEMO_SEED)
     p.add_argument("--force", action="store_true", help="redraw the demo data even if it exists with other settings")
     p.set_defaults(func=cmd_demo)
@@ -316,8 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="models:/NAME/VERSION or models:/NAME@ALIAS: the ensemble, or a member such as models:/maskops-raw/1")  # fmt: skip
     p.add_argument("--out", type=Path, default=None,
                    help="a .csv file, or a folder for predictions.csv (default: <home>/predictions/predictions-<time>.csv)")  # fmt: skip
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--show", type=int, default=5, help="least confident predictions to print")
+    p.add_argument("--batch-size", type=positive, default=32)
+    p.add_argument("--show", type=non_negative, default=5, help="least confident predictions to print")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("review", help="review the suspected label errors (label_issues) in a web page; writes labels/corrections.csv")
@@ -334,11 +354,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-path-root", action="append", metavar="DIR",
                    help="accept a 'path' column for files under DIR (repeatable); by default only image bytes are accepted")  # fmt: skip
     p.add_argument("--allow-origin", action="append", metavar="ORIGIN", help="a browser origin allowed besides the server's own")
-    p.add_argument("--max-image-bytes", type=int, default=20 * 2**20, help="largest photo in bytes")
-    p.add_argument("--max-request-bytes", type=int, default=64 * 2**20, help="largest request body in bytes (413 above)")
-    p.add_argument("--max-pixels", type=int, default=40_000_000, help="largest photo in pixels, read from its header before decoding")
+    p.add_argument("--max-image-bytes", type=positive, default=20 * 2**20, help="largest photo in bytes")
+    p.add_argument("--max-request-bytes", type=positive, default=64 * 2**20, help="largest request body in bytes (413 above)")
+    p.add_argument("--max-pixels", type=positive, default=40_000_000, help="largest photo in pixels, read from its header before decoding")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per request before it is answered 504")
-    p.add_argument("--workers", type=int, default=2, help="requests predicted at once")
+    p.add_argument("--workers", type=positive, default=2, help="requests predicted at once")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("mlflow-ui", help="start the MLflow UI on the tracking store (runs, registered models)")
@@ -377,7 +397,7 @@ def _add_services(sub) -> None:
     p = sub.add_parser("tracking-server", help="production: the MLflow tracking server (PostgreSQL store, proxied artifacts)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=5000)
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--workers", type=positive, default=2)
     p.add_argument("--allowed-hosts", default="", help="Host headers the server accepts besides localhost (e.g. mlflow:5000)")
     p.set_defaults(func=cmd_service, service="tracking-server")
     p = sub.add_parser("code-server", help="production: Dagster's gRPC server for the code location")
@@ -394,7 +414,7 @@ def _add_services(sub) -> None:
     p = sub.add_parser("worker", help="production: a Celery worker running steps from some queues")
     p.add_argument("--queues", default="gpu,images,dagster", help="comma-separated: gpu (training), images (image models), dagster")
     p.add_argument("--name", default="worker@%h", help="the worker's name (%%h: the host name)")
-    p.add_argument("--concurrency", type=int, default=1, help="steps at a time")
+    p.add_argument("--concurrency", type=positive, default=1, help="steps at a time")
     p.set_defaults(func=cmd_service, service="worker")
 
 

@@ -122,7 +122,9 @@ def parse_rows(payload) -> list[dict]:
             raise Refused(400, "dataframe_split needs 'columns' and 'data' lists")
         if not all(isinstance(c, str) for c in split["columns"]):
             raise Refused(400, "dataframe_split columns must be strings")
-        rows = [dict(zip(split["columns"], row, strict=False)) for row in split["data"] if isinstance(row, list)]
+        if not all(isinstance(row, list) for row in split["data"]):  # answers are matched to rows by position: none dropped
+            raise Refused(400, "dataframe_split data must be a list of rows, each a list of values in the order of 'columns'")
+        rows = [dict(zip(split["columns"], row, strict=False)) for row in split["data"]]
     elif "dataframe_records" in payload:
         rows = payload["dataframe_records"]
     elif "inputs" in payload:
@@ -162,7 +164,10 @@ def take_images(rows: list[dict], scorer: Scorer) -> tuple[list[str | None], dic
 
 def image_bytes(row: dict, limits: IntakeLimits, roots: list[Path]) -> bytes:
     value, path = row.get("image"), row.get("path")
-    if isinstance(value, str) and value:
+    if isinstance(value, str) and value:  # (the body, and so this string, is within max_request_bytes already)
+        if value.startswith("data:") and ";base64," in value[:100]:  # a data: URL, as a browser's FileReader gives
+            value = value.split(";base64,", 1)[1]
+        value = "".join(value.split())  # line breaks, as `base64 photo.jpg` prints
         if len(value) > (limits.max_bytes + 2) // 3 * 4 + 4:  # before decoding the base64
             raise IntakeError(f"image too large: over {limits.max_bytes} bytes")
         try:

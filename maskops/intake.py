@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from maskops.options import option
 from maskops.pixels import upright_rgb
@@ -70,6 +70,8 @@ def _opened(data: bytes, limits: IntakeLimits) -> tuple[Image.Image, int]:
         raise IntakeError(f"image too large: {len(data)} bytes (limit {limits.max_bytes})")
     try:
         image = Image.open(io.BytesIO(data))  # reads the header only
+    except UnidentifiedImageError:  # its message names the BytesIO object's address: a different text every run
+        raise IntakeError("unreadable image: not a format Pillow reads (JPEG, PNG, WebP, BMP, TIFF, GIF, ...)") from None
     except Exception as exc:  # PIL raises many types for bad input
         raise IntakeError(f"unreadable image: {type(exc).__name__}: {str(exc)[:120]}") from None
     width, height = image.size
@@ -101,4 +103,6 @@ def open_photo(value: bytes | bytearray | memoryview | str | os.PathLike, limits
         return decode_photo(bytes(value), limits)
     if isinstance(value, str | os.PathLike):
         return decode_photo(read_regular_file(value, limits), limits)
+    if value is None or (isinstance(value, float) and value != value):  # None, or the NaN pandas makes of it
+        raise IntakeError("no image in this row: give a file path or image bytes")
     raise IntakeError(f"expected a file path or image bytes, got {type(value).__name__}")

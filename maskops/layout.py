@@ -120,9 +120,30 @@ def _inside(root: Path, path: Path) -> bool:
     return path.resolve().is_relative_to(root.resolve())
 
 
-def _visible(entries: Iterable[Path]) -> list[Path]:
-    # Hidden entries (.DS_Store, macOS "._mask1.jpg" twins) are not part of the layout.
-    return sorted(e for e in entries if not e.name.startswith("."))
+def _visible(entries: Iterable[Path], root: Path, problems: list[Problem]) -> list[Path]:
+    """The entries that are part of the layout: hidden ones (.DS_Store, macOS "._mask1.jpg" twins) are not, and a name
+    that is not UTF-8 is a problem (manifests, store keys and reports hold names as UTF-8 text)."""
+    shown = []
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        if not utf8_name(entry.name):
+            where = os.fsencode(entry.relative_to(root)).decode("utf-8", "backslashreplace")
+            problems.append(
+                Problem(where, "its name is not UTF-8 text", "rename it to a UTF-8 name (e.g. convmv -f latin1 -t utf8 --notest)")
+            )
+            continue
+        shown.append(entry)
+    return sorted(shown)
+
+
+def utf8_name(name: str) -> bool:
+    """Whether a file name from the file system is UTF-8 (Python keeps the bytes of one that is not as surrogates)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _read_csv(root: Path, rel: str, columns: tuple[str, ...], problems: list[Problem]) -> pd.DataFrame | None:
@@ -255,7 +276,7 @@ def _scan_train(root: Path, problems: list[Problem]) -> tuple[list[dict], list[P
             )
             continue
         by_stem: dict[str, list[Path]] = {}
-        for f in _visible(profile_dir.iterdir()):
+        for f in _visible(profile_dir.iterdir(), root, problems):
             by_stem.setdefault(f.stem, []).append(f)
         rel_dir = f"{TRAIN_IMAGES}/{folder}"
         for stem, files in by_stem.items():
@@ -313,7 +334,7 @@ def _scan_train(root: Path, problems: list[Problem]) -> tuple[list[dict], list[P
         for key, lines in lines_by_key.items():
             if len(lines) > 1:
                 problems.append(Problem(f"{TRAIN_CSV} lines {', '.join(map(str, lines))}", message.format(key, len(lines)), fix))
-    for entry in _visible(images_dir.iterdir()):
+    for entry in _visible(images_dir.iterdir(), root, problems):
         if entry.name in listed:
             continue
         if entry.is_dir():
@@ -370,7 +391,7 @@ def _scan_eval(root: Path, problems: list[Problem], quarantine: list[dict]) -> t
             continue
         rows.append({"image_id": f"eval/{name}", "stem": name, "order": i, "path": f"{EVAL_IMAGES}/{name}"})
         paths.append(f)
-    for entry in _visible(images_dir.iterdir()):
+    for entry in _visible(images_dir.iterdir(), root, problems):
         if entry.name not in listed and entry.name not in counts:
             quarantine.append(
                 {
@@ -394,13 +415,13 @@ def _scan_mask_only(root: Path, problems: list[Problem]) -> tuple[list[dict], li
         problems.append(Problem(MASK_ONLY_DIR, "a file where the optional mask-only folder belongs", fix_folder))
         return [], []
     rows, paths = [], []
-    for entry in _visible(folder.iterdir()):
+    for entry in _visible(folder.iterdir(), root, problems):
         rel = f"{MASK_ONLY_DIR}/{entry.name}"
         if not entry.is_dir() or entry.name not in states:
             what = "a file" if not entry.is_dir() else "a folder"
             problems.append(Problem(rel, f"{what} that is not one of the mask-state folders {sorted(states)}", fix_folder))
             continue
-        for f in _visible(entry.iterdir()):
+        for f in _visible(entry.iterdir(), root, problems):
             where = f"{rel}/{f.name}"
             if not f.is_file() or f.suffix.lower() not in IMAGE_EXTENSIONS:
                 problems.append(Problem(where, "not an image file", f"{fix_folder}; image types: {', '.join(sorted(IMAGE_EXTENSIONS))}"))
@@ -522,9 +543,10 @@ def source_fingerprint(root: str | os.PathLike) -> str:
             digest.update(f"{folder.name}\0<missing>".encode())
             continue
         for dirpath, dirnames, filenames in os.walk(folder):
-            dirnames.sort()
-            for name in sorted(filenames):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))  # hidden: not part of the layout (_visible)
+            for name in sorted(f for f in filenames if not f.startswith(".")):  # a .DS_Store must not start a re-run
                 # lstat: a dangling link still has a size and a time; scan() names it as a problem with its fix
                 stat = os.lstat(os.path.join(dirpath, name))
-                digest.update(f"{os.path.relpath(os.path.join(dirpath, name), root)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+                rel = os.fsencode(os.path.relpath(os.path.join(dirpath, name), root))  # a name that is not UTF-8 too
+                digest.update(rel + f"\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:16]

@@ -28,10 +28,15 @@ class ProblemReport(ValueError):
     def __init__(self, source: Path | str, problems: list[Problem]):
         self.source = source
         self.problems = problems
-        shown = "\n".join(f"  - {p}" for p in problems[:MAX_LISTED_PROBLEMS])
-        more = len(problems) - MAX_LISTED_PROBLEMS
+        super().__init__(self.report(MAX_LISTED_PROBLEMS))
+
+    def report(self, limit: int | None = None) -> str:
+        """The message with the first `limit` problems (all of them with None: what a command line prints)."""
+        problems = self.problems if limit is None else self.problems[:limit]
+        shown = "\n".join(f"  - {p}" for p in problems)
+        more = len(self.problems) - len(problems)
         tail = f"\n  ... and {more} more (see .problems)" if more > 0 else ""
-        noun = "problem" if len(problems) == 1 else "problems"
-        super().__init__(
-            f"{self.what} {source} has {len(problems)} {noun}; nothing was read from it and no file was changed:\n{shown}{tail}"
+        noun = "problem" if len(self.problems) == 1 else "problems"
+        return (
+            f"{self.what} {self.source} has {len(self.problems)} {noun}; nothing was read from it and no file was changed:\n{shown}{tail}"
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -66,3 +67,33 @@ def test_report_lists_the_data_quality_reports(tiny_dataset: Path, tmp_path: Pat
     assert "relabeled_dataset / labels" in shown.stdout and "FAILED 2 of 14" in shown.stdout
     assert "http://127.0.0.1:8070/quality/raw_dataset.labels.html" in shown.stdout  # served by `maskops docs`
     assert "maskops docs" in shown.stdout
+
+
+def test_scan_prints_every_problem(dataset_copy: Path):
+    """An exception's message lists the first 40 problems and points at .problems, which a command line cannot show."""
+    for k in range(45):
+        (dataset_copy / f"train/images/stray{k:02d}.txt").write_text("x")
+    scanned = run("scan", str(dataset_copy))
+    assert scanned.returncode == 2 and scanned.stderr.count("holds only profile folders") == 45 and ".problems" not in scanned.stderr
+
+
+def test_synth_force_replaces_only_a_synthetic_dataset(tmp_path: Path):
+    """--force replaces a dataset synth made; it once renamed and deleted whatever folder --out named."""
+    keep = tmp_path / "project"
+    keep.mkdir()
+    (keep / "notes.txt").write_text("mine")
+    refused = run("synth", "--profiles", "1", "--workers", "1", "--mask-only-faces", "0", "--out", str(keep), "--force")
+    assert refused.returncode == 2 and "is not a dataset maskops synth made" in refused.stderr
+    assert [p.name for p in keep.iterdir()] == ["notes.txt"]
+    made = tmp_path / "made"
+    assert run("synth", "--profiles", "1", "--workers", "1", "--mask-only-faces", "0", "--out", str(made)).returncode == 0
+    (made / "synth.json").write_text("{damaged")  # a damaged receipt: still synth's folder, replaced with --force
+    again = run("synth", "--profiles", "1", "--workers", "1", "--mask-only-faces", "0", "--out", str(made), "--force")
+    assert again.returncode == 0, again.stderr
+    assert json.loads((made / "synth.json").read_text())["train_images"] == 7
+
+
+def test_counts_are_checked_by_the_parser():
+    refused = run("predict", "--batch-size", "0", "photo.jpg")
+    assert refused.returncode == 2 and "argument --batch-size: 0 is less than 1" in refused.stderr
+    assert "argument --workers: 'two' is not a whole number" in run("synth", "--profiles", "1", "--workers", "two", "--out", "x").stderr

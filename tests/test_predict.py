@@ -77,6 +77,22 @@ def test_the_pyfunc_answers_each_row_alone(registry, models_dir: Path, tmp_path:
     assert np.allclose(out.filter(like="p_").iloc[0], alone.filter(like="p_").iloc[0], atol=1e-6)
 
 
+def test_the_pyfunc_keeps_the_inputs_index_and_says_plainly_what_is_wrong(registry, models_dir: Path, astronaut):
+    """Answers join back onto a filtered frame by its index (they once came back as 0..n-1), and a row's status reads
+    the same on every run (Pillow's message named a BytesIO object's memory address)."""
+    from tracking.prediction import load_model
+
+    tracking, registered = registry
+    model = load_model(tracking.service(), registered.ensemble_uri, models_dir)
+    face = io.BytesIO()
+    astronaut.save(face, "JPEG")
+    frame = pd.DataFrame({"image": [face.getvalue(), b"plain text, not a photo", None]}, index=[10, 20, 30])
+    out = model.predict(frame)
+    assert list(out.index) == [10, 20, 30] and out.loc[10, "status"] == "ok"
+    assert out.loc[20, "status"] == "unreadable image: not a format Pillow reads (JPEG, PNG, WebP, BMP, TIFF, GIF, ...)"
+    assert out.loc[30, "status"] == "no image in this row: give a file path or image bytes"
+
+
 def test_predict_out_dir_summary_confidence_and_per_file_status(state: Path, photos: Path, tmp_path: Path, capsys):
     out_dir = tmp_path / "results"
     out_dir.mkdir()

@@ -126,7 +126,7 @@ class MaskopsEnsemble(mlflow.pyfunc.PythonModel):
                     "class_id": class_id, "mask": MaskState(class_id // 6).name.lower(), "gender": Gender((class_id // 3) % 2).name.lower(),
                     "age_group": AgeGroup(class_id % 3).name.lower(), "confidence": float(p[class_id]), **dict(zip(PROBABILITY_COLUMNS, p.astype(float), strict=True)),
                 }  # fmt: skip
-        out = pd.DataFrame(rows).reindex(columns=OUTPUT_COLUMNS)
+        out = pd.DataFrame(rows, index=model_input.index).reindex(columns=OUTPUT_COLUMNS)  # answers join back on the index
         out["class_id"] = out["class_id"].astype("Int64")
         return out
 

@@ -121,6 +121,8 @@ def predict_files(model, files: list[Path], batch_size: int = 32, progress=None)
     """One output row per input file, in order, with its path first. Anything but a regular file (a FIFO would block
     the reader, a device never ends) gets a status and never reaches the model; a batch the model fails on is retried
     file by file, so a failure stays with its file."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     rows = []
     for start in range(0, len(files), batch_size):
         chunk = files[start : start + batch_size]

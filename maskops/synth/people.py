@@ -221,17 +221,23 @@ def synthesize(
 
     If `out` already holds a dataset made with the same config, nothing is redrawn.
     """
-    out = Path(out)
+    out = Path(out).absolute()  # "." has no name to build the temporary folder's from
     receipt = {"generator_version": GENERATOR_VERSION, "config": asdict(config)}
     existing = out / RECEIPT
     if existing.is_file():
-        old = json.loads(existing.read_text())
-        old["config"] = {"mask_only_faces": 0, **old.get("config", {})}  # a receipt from before mask_only/ existed
+        try:
+            old = json.loads(existing.read_text())
+        except (ValueError, UnicodeDecodeError):  # a damaged receipt: the folder is synth's, but its settings are unknown
+            old = {}
+        old["config"] = {"mask_only_faces": 0, **(old.get("config") or {})}  # a receipt from before mask_only/ existed
         if {k: old.get(k) for k in receipt} == receipt and not force:
             log.info("%s already holds this synthetic dataset; nothing to do", out)
             return old
     if out.exists() and not force:
         raise SynthError(f"{out} exists and was not made with these settings; choose another --out or pass --force to replace it")
+    if out.exists() and not (existing.is_file() or (out.is_dir() and not any(out.iterdir()))):
+        raise SynthError(f"{out} is not a dataset maskops synth made (it has no {RECEIPT}), so --force will not replace it: "
+                         "choose another --out")  # fmt: skip
 
     train, info, answers, noise, people = plan(config)
     tmp = out.with_name(f".{out.name}.partial-{uuid.uuid4().hex[:8]}")

@@ -43,6 +43,36 @@ def test_a_dangling_link_does_not_break_the_source_fingerprint(dataset_copy: Pat
     assert f"{folder}/mask1.jpg" in str(info.value) and "fix:" in str(info.value)
 
 
+def test_a_file_name_that_is_not_utf8_is_named_for_what_it_is(dataset_copy: Path) -> None:
+    """A latin-1 file name (bytes that are not UTF-8) once passed the scan and crashed writing the manifest (pyarrow),
+    and crashed the source fingerprint, so the sensor stopped observing the dataset without naming the file."""
+    photo = next((dataset_copy / "mask_only/wear").iterdir()).read_bytes()
+    for folder in ("mask_only/wear", "eval/images"):
+        with open(os.path.join(os.fsencode(dataset_copy / folder), b"caf\xe9.jpg"), "wb") as f:
+            f.write(photo)
+    assert source_fingerprint(dataset_copy) != ""  # the sensor still sees the dataset change
+    with pytest.raises(LayoutError) as info:
+        scan_competition(dataset_copy)
+    for folder in ("mask_only/wear", "eval/images"):
+        assert f"{folder}/caf\\xe9.jpg: its name is not UTF-8 text" in str(info.value)
+    assert "rename it to a UTF-8 name" in str(info.value)
+
+
+def test_hidden_files_do_not_change_the_source_fingerprint(dataset_copy: Path) -> None:
+    """Browsing the dataset in macOS's Finder writes .DS_Store files: the scan ignores them, and the fingerprint the
+    sensor polls must too, or every browse would start a re-run of everything downstream."""
+    before = source_fingerprint(dataset_copy)
+    folder = pd.read_csv(dataset_copy / "train/train.csv")["path"].iloc[0]
+    for where in (dataset_copy / "train/images", dataset_copy / "train/images" / folder, dataset_copy / "eval/images"):
+        (where / ".DS_Store").write_bytes(b"Bud1")
+    (dataset_copy / "train/images" / folder / "._mask1.jpg").write_bytes(b"\x00\x05\x16\x07")
+    (dataset_copy / "train/images/.Trashes").mkdir()
+    (dataset_copy / "train/images/.Trashes/old.jpg").write_bytes(b"x")
+    assert source_fingerprint(dataset_copy) == before
+    (dataset_copy / "train/images" / folder / "mask1.jpg").write_bytes(b"changed")
+    assert source_fingerprint(dataset_copy) != before
+
+
 def test_an_empty_table_has_a_data_version() -> None:
     empty = pd.DataFrame({"image_id": pd.Series(dtype="string"), "content_hash": pd.Series(dtype="string")})
     assert fingerprint(empty) == fingerprint(empty.copy()) and len(fingerprint(empty)) == 16
