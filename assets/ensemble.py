@@ -37,6 +37,7 @@ def ensemble(
 ) -> dg.MaterializeResult:  # fmt: skip
     """Soft voting over the variant models' probabilities, validated beside each member on the shared validation
     people; registered as maskops-ensemble (a pyfunc taking raw photos) with champion/challenger promotion."""
+    from maskops.crop import photo_side
     from maskops.data import validation_rows  # torch and MLflow load when the step runs, not with the code location
     from tracking.ensemble import ENSEMBLE_NAME, log_ensemble, probabilities, registered_members, rescore
     from tracking.registry import promote
@@ -54,7 +55,7 @@ def ensemble(
     serving = choose_serving(evaluation, settings.member_margin, settings.member_confidence)
     context.log.info(serving.reason)
     with service.run("ensemble", {**mlflow_tags(context, CODE_VERSION), "maskops.validation_set": validation_set}) as run:
-        version, spec = log_ensemble(run, evaluation, members, recipe, background, settings, serving)
+        version, spec = log_ensemble(run, evaluation, members, recipe, background, settings, serving, photo_side(validation_crops))
     score = serving.score
     promotion = promote(service.client, ENSEMBLE_NAME, version, score, validation_set, settings.promotion_margin,
                         lambda tags: rescore(service, tags, paths, y, open_image))  # fmt: skip

@@ -221,6 +221,25 @@ def crop_batch(
     return out, records
 
 
+def photo_side(manifest: pd.DataFrame) -> int | None:
+    """The longer side of the photos a model was trained on (the median over the readable rows of a manifest with
+    width and height); None when the manifest does not say. The crop margin is in pixels, so a photo served at four
+    times that size would be cropped four times tighter: `at_training_scale` brings it back."""
+    if not {"width", "height"} <= set(manifest.columns):
+        return None
+    sides = manifest[["width", "height"]].max(axis=1).dropna()
+    return int(sides.median()) if len(sides) else None
+
+
+def at_training_scale(picture: Image.Image, side: int | None, slack: float = 1.25) -> Image.Image:
+    """`picture` shrunk to longer side `side` when it is more than `slack` times larger (a phone's photo of a model
+    trained on 512-pixel photos); never enlarged. None: as it is."""
+    if not side or max(picture.size) <= side * slack:
+        return picture
+    scale = side / max(picture.size)
+    return picture.resize((max(1, round(picture.width * scale)), max(1, round(picture.height * scale))), Image.Resampling.BILINEAR)
+
+
 def crop_summary(manifest: pd.DataFrame, records: pd.DataFrame, attempted: int) -> tuple[pd.DataFrame, dict[str, float], pd.DataFrame]:
     """The manifest with its crop records, the detection and fallback rates, and a fixed sample of faces and fallbacks to look at."""
     out = manifest.merge(records, on="content_hash", how="left")

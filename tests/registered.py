@@ -21,8 +21,10 @@ class Registered:
 
 
 def register_ensemble(service, background_file: Path, backbone: str = "resnet10t", members: int = 1, image_size: int = 32,
-                      crop_size: int = 96, alias: str = "champion", member_architecture: bool = True) -> Registered:  # fmt: skip
-    """Log `members` untrained members and the ensemble pyfunc over them; the ensemble version gets `alias`."""
+                      crop_size: int = 96, alias: str = "champion", member_architecture: bool = True,
+                      photo_side: int | None = None) -> Registered:  # fmt: skip
+    """Log `members` untrained members and the ensemble pyfunc over them; the ensemble version gets `alias`. With
+    `photo_side`, the pyfunc shrinks larger photos to it before cropping (as the `ensemble` asset records it)."""
     import torch
 
     from maskops.crop import CropConfig, CropRecipe
@@ -50,7 +52,7 @@ def register_ensemble(service, background_file: Path, backbone: str = "resnet10t
     with service.run("ensemble", {}) as run, tempfile.TemporaryDirectory() as tmp:
         artifacts = member_artifacts(service, specs, Path(tmp))
         config = {"members": specs, "weights": [1.0] * members, "tta": False, "temperatures": [1.0] * members, "crop_recipe": recipe,
-                  "background_model_name": name}  # fmt: skip
+                  "background_model_name": name} | ({"photo_side": photo_side} if photo_side else {})  # fmt: skip
         artifacts["background_model"] = str(background_file)
         logged = run.log_pyfunc_model("ensemble", MODEL_CODE, artifacts, config, signature(), [str(MASKOPS_CODE)], pinned(*REQUIREMENTS))
     version = service.register(ENSEMBLE_NAME, logged)

@@ -326,6 +326,10 @@ def test_ensemble_and_submission_assets(pipeline_end, tiny_dataset: Path):
     assert set(checks) == {"submission_contract", "ensemble_earns_its_place"} and all(c.passed for c in checks.values())
     # four identical members: the soft vote ties its best member, so it serves, and says why
     assert record["serving"]["earned"] and record["serving"]["members"] == [0, 1, 2, 3]
+    stored = mlflow.artifacts.download_artifacts(artifact_uri=tracking.service().storage_location(record["model_uri"]) + "/MLmodel",
+                                                 dst_path=str(state / "mlmodel"), tracking_uri=tracking.tracking_uri)  # fmt: skip
+    config = mlflow.models.Model.load(stored).flavors["python_function"]["config"]  # the pyfunc's config
+    assert config["photo_side"] == 512  # the synthetic photos are 384 x 512: larger photos are shrunk to that before cropping
     assert "the soft vote of every member serves" in meta["serves"].value
 
 

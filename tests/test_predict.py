@@ -93,6 +93,27 @@ def test_the_pyfunc_keeps_the_inputs_index_and_says_plainly_what_is_wrong(regist
     assert out.loc[30, "status"] == "no image in this row: give a file path or image bytes"
 
 
+def test_a_photo_larger_than_the_training_photos_is_cropped_at_their_scale(registry, models_dir: Path, astronaut):
+    """The crop margin is in pixels (40 around the face box, on 384 x 512 training photos): a phone's 1536 x 2048 photo
+    was cropped four times tighter than anything the members saw. The ensemble records the training photos' longer
+    side and shrinks larger photos to it; a version registered before that takes photos as they come."""
+    from maskops.crop import at_training_scale
+    from tracking.prediction import load_model
+
+    tracking, old = registry
+    scaled = register_ensemble(tracking.service(), models_dir / "tiny_segmenter.onnx", alias="scaled", photo_side=256)
+    big = io.BytesIO()
+    astronaut.resize((1024, 1024)).save(big, "JPEG")
+    for uri, expected in ((scaled.ensemble_uri, (256, 256)), (old.ensemble_uri, (1024, 1024))):
+        ensemble = load_model(tracking.service(), uri, models_dir).unwrap_python_model()
+        seen, crops = [], ensemble.crops
+        ensemble.crops = lambda pictures, crops=crops, seen=seen: seen.extend(p.size for p in pictures) or crops(pictures)
+        out = ensemble.predict(None, pd.DataFrame({"image": [big.getvalue()]}))
+        assert out["status"].tolist() == ["ok"] and seen == [expected], uri
+    small = astronaut.resize((300, 200))
+    assert at_training_scale(small, 256) is small and at_training_scale(small, None) is small  # never enlarged; 300 is within 1.25 x 256
+
+
 def test_predict_out_dir_summary_confidence_and_per_file_status(state: Path, photos: Path, tmp_path: Path, capsys):
     out_dir = tmp_path / "results"
     out_dir.mkdir()

@@ -114,9 +114,10 @@ def signature():
 
 
 def log_ensemble(run: TrackedRun, evaluation: EnsembleEvaluation, members: list[dict], recipe: CropRecipe,
-                 background_file: Path | None, config: EnsembleConfig, serving: Serving) -> tuple[str, dict]:  # fmt: skip
+                 background_file: Path | None, config: EnsembleConfig, serving: Serving, photo_side: int | None = None) -> tuple[str, dict]:  # fmt: skip
     """Evaluation artifacts (every member and the soft vote), then the pyfunc of what `serving` chose (the members it
-    names, background model, maskops code) registered as maskops-ensemble. Returns the version and the member spec."""
+    names, background model, maskops code, the training photos' longer side `photo_side`, to which it shrinks larger
+    photos before cropping) registered as maskops-ensemble. Returns the version and the member spec."""
     if recipe.config.remove_background and (background_file is None or file_digest(background_file) != recipe.background_sha256):
         raise CropRecipeError(
             f"{background_file} is not the background model the members' crops were made with (sha256 {recipe.background_sha256[:12]}...); "
@@ -138,6 +139,8 @@ def log_ensemble(run: TrackedRun, evaluation: EnsembleEvaluation, members: list[
     with tempfile.TemporaryDirectory() as tmp:
         artifacts = member_artifacts(run.service, members, Path(tmp))
         model_config = {**spec, "crop_recipe": recipe.to_json(), "background_model_name": recipe.config.background_model}
+        if photo_side:
+            model_config["photo_side"] = photo_side
         if background_file is not None:
             artifacts["background_model"] = str(background_file)
         logged = run.log_pyfunc_model(

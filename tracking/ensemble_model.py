@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from maskops.crop import CropRecipe, crop_batch
+from maskops.crop import CropRecipe, at_training_scale, crop_batch
 from maskops.data import decode_all
 from maskops.ensemble import member_probabilities, soft_vote
 from maskops.intake import IntakeError, IntakeLimits, open_photo
@@ -86,6 +86,7 @@ class MaskopsEnsemble(mlflow.pyfunc.PythonModel):
         self.temperatures = config.get("temperatures")  # none: a version registered before temperature scaling
         self.tta = bool(config.get("tta", False))
         self.limits = IntakeLimits()  # a server may set its own
+        self.photo_side = config.get("photo_side")  # none: a version registered before it was recorded (photos as they come)
         recipe = CropRecipe.from_json(config["crop_recipe"])  # exactly how the members' training crops were made
         self.crop = recipe.config
         self.remover = None
@@ -111,7 +112,8 @@ class MaskopsEnsemble(mlflow.pyfunc.PythonModel):
         pictures: dict[int, Image.Image] = {}
         for i, value in enumerate(model_input["image"]):
             try:
-                pictures[i] = open_photo(value, self.limits)  # regular files only, pixel limit before decoding
+                picture = open_photo(value, self.limits)  # regular files only, pixel limit before decoding
+                pictures[i] = at_training_scale(picture, self.photo_side)  # the crop margin is in the training photos' pixels
             except IntakeError as exc:  # unreadable inputs are reported, never dropped
                 rows[i]["status"] = str(exc)
         order = sorted(pictures)
