@@ -85,7 +85,7 @@ def train_variant(
     # torch and MLflow are imported when a model trains, so the code location loads without them
     from maskops.data import training_data
     from maskops.evaluation import evaluate_model
-    from maskops.train import CHECKPOINT, train_model
+    from maskops.train import CHECKPOINT, data_fingerprint, train_model, will_resume
     from tracking.models import epoch_logger, log_trained_model, log_training_start, model_record
 
     cfg = config.train_config(compute.device)
@@ -97,7 +97,8 @@ def train_variant(
     tags = {**mlflow_tags(context, TRAIN_CODE_VERSION), "maskops.variant": variant,
             "maskops.input_data_version": fingerprint(data.train, ("image_id", "crop_key", "class_id"))}  # fmt: skip
     checkpoints = Path(compute.checkpoints_dir) / variant
-    with _training_run(context, tracking, model_name(variant), tags, checkpoints) as run:
+    resumes = will_resume(checkpoints, cfg, data_fingerprint(data.train_images, data.train_labels, data.val_images, data.val_labels))
+    with _training_run(context, tracking, model_name(variant), tags, checkpoints, resumes) as run:
         log_training_start(run, variant, cfg, data, config.preset)
         result = train_model(data.train_images, data.train_labels, data.val_images, data.val_labels, cfg, checkpoints,
                              epoch_logger(run, context.log.info))  # fmt: skip
@@ -129,19 +130,19 @@ RUN_ID_FILE = "mlflow_run_id"  # next to the checkpoint: the MLflow run a killed
 
 
 @contextmanager
-def _training_run(context: dg.AssetExecutionContext, tracking: MlflowTracking, name: str, tags: dict, checkpoints: Path):
+def _training_run(context: dg.AssetExecutionContext, tracking: MlflowTracking, name: str, tags: dict, checkpoints: Path, resumes: bool):
     """The MLflow run a model trains in. Runs of this asset left RUNNING by a killed Dagster run are closed as KILLED;
-    when a crash-recovery checkpoint is there, training resumes into the run it was saved from, so every epoch's
-    metrics end up in one run."""
-    from maskops.train import CHECKPOINT
-
+    when training `resumes` from a crash-recovery checkpoint (same settings, same data), it resumes into the run the
+    checkpoint was saved from, so every epoch's metrics end up in one run. Otherwise a new run: the old one's
+    parameters (other epochs, another seed, other photos) cannot change, and reopening it once failed every later
+    attempt of the step."""
     service = tracking.service()
     # process ids tell a dead run only where runs execute on this machine (the local profile)
     live = live_run_ids(context.instance, check_processes=not Settings.from_env().production)
     for key in (context.asset_key.to_user_string(), f"model/{name.removesuffix('_model')}"):  # and the key before 2026-11-28
         service.close_abandoned_runs(key, live)
     run_file = checkpoints / RUN_ID_FILE
-    resume = run_file.read_text().strip() if (checkpoints / CHECKPOINT).exists() and run_file.exists() else None
+    resume = run_file.read_text().strip() if resumes and run_file.exists() else None
     with service.run(name, tags, resume_run_id=resume) as run:
         checkpoints.mkdir(parents=True, exist_ok=True)
         write_atomic(run_file, run.run_id.encode())

@@ -59,6 +59,8 @@ class TrainConfig:
             raise ValueError(f"processes must be >= 1 and at most batch_size, got {self.processes} for batch_size {self.batch_size}")
         if self.epochs < 1 or self.batch_size < 1 or self.image_size < 16:
             raise ValueError(f"epochs, batch_size must be >= 1 and image_size >= 16: {self.epochs}, {self.batch_size}, {self.image_size}")
+        if self.patience < 1:  # 0 stopped before the first epoch: an untrained model, logged and maybe registered
+            raise ValueError(f"patience must be >= 1 (epochs without a better validation macro F1), got {self.patience}")
 
     @property
     def freeze_spec(self):

@@ -238,6 +238,33 @@ def test_resume_continues_from_the_saved_epoch_with_identical_state(tmp_path: Pa
     assert fresh.resumed_from_epoch is None
 
 
+def test_a_checkpoint_resumes_only_on_the_photos_it_was_trained_on(tmp_path: Path):
+    """The data fingerprint once sampled every n-th image: a third of the photos replaced (same labels) was resumed into."""
+    from maskops.train import data_fingerprint, will_resume
+
+    images, labels = _data(200)
+    cfg = replace(TINY, epochs=3)
+
+    def crash(epoch: int, _metrics: dict) -> None:
+        if epoch == 1:
+            raise Crash("power cut")
+
+    with pytest.raises(Crash):
+        train_model(images, labels, images[:16], labels[:16], cfg, tmp_path, on_epoch=crash)
+    assert will_resume(tmp_path, cfg, data_fingerprint(images, labels, images[:16], labels[:16]))
+    assert not will_resume(tmp_path, replace(cfg, seed=2), data_fingerprint(images, labels, images[:16], labels[:16]))
+    replaced = images.clone()
+    replaced[1::3] = _data(200, seed=7)[0][1::3]  # other photos, the same labels
+    assert not will_resume(tmp_path, cfg, data_fingerprint(replaced, labels, images[:16], labels[:16]))
+    assert train_model(replaced, labels, images[:16], labels[:16], cfg, tmp_path).resumed_from_epoch is None
+
+
+def test_patience_below_one_is_refused():
+    """patience 0 once stopped before the first epoch: an untrained model was logged, and registered if it passed the floor."""
+    with pytest.raises(ValueError, match="patience must be >= 1"):
+        replace(TINY, patience=0)
+
+
 def _truncated(data: bytes) -> bytes:
     return data[: len(data) // 2]
 

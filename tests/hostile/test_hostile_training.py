@@ -62,3 +62,44 @@ def test_a_killed_training_resumes_into_its_mlflow_run(tiny_dataset: Path, model
     steps = {m.step for m in client.get_metric_history(killed_run, "epoch_val_macro_f1")}
     assert steps == set(range(meta["epochs_run"].value))  # every epoch's metrics (early stopping may end it early) in one run
     assert not (checkpoints / "last.pt").exists() and not (checkpoints / RUN_ID_FILE).exists()
+
+
+@pytest.mark.slow
+def test_a_crashed_training_retried_with_other_settings_trains_afresh_in_a_new_run(
+    tiny_dataset: Path, models_dir: Path, tmp_path: Path, tracking_store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The crash leaves a checkpoint and its MLflow run's id. A retry with other settings (fewer epochs, another lr,
+    the weekly challenger's seed) once reopened that run, whose parameters cannot change: every later attempt failed
+    ("Changing param values is not allowed") until someone deleted the files by hand."""
+    import tracking.models
+
+    real = tracking.models.epoch_logger
+
+    def crashing(run, log):
+        inner = real(run, log)
+
+        def on_epoch(epoch, metrics):
+            inner(epoch, metrics)
+            if epoch == 1:
+                raise RuntimeError("power cut")
+
+        return on_epoch
+
+    model, resources = build_model_asset("relabeled"), pipeline_resources(tmp_path, tiny_dataset, models_dir, tracking_store)
+    checkpoints = tmp_path / "checkpoints" / "relabeled"
+
+    def train(config: dict, raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
+        return dg.materialize([*_upstream(tiny_dataset, models_dir), model], resources=resources, raise_on_error=raise_on_error,
+                              run_config={"ops": {"relabeled_model": {"config": {**TRAINING, **config}}}})  # fmt: skip
+
+    monkeypatch.setattr(tracking.models, "epoch_logger", crashing)
+    assert not train({"epochs": 3}, raise_on_error=False).success
+    crashed = (checkpoints / RUN_ID_FILE).read_text().strip()
+    assert (checkpoints / "last.pt").exists()
+    monkeypatch.undo()
+    for config in ({"epochs": 2, "lr": 1e-3}, {"epochs": 3, "seed": 202649}):
+        result = train(config)
+        record, meta = result.output_for_node("relabeled_model"), result.asset_materializations_for_node("relabeled_model")[0].metadata
+        assert record["run_id"] != crashed and "resumed_from_epoch" not in meta
+        assert 1 <= meta["epochs_run"].value <= config["epochs"]  # early stopping may end it sooner
+    assert not (checkpoints / "last.pt").exists() and not (checkpoints / RUN_ID_FILE).exists()
