@@ -85,7 +85,7 @@ def train_variant(
     # torch and MLflow are imported when a model trains, so the code location loads without them
     from maskops.data import training_data
     from maskops.evaluation import evaluate_model
-    from maskops.train import CHECKPOINT, data_fingerprint, train_model, will_resume
+    from maskops.train import train_model
     from tracking.models import epoch_logger, log_trained_model, log_training_start, model_record
 
     cfg = config.train_config(compute.device)
@@ -97,15 +97,12 @@ def train_variant(
     tags = {**mlflow_tags(context, TRAIN_CODE_VERSION), "maskops.variant": variant,
             "maskops.input_data_version": fingerprint(data.train, ("image_id", "crop_key", "class_id"))}  # fmt: skip
     checkpoints = Path(compute.checkpoints_dir) / variant
-    resumes = will_resume(checkpoints, cfg, data_fingerprint(data.train_images, data.train_labels, data.val_images, data.val_labels))
-    with _training_run(context, tracking, model_name(variant), tags, checkpoints, resumes) as run:
+    with _training_run(context, tracking, model_name(variant), tags, checkpoints, cfg, data) as run:
         log_training_start(run, variant, cfg, data, config.preset)
         result = train_model(data.train_images, data.train_labels, data.val_images, data.val_labels, cfg, checkpoints,
                              epoch_logger(run, context.log.info))  # fmt: skip
         evaluation = evaluate_model(result, data.val_images, data.val_labels, model_name(variant), config.gradcam_images)
         logged = log_trained_model(run, cfg, result, evaluation, data.crop_recipe)
-    (checkpoints / CHECKPOINT).unlink(missing_ok=True)  # tracked: the crash-recovery checkpoint has done its job
-    (checkpoints / RUN_ID_FILE).unlink(missing_ok=True)
     if result.discarded_checkpoint:
         context.log.warning(
             f"{model_name(variant)}: the checkpoint could not be resumed and was set aside as {result.discarded_checkpoint}"
@@ -130,12 +127,15 @@ RUN_ID_FILE = "mlflow_run_id"  # next to the checkpoint: the MLflow run a killed
 
 
 @contextmanager
-def _training_run(context: dg.AssetExecutionContext, tracking: MlflowTracking, name: str, tags: dict, checkpoints: Path, resumes: bool):
-    """The MLflow run a model trains in. Runs of this asset left RUNNING by a killed Dagster run are closed as KILLED;
-    when training `resumes` from a crash-recovery checkpoint (same settings, same data), it resumes into the run the
-    checkpoint was saved from, so every epoch's metrics end up in one run. Otherwise a new run: the old one's
-    parameters (other epochs, another seed, other photos) cannot change, and reopening it once failed every later
-    attempt of the step."""
+def _training_run(context: dg.AssetExecutionContext, tracking: MlflowTracking, name: str, tags: dict, checkpoints: Path, cfg, data):
+    """The MLflow run a model trains `cfg` on `data` in. Runs of this asset left RUNNING by a killed Dagster run are
+    closed as KILLED; when training will resume from a crash-recovery checkpoint (same settings, same data), it resumes
+    into the run the checkpoint was saved from, so every epoch's metrics end up in one run. Otherwise a new run: the
+    old one's parameters (other epochs, another seed, other photos) cannot change, and reopening it once failed every
+    later attempt of the step. Once the body succeeds the checkpoint has done its job (the run tracks the model)."""
+    from maskops.train import CHECKPOINT, data_fingerprint, will_resume
+
+    resumes = will_resume(checkpoints, cfg, data_fingerprint(data.train_images, data.train_labels, data.val_images, data.val_labels))
     service = tracking.service()
     # process ids tell a dead run only where runs execute on this machine (the local profile)
     live = live_run_ids(context.instance, check_processes=not Settings.from_env().production)
@@ -147,6 +147,8 @@ def _training_run(context: dg.AssetExecutionContext, tracking: MlflowTracking, n
         checkpoints.mkdir(parents=True, exist_ok=True)
         write_atomic(run_file, run.run_id.encode())
         yield run
+    (checkpoints / CHECKPOINT).unlink(missing_ok=True)
+    run_file.unlink(missing_ok=True)
 
 
 model_assets = [build_model_asset(v) for v in VARIANTS]

@@ -37,7 +37,10 @@ def prepare(manifest: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def validations(manifest: pd.DataFrame) -> list[Validation]:
+def validations(manifest: pd.DataFrame, complete_profiles: bool = True) -> list[Validation]:
+    """The labels contract. `complete_profiles`: every person has the 7 photos (raw and relabeled datasets); False for
+    a cleaned dataset, where an exclusion or an unreadable or duplicate photo leaves a person fewer (each stem still
+    at most once)."""
     import great_expectations as gx
 
     E = gx.expectations
@@ -53,8 +56,16 @@ def validations(manifest: pd.DataFrame) -> list[Validation]:
         E.ExpectColumnValuesToBeBetween(column="age", min_value=MIN_AGE, max_value=MAX_AGE),
         E.ExpectColumnPairValuesToBeEqual(column_A="class_id", column_B="class_id_from_parts"),
         E.ExpectColumnPairValuesToBeEqual(column_A="age_group", column_B="age_group_from_age"),
-        E.ExpectColumnValuesToBeInSet(column="profile_images", value_set=[7]),
-        E.ExpectColumnValuesToBeInSet(column="profile_stems", value_set=[CANONICAL_STEMS]),
         E.ExpectColumnValuesToBeInSet(column="folder_matches_labels", value_set=[True]),
     ]
+    if complete_profiles:
+        expectations += [
+            E.ExpectColumnValuesToBeInSet(column="profile_images", value_set=[7]),
+            E.ExpectColumnValuesToBeInSet(column="profile_stems", value_set=[CANONICAL_STEMS]),
+        ]
+    else:
+        expectations += [
+            E.ExpectColumnValuesToBeInSet(column="stem", value_set=list(PROFILE_STEMS)),
+            E.ExpectCompoundColumnsToBeUnique(column_list=["profile_id", "stem"]),
+        ]
     return [Validation("labels", prepare(manifest), expectations, show=["image_id", "profile_id"])]

@@ -51,6 +51,17 @@ def test_profile_with_six_images_is_named(manifest):
     _failed(result, "expect_column_values_to_be_in_set", "profile_stems")
 
 
+def test_a_cleaned_dataset_may_hold_fewer_photos_of_a_person_but_each_stem_once(manifest):
+    """An exclusion of one photo, or an unreadable or duplicate photo, leaves a person 6 photos in cleaned_dataset:
+    its blocking contract once failed on that and stopped every model downstream."""
+    victim = manifest["profile_id"].iloc[0]
+    cleaned = manifest[manifest["image_id"] != f"{victim}/mask3"]
+    assert run_contract("labels", "cleaned_dataset", labels.validations(cleaned, complete_profiles=False)).success
+    twice = pd.concat([cleaned, cleaned[cleaned["image_id"] == f"{victim}/normal"].assign(image_id=f"{victim}/normal-copy")])
+    result = run_contract("labels", "cleaned_dataset", labels.validations(twice, complete_profiles=False))
+    assert _failed(result, "expect_compound_columns_to_be_unique", None).unexpected_count == 2
+
+
 def test_folder_name_disagreeing_with_labels_is_named(manifest):
     broken = manifest.copy()
     broken.loc[broken["profile_id"] == broken["profile_id"].iloc[0], "age"] = 99
