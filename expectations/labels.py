@@ -45,6 +45,7 @@ def validations(manifest: pd.DataFrame, complete_profiles: bool = True) -> list[
 
     E = gx.expectations
     expectations = [
+        E.ExpectTableRowCountToBeBetween(min_value=1),  # an empty dataset passes every per-row expectation
         E.ExpectColumnValuesToNotBeNull(column="image_id"),
         E.ExpectColumnValuesToBeUnique(column="image_id"),
         E.ExpectColumnValuesToNotBeNull(column="profile_id"),

@@ -528,11 +528,19 @@ def fingerprint(manifest: pd.DataFrame, columns: tuple[str, ...] = ("image_id", 
     return hashlib.sha256("\n".join(rows).encode()).hexdigest()[:16]
 
 
+def _unreadable(error: OSError) -> None:
+    raise LayoutError(error.filename, [Problem(str(error.filename), f"cannot be listed ({error.strerror})",
+                                               "give the pipeline's user read access to it")]) from error  # fmt: skip
+
+
 def source_fingerprint(root: str | os.PathLike) -> str:
     """A cheap fingerprint of a dataset root: the two CSVs' bytes and every image's name, size and
     modification time (the mask-only photos' too). It changes when files are added, removed, replaced or edited, without
     reading the images (a few milliseconds per thousand files), so a sensor can poll it."""
     root = Path(root)
+    if not root.is_dir():  # unmounted, moved, mid-sync: no version at all, not the version of an empty dataset
+        raise LayoutError(root, [Problem(str(root), "the dataset folder is missing or not a folder",
+                                         "mount or restore it; nothing is observed until it is back")])  # fmt: skip
     digest = hashlib.sha256()
     for name in (TRAIN_CSV, EVAL_CSV):
         path = root / name
@@ -542,7 +550,7 @@ def source_fingerprint(root: str | os.PathLike) -> str:
         if not folder.is_dir():
             digest.update(f"{folder.name}\0<missing>".encode())
             continue
-        for dirpath, dirnames, filenames in os.walk(folder):
+        for dirpath, dirnames, filenames in os.walk(folder, onerror=_unreadable):  # a folder it cannot list: no version
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))  # hidden: not part of the layout (_visible)
             for name in sorted(f for f in filenames if not f.startswith(".")):  # a .DS_Store must not start a re-run
                 # lstat: a dangling link still has a size and a time; scan() names it as a problem with its fix

@@ -94,6 +94,21 @@ def test_a_changed_corrections_file_retrains_what_depends_on_it(automation: Auto
     assert automation.tick() == set()  # done: the same file does not retrain again
 
 
+def test_a_dataset_folder_that_is_gone_for_a_while_sets_nothing_going(automation: Automation):
+    """An unmounted or mid-sync folder once got the version of "missing": every asset was requested (the run failed on
+    the scan), and when the same folder came back, its version changed again and all four models retrained."""
+    away = automation.dataset.with_name("away")
+    automation.dataset.rename(away)
+    result = automation.defs.resolve_job_def("observe_sources").execute_in_process(instance=automation.instance, raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "the dataset folder is missing or not a folder" in failure.event_specific_data.error.to_string()
+    assert automation.tick() - OBSERVED == set()
+    away.rename(automation.dataset)
+    automation.observe()
+    assert automation.tick() == set()  # the same files as before it went: nothing to do
+
+
 def test_new_or_replaced_photos_reread_the_dataset_and_retrain(automation: Automation):
     photo = next(next((automation.dataset / "train/images").iterdir()).iterdir())
     before = source_fingerprint(automation.dataset)

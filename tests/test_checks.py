@@ -59,7 +59,7 @@ def test_blocking_labels_failure_stops_downstream(manifest, tiny_dataset: Path, 
     report = Path(evaluation.metadata["report_file"].value)
     assert report.exists() and victim in report.read_text()
     assert evaluation.metadata["report"].value == "http://127.0.0.1:8070/quality/raw_dataset.labels.html"  # `maskops docs`
-    assert evaluation.description.startswith("2 of 14 failed: profile_images in [7]: 6 rows break it (e.g. image_id=")
+    assert evaluation.description.startswith("2 of 15 failed: profile_images in [7]: 6 rows break it (e.g. image_id=")
     assert evaluation.metadata["observed"].value["labels/profile_images"] == [6]
     assert "relabeled_dataset" not in _materialized(result) and "raw_dataset" in _materialized(result)
 

@@ -30,7 +30,7 @@ def _failed(result, expectation: str, column: str | None = None):
 def test_labels_pass_on_good_data(manifest):
     result = run_contract("labels", "raw_dataset", labels.validations(manifest))
     assert result.success, [(o.expectation, o.column, o.offending_rows) for o in result.failed]
-    assert len(result.outcomes) == 14
+    assert len(result.outcomes) == 15
 
 
 def test_label_out_of_domain_is_named(manifest):
@@ -49,6 +49,12 @@ def test_profile_with_six_images_is_named(manifest):
     outcome = _failed(result, "expect_column_values_to_be_in_set", "profile_images")
     assert outcome.unexpected_count == 6 and {r["profile_id"] for r in outcome.offending_rows} == {victim}
     _failed(result, "expect_column_values_to_be_in_set", "profile_stems")
+
+
+def test_an_empty_dataset_fails_the_labels_contract(manifest):
+    """Every per-row expectation holds on no rows: an empty train.csv once passed as "all 14 expectations met"."""
+    result = run_contract("labels", "raw_dataset", labels.validations(manifest.iloc[:0]))
+    assert not result.success and _failed(result, "expect_table_row_count_to_be_between")
 
 
 def test_a_cleaned_dataset_may_hold_fewer_photos_of_a_person_but_each_stem_once(manifest):
