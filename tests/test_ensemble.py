@@ -201,6 +201,27 @@ def test_promotion_keeps_or_moves_the_champion(tracking_store):
     assert recorded.tags["maskops.decision"] == "not promoted" and "kept the champion" in recorded.description
 
 
+def test_a_champion_whose_member_was_deleted_gives_way_to_the_new_version(tracking_store):
+    """Re-scoring a champion on new validation people loads its members; one deleted in a registry clean-up once made
+    every promotion raise, leaving each retry's new version registered with no alias."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST
+
+    from tracking.registry import promote
+
+    client = tracking_store.service().client
+    client.create_registered_model("gone-member-test")
+    a, b = (client.create_model_version("gone-member-test", source=f"file:///nowhere/{i}").version for i in range(2))
+    promote(client, "gone-member-test", a, 0.7, "val-A")
+
+    def rescore(tags: dict) -> float:
+        raise MlflowException("Model Version (name=maskops-raw, version=1) not found", error_code=RESOURCE_DOES_NOT_EXIST)
+
+    moved = promote(client, "gone-member-test", b, 0.5, "val-B", rescore=rescore)
+    assert moved.decision == "champion" and "cannot be re-scored: Model Version (name=maskops-raw, version=1) not found" in moved.reason
+    assert client.get_model_version_by_alias("gone-member-test", "champion").version == b
+
+
 def test_an_equal_score_takes_the_champion_alias(tracking_store):
     from tracking.registry import promote
 

@@ -89,7 +89,12 @@ def promote(
         if tags.get(VALIDATION_TAG) == validation_set and F1_TAG in tags:
             champion_score, how = float(tags[F1_TAG]), "its recorded score"
         elif rescore is not None:
-            champion_score, how = float(rescore(tags)), "re-scored on the current validation people"
+            try:
+                champion_score, how = float(rescore(tags)), "re-scored on the current validation people"
+            except MlflowException as exc:  # a member version deleted since: it cannot be measured, nor kept by default
+                if not is_not_found(exc):
+                    raise
+                champion_score, how = float("-inf"), f"cannot be re-scored: {str(exc).splitlines()[0][:160]}"
         else:
             champion_score, how = float("-inf"), "no comparable score"
         better = score >= champion_score - margin - TIE
