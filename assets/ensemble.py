@@ -58,7 +58,7 @@ def ensemble(
         version, spec = log_ensemble(run, evaluation, members, recipe, background, settings, serving, photo_side(validation_crops))
     score = serving.score
     promotion = promote(service.client, ENSEMBLE_NAME, version, score, validation_set, settings.promotion_margin,
-                        lambda tags: rescore(service, tags, paths, y, open_image))  # fmt: skip
+                        lambda tags: rescore(service, tags, paths, y, open_image, list(val["profile_id"])))  # fmt: skip
     context.log.info(f"{ENSEMBLE_NAME} v{version}: {promotion.decision} — {promotion.reason}")
     record = {**spec, "model_uri": f"models:/{ENSEMBLE_NAME}/{version}", "version": version, "run_id": run.run_id,
               "val_metrics": serving.metrics, "member_metrics": evaluation.member_metrics, "promotion": promotion.as_dict(),

@@ -15,7 +15,7 @@ from PIL import Image
 import maskops
 from maskops.crop import CropRecipe, CropRecipeError
 from maskops.data import decode_all
-from maskops.ensemble import EnsembleConfig, EnsembleEvaluation, Serving, member_probabilities, soft_vote
+from maskops.ensemble import EnsembleConfig, EnsembleEvaluation, Serving, evaluate_ensemble, member_probabilities, soft_vote
 from maskops.files import file_digest
 from maskops.metrics import evaluate
 from maskops.variants import model_name
@@ -83,9 +83,20 @@ def voted(service: TrackingService, spec: dict, paths: list[str], open_image: Ca
 
 
 def rescore(service: TrackingService, champion_tags: dict, paths: list[str], y_true: np.ndarray,
-            open_image: Callable[[str], Image.Image]) -> float:  # fmt: skip
-    """The champion's validation macro F1 measured again, on the current validation people."""
-    return evaluate(y_true, voted(service, json.loads(champion_tags[MEMBERS_TAG]), paths, open_image))["macro_f1"]
+            open_image: Callable[[str], Image.Image], groups: Sequence[str] | None = None) -> float:  # fmt: skip
+    """The champion's validation macro F1 measured again, on the current validation people. A champion whose weights
+    or temperatures were fitted is scored as the challenger is, refitted cross-fitted on the people `groups`: its own
+    values may have been fitted on these very people (when only a label changed), which favoured it."""
+    spec = json.loads(champion_tags[MEMBERS_TAG])
+    weights, temperatures = spec["weights"], spec.get("temperatures") or [1.0] * len(spec["weights"])
+    fitted_weights = max(weights) - min(weights) > 1e-9
+    fitted_temperatures = any(abs(t - 1.0) > 1e-9 for t in temperatures)
+    if groups is None or not (fitted_weights or fitted_temperatures):
+        return evaluate(y_true, voted(service, spec, paths, open_image))["macro_f1"]
+    members = probabilities(service, spec["members"], paths, open_image, spec["tta"])
+    evaluation = evaluate_ensemble([model_name(m["variant"]) for m in spec["members"]], members, y_true,
+                                   "fitted" if fitted_weights else "equal", groups=groups, temperature=fitted_temperatures)  # fmt: skip
+    return float(evaluation.ensemble_metrics["macro_f1"])
 
 
 def member_artifacts(service: TrackingService, members: Sequence[dict], folder: Path) -> dict[str, str]:
