@@ -64,7 +64,7 @@ def test_report_lists_the_data_quality_reports(tiny_dataset: Path, tmp_path: Pat
     shown = run("report", env={"MASKOPS_HOME": str(home)})
     assert shown.returncode == 0
     assert "raw_dataset / labels" in shown.stdout and "passed" in shown.stdout
-    assert "relabeled_dataset / labels" in shown.stdout and "FAILED 2 of 14" in shown.stdout
+    assert "relabeled_dataset / labels" in shown.stdout and "FAILED 2 of 15" in shown.stdout
     assert "http://127.0.0.1:8070/quality/raw_dataset.labels.html" in shown.stdout  # served by `maskops docs`
     assert "maskops docs" in shown.stdout
 
