@@ -421,6 +421,8 @@ def _add_services(sub) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if not args.verbose:  # Great Expectations logs every file it touches at INFO: `maskops docs` buried its address
+        logging.getLogger("great_expectations").setLevel(logging.WARNING)
     from maskops.layout import LayoutError
     from maskops.settings import SettingsError
     from maskops.synth.people import SynthError
