@@ -236,6 +236,10 @@ def evaluate_ensemble(
     if weighting not in WEIGHTINGS:
         raise ValueError(f"weights must be one of {WEIGHTINGS}, got {weighting!r}")
     y_true, members = np.asarray(y_true), [np.asarray(p, dtype=np.float64) for p in member_probs]
+    for name, p in zip(names, members, strict=True):  # one NaN spreads through every vote (0 x NaN is NaN)
+        if not np.isfinite(p).all():
+            bad = int((~np.isfinite(p)).any(axis=1).sum())
+            raise ValueError(f"{name}'s probabilities are not finite on {bad} of {len(p)} validation images: retrain it or leave it out")
     fits = weighting == "fitted" or temperature
     if groups is None and fits:
         raise ValueError("fitted weights or temperatures are scored on people they were not fitted on: pass the items' person ids (groups)")

@@ -59,6 +59,9 @@ class TrainConfig:
             raise ValueError(f"processes must be >= 1 and at most batch_size, got {self.processes} for batch_size {self.batch_size}")
         if self.epochs < 1 or self.batch_size < 1 or self.image_size < 16:
             raise ValueError(f"epochs, batch_size must be >= 1 and image_size >= 16: {self.epochs}, {self.batch_size}, {self.image_size}")
+        if self.class_weights and (self.loss == "f1" or (self.loss == "focal" and self.focal_alpha != "none")):
+            reason = "it weights no class" if self.loss == "f1" else f"focal_alpha {self.focal_alpha!r} weights the classes itself"
+            raise ValueError(f"class_weights has no effect with loss {self.loss!r} ({reason}): turn one of them off")
         if self.patience < 1:  # 0 stopped before the first epoch: an untrained model, logged and maybe registered
             raise ValueError(f"patience must be >= 1 (epochs without a better validation macro F1), got {self.patience}")
 

@@ -248,6 +248,17 @@ def test_a_champion_with_fitted_weights_is_rescored_cross_fitted_as_the_challeng
     assert rescored == pytest.approx(challenger.ensemble_metrics["macro_f1"]) and rescored != pytest.approx(in_sample)
 
 
+def test_a_member_with_non_finite_probabilities_is_named():
+    """One NaN once failed deep in the calibration code ("'list' argument must have no negative elements")."""
+    from maskops.ensemble import evaluate_ensemble
+
+    good = np.full((4, 18), 1 / 18)
+    bad = good.copy()
+    bad[2, 5] = np.nan
+    with pytest.raises(ValueError, match="generated_model's probabilities are not finite on 1 of 4 validation images"):
+        evaluate_ensemble(["raw_model", "generated_model"], [good, bad], np.array([0, 1, 2, 3]), "equal")
+
+
 def test_an_equal_score_takes_the_champion_alias(tracking_store):
     from tracking.registry import promote
 

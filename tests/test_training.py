@@ -259,6 +259,15 @@ def test_a_checkpoint_resumes_only_on_the_photos_it_was_trained_on(tmp_path: Pat
     assert train_model(replaced, labels, images[:16], labels[:16], cfg, tmp_path).resumed_from_epoch is None
 
 
+def test_class_weights_that_would_be_ignored_are_refused():
+    """They were silently ignored with the F1 loss and with a focal alpha (the seed-best preset's 0.25)."""
+    with pytest.raises(ValueError, match="class_weights has no effect with loss 'f1'"):
+        replace(TINY, loss="f1", class_weights=True)
+    with pytest.raises(ValueError, match=r"focal_alpha '0\.25' weights the classes itself"):
+        replace(TINY, loss="focal", focal_alpha="0.25", class_weights=True)
+    replace(TINY, loss="focal", class_weights=True)  # without an alpha they are the focal loss's alpha
+
+
 def test_patience_below_one_is_refused():
     """patience 0 once stopped before the first epoch: an untrained model was logged, and registered if it passed the floor."""
     with pytest.raises(ValueError, match="patience must be >= 1"):
