@@ -48,8 +48,10 @@ def tracking_server(settings: Settings, host: str, port: int, workers: int, allo
         raise SettingsError(
             "set MASKOPS_MLFLOW_BACKEND_STORE (postgresql://...) and MASKOPS_MLFLOW_ARTIFACTS (s3://bucket/prefix or a folder)"
         )
-    args = ["server", "--backend-store-uri", settings.services.mlflow_backend_store, "--serve-artifacts",
-            "--artifacts-destination", settings.services.mlflow_artifacts_destination, "--host", host, "--port", str(port), "--workers", str(workers)]  # fmt: skip
+    # the database URL (its password) reaches mlflow through MLFLOW_BACKEND_STORE_URI (tracking_environment), never
+    # through the arguments, which every user of the host reads with `ps`
+    args = ["server", "--serve-artifacts", "--artifacts-destination", settings.services.mlflow_artifacts_destination, "--host", host,
+            "--port", str(port), "--workers", str(workers)]  # fmt: skip
     return [*args, "--allowed-hosts", allowed_hosts] if allowed_hosts else args
 
 
@@ -77,7 +79,8 @@ def run_service(args) -> int:
         print(f"dagster.yaml in {settings.dagster_home}; pool limits {init_instance(settings, env)}", flush=True)
         return 0
     if args.service == "tracking-server":
-        replace_process(binary("mlflow"), tracking_server(settings, args.host, args.port, args.workers, args.allowed_hosts), env)
+        replace_process(binary("mlflow"), tracking_server(settings, args.host, args.port, args.workers, args.allowed_hosts),
+                        env | {"MLFLOW_BACKEND_STORE_URI": settings.services.mlflow_backend_store})  # fmt: skip
     ensure_dagster_home(settings)
     if args.service == "code-server":
         replace_process(binary("dagster"), ["code-server", "start", "-m", "assets.definitions", "-h", args.host, "-p", str(args.port)], env)

@@ -3,7 +3,7 @@
 Production steps go to Celery queues by their op tags (assets.policies): `gpu` for training, `images` for image
 models, `dagster` for the rest. A task is acknowledged only when its step finished and is handed back to the
 broker when its worker dies (acks late, reject on worker lost), so a killed worker's step runs again on another
-worker (with RabbitMQ at once; Redis only after its visibility timeout).
+worker (with RabbitMQ at once; Redis only after its visibility timeout, 24 hours).
 """
 
 from __future__ import annotations
@@ -17,6 +17,9 @@ CELERY_APP_CONFIG = {
     "task_reject_on_worker_lost": True,
     "worker_prefetch_multiplier": 1,
     "broker_connection_retry_on_startup": True,
+    # Redis hands an unacknowledged task to another worker after this long: longer than any step, or a long training
+    # step would run twice (RabbitMQ's consumer timeout: docker/compose.yaml)
+    "broker_transport_options": {"visibility_timeout": 24 * 3600},
 }
 
 

@@ -53,16 +53,16 @@ def test_services_run_the_commands_the_native_test_runs(compose: dict):
         "init",
     } <= set(services)
     ours = {name: s for name, s in services.items() if s["image"].startswith("maskops:")}
-    assert {s["command"][0] for s in ours.values()} == set(SERVICES)
+    assert {s["command"][0] for s in ours.values()} == {"maskops"} and {s["command"][1] for s in ours.values()} == set(SERVICES)
     for name, service in ours.items():
         env = service["environment"]
         assert env["MASKOPS_PROFILE"] == "production" and env["MLFLOW_TRACKING_URI"].startswith("http://"), name
         assert env["MASKOPS_DAGSTER_POSTGRES_URL"].startswith("postgresql+psycopg2://") and env["MASKOPS_OBJECT_STORE"].startswith("s3://")
     assert services["worker"]["deploy"]["replicas"] == 2
     (device,) = services["worker-gpu"]["deploy"]["resources"]["reservations"]["devices"]
-    assert device["capabilities"] == ["gpu"] and services["worker-gpu"]["command"][:3] == ["worker", "--queues", "gpu"]
+    assert device["capabilities"] == ["gpu"] and services["worker-gpu"]["command"][:4] == ["maskops", "worker", "--queues", "gpu"]
     for name, service in services.items():
-        if name not in ("buckets",) and service.get("restart") != "no":
+        if name not in ("buckets", "init") and service.get("restart") != "no":  # one-shot jobs (init retries until PostgreSQL answers)
             assert "healthcheck" in service or name in ("daemon", "worker-gpu"), f"{name} has no health check"
 
 
@@ -85,4 +85,17 @@ def test_dockerfile_passes_hadolint():
                           capture_output=True, text=True, timeout=60)  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     text = (DOCKER / "Dockerfile").read_text()
-    assert "ARG BASE=python:3.11-slim-bookworm" in text and "USER 10001" in text and 'ENTRYPOINT ["maskops"]' in text
+    assert "ARG BASE=python:3.11-slim-bookworm" in text and "USER 10001" in text
+    # Dagster's Helm chart and dagster-k8s set a pod's args alone (["dagster", "api", ...]): an ENTRYPOINT would prefix them
+    assert not re.search(r"^ENTRYPOINT", text, re.MULTILINE) and 'CMD ["maskops", "--help"]' in text
+
+
+def test_the_tracking_servers_database_password_is_not_in_its_arguments():
+    """`ps` shows every process's arguments to every user of the host: MLflow's store URL goes in its environment."""
+    from apps.services import tracking_server
+    from maskops.settings import Settings
+
+    settings = Settings.from_env({"MASKOPS_MLFLOW_BACKEND_STORE": "postgresql://maskops:s3cret@postgres/mlflow",
+                                  "MASKOPS_MLFLOW_ARTIFACTS": "s3://maskops/mlartifacts"})  # fmt: skip
+    args = tracking_server(settings, "127.0.0.1", 5000, 1, "")
+    assert not any("s3cret" in a for a in args) and "--backend-store-uri" not in args
