@@ -31,7 +31,21 @@ def celery_config(settings: Settings) -> dict:
 
 # On Kubernetes (MASKOPS_EXECUTOR=k8s, with the K8sRunLauncher of docker/k8s/values.yaml) every step is a Job of
 # the run's image; a training step's pod asks for a GPU through its dagster-k8s/config tag (assets.policies).
-K8S_CONFIG = {"max_concurrent": 8, "env_secrets": ["maskops-secrets"], "env_config_maps": ["maskops-env"]}
+# Every step's pod mounts the state folder (checkpoints a killed training resumes from, the GX project, reports) and
+# the dataset and label files, from PersistentVolumeClaims of these names (docker/k8s/values.yaml mounts the same in
+# the code location's and the runs' pods); without them a step saw an empty dataset and its checkpoints died with it.
+K8S_VOLUMES = [
+    {"name": "maskops-home", "persistentVolumeClaim": {"claimName": "maskops-home"}},
+    {"name": "dataset", "persistentVolumeClaim": {"claimName": "maskops-dataset", "readOnly": True}},
+    {"name": "labels", "persistentVolumeClaim": {"claimName": "maskops-labels"}},
+]
+K8S_VOLUME_MOUNTS = [
+    {"name": "maskops-home", "mountPath": "/data/maskops"},
+    {"name": "dataset", "mountPath": "/data/dataset", "readOnly": True},
+    {"name": "labels", "mountPath": "/data/labels"},
+]
+K8S_CONFIG = {"max_concurrent": 8, "env_secrets": ["maskops-secrets"], "env_config_maps": ["maskops-env"], "volumes": K8S_VOLUMES,
+              "volume_mounts": K8S_VOLUME_MOUNTS}  # fmt: skip
 
 
 def default_executor(settings: Settings) -> dg.ExecutorDefinition | None:

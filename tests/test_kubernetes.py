@@ -17,14 +17,21 @@ PRODUCTION = {
 }  # fmt: skip
 
 
-def _pod(assets_def, image: str):
+def _job(assets_def, image: str):
+    """The Kubernetes Job of one step, as k8s_job_executor configured by the code location builds it."""
     from dagster_k8s.job import DagsterK8sJobConfig, construct_dagster_k8s_job, get_user_defined_k8s_config
 
-    config = DagsterK8sJobConfig(job_image=image, dagster_home="/data/maskops/dagster", image_pull_policy="IfNotPresent")
-    job = construct_dagster_k8s_job(
+    from resources.execution import K8S_CONFIG
+
+    config = DagsterK8sJobConfig(job_image=image, dagster_home="/data/maskops/dagster", image_pull_policy="IfNotPresent",
+                                 volumes=K8S_CONFIG["volumes"], volume_mounts=K8S_CONFIG["volume_mounts"])  # fmt: skip
+    return construct_dagster_k8s_job(
         config, ["dagster", "api", "execute_step"], "maskops-step", get_user_defined_k8s_config(assets_def.op.tags)
     )
-    return job.spec.template.spec.containers[0]
+
+
+def _pod(assets_def, image: str):
+    return _job(assets_def, image).spec.template.spec.containers[0]
 
 
 def test_training_steps_ask_kubernetes_for_a_gpu():
@@ -50,3 +57,22 @@ def test_helm_values_match_the_code_location():
         Settings.from_env({**env, "MASKOPS_DAGSTER_POSTGRES_URL": PRODUCTION["MASKOPS_DAGSTER_POSTGRES_URL"]}).production_problems() == []
     )
     assert not any(k.startswith("AWS_SECRET") or "PASSWORD" in k for k in env)  # secrets live in the maskops-secrets Secret
+
+
+def test_every_step_mounts_the_state_the_dataset_and_the_labels():
+    """A step's pod once had no volumes: it read an empty dataset, and a killed training's checkpoint died with its pod."""
+    from assets.models import model_assets
+
+    job = _job(model_assets[0], "maskops:cuda")
+    mounts = {m.mount_path: (m.name, bool(m.read_only)) for m in job.spec.template.spec.containers[0].volume_mounts}
+    assert mounts == {"/data/maskops": ("maskops-home", False), "/data/dataset": ("dataset", True), "/data/labels": ("labels", False)}
+    claims = {v.name: v.persistent_volume_claim.claim_name for v in job.spec.template.spec.volumes}
+    assert claims == {"maskops-home": "maskops-home", "dataset": "maskops-dataset", "labels": "maskops-labels"}
+    values = yaml.safe_load(VALUES.read_text())
+    (deployment,) = values["dagster-user-deployments"]["deployments"]
+    launcher = values["runLauncher"]["config"]["k8sRunLauncher"]
+    for pod in (deployment, launcher):  # the code location and every run see the same folders
+        assert {m["mountPath"] for m in pod["volumeMounts"]} == set(mounts)
+        assert {v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"]} == set(claims.values())
+    settings = Settings.from_env(values["maskopsEnv"])
+    assert (str(settings.home), str(settings.dataset), str(settings.labels)) == ("/data/maskops", "/data/dataset", "/data/labels")
