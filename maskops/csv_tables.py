@@ -50,6 +50,41 @@ def read_csv_table(path: Path, shown: str) -> tuple[pd.DataFrame | None, list[Pr
         return None, [
             Problem(f"{shown} line {reader.line_num}", f"cannot be parsed as CSV ({exc})", f"{CSV_FIX}; close every quoted value")
         ]
+    opened = _unclosed_quote(text)  # csv's reader (not strict) reads an unclosed quote to the end of the file as one cell
+    if opened is not None:
+        return None, [Problem(f"{shown} line {opened}", "a quoted value opened here is never closed: every line after it would be read as "
+                              "part of it", 'close the quote (a quote inside a quoted value is written "")')]  # fmt: skip
+    if header is not None:
+        names = [c for c in header if c]
+        repeated = sorted({c for c in names if names.count(c) > 1})
+        if repeated or len(names) < len(header):
+            what = f"column names repeated: {', '.join(repeated)}" if repeated else "a column with no name in the header"
+            problems.insert(0, Problem(f"{shown} line 1", what, "give every column of the header its own name"))
     if problems or header is None:
         return None, problems
     return pd.DataFrame(rows, columns=header, dtype=object).assign(line=pd.Series(lines, dtype="int64")), []
+
+
+def _unclosed_quote(text: str) -> int | None:
+    """The line of a quoted value that is never closed, as csv's reader quotes (a quote opens a value only at its
+    start, after spaces; "" inside is one quote); None when every quoted value is closed."""
+    line, start, quoted, opened, i = 1, True, False, 0, 0
+    while i < len(text):
+        c = text[i]
+        if quoted:
+            if c == '"':
+                if text[i + 1 : i + 2] == '"':
+                    i += 1
+                else:
+                    quoted, start = False, False
+            elif c == "\n":
+                line += 1
+        elif c == '"' and start:
+            quoted, opened = True, line
+        elif c in ",\r\n":
+            start = True
+            line += c == "\n"
+        elif c != " ":
+            start = False
+        i += 1
+    return opened if quoted else None

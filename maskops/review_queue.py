@@ -214,6 +214,7 @@ def undo_last(labels_dir: str | Path, manifest: pd.DataFrame, reviewer: str) -> 
     corrections.csv (an earlier reviewed correction of the same label comes back). Returns the decision undone."""
     labels = Path(labels_dir)
     with ReviewLock(labels):
+        read_labels(labels / "corrections.csv", CORRECTION_COLUMNS)  # both files read (and checked) before either is written
         reviewed = read_reviewed(labels)
         mine = reviewed.index[reviewed["reviewer"] == escape_formula(reviewer)]  # as it was written
         if mine.empty:

@@ -151,7 +151,7 @@ def _read_checkpoint(path: Path) -> dict | None:
         return None
 
 
-def _set_aside(path: Path, rank: int) -> str:
+def set_aside(path: Path, rank: int = 0) -> str:
     """Move a checkpoint that cannot be resumed to last.pt.corrupt-<timestamp> (never deleted), so training starts afresh."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     target = path.with_name(f"{path.name}.corrupt-{stamp}")
@@ -267,7 +267,7 @@ def train_model(
     if checkpoint is not None and checkpoint.exists():
         state = _read_checkpoint(checkpoint)
         if state is None:
-            discarded = _set_aside(checkpoint, rank)
+            discarded = set_aside(checkpoint, rank)
         elif state["config"] == asdict(cfg) and state["data"] == fingerprint:
             objects = (model, optimizer, scheduler, sampler.generator, augment_rng)
             fresh = copy.deepcopy(_resumable(*objects))
@@ -280,7 +280,7 @@ def train_model(
             except (KeyError, TypeError, ValueError, RuntimeError) as error:  # saved by another model under the same settings
                 log.warning("checkpoint %s does not fit this model (%s)", checkpoint, error)
                 _restore(fresh, *objects)
-                discarded = _set_aside(checkpoint, rank)
+                discarded = set_aside(checkpoint, rank)
 
     seen, train_seconds, stopped_early = 0, 0.0, False
     for epoch in range(start_epoch, cfg.epochs):

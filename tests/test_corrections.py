@@ -113,6 +113,12 @@ def test_label_files_read_as_spreadsheets_write_them_with_the_lines_an_editor_sh
     assert "quote a value that holds a comma" in str(info.value)
     exclusions = _csv(tmp_path, f"profile_id,stem,reason,\n{p0},mask4,other person,\n", "exclusions.csv")
     assert read_exclusions(exclusions, manifest)[["profile_id", "stem"]].values.tolist() == [[p0, "mask4"]]
+    unclosed = _csv(tmp_path, f'profile_id,stem,reason\n{p0},,"a poster\n{p1},,two people\n', "unclosed.csv")
+    with pytest.raises(LabelFileError, match=r"unclosed.csv line 2: a quoted value opened here is never closed"):
+        read_exclusions(unclosed, manifest)  # csv's reader once took every following line into that reason: exclusions lost
+    repeated = _csv(tmp_path, f"profile_id,stem,field,value,reason,note,note\n{p0},,age,64,old,a,b\n", "repeated.csv")
+    with pytest.raises(LabelFileError, match=r"column names repeated: note"):
+        read_corrections(repeated, manifest)
     latin1 = tmp_path / "latin1.csv"
     latin1.write_bytes(f"profile_id,stem,field,value,reason\n{p0},,age,64,caf\xe9\n".encode("latin-1"))
     with pytest.raises(LabelFileError, match=r"latin1.csv: is not UTF-8 text"):

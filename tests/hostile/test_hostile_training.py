@@ -73,14 +73,14 @@ def test_a_crashed_training_retried_with_other_settings_trains_afresh_in_a_new_r
     ("Changing param values is not allowed") until someone deleted the files by hand."""
     import tracking.models
 
-    real = tracking.models.epoch_logger
+    real, crash_at = tracking.models.epoch_logger, {"epoch": 1}
 
     def crashing(run, log):
         inner = real(run, log)
 
         def on_epoch(epoch, metrics):
             inner(epoch, metrics)
-            if epoch == 1:
+            if epoch == crash_at["epoch"]:
                 raise RuntimeError("power cut")
 
         return on_epoch
@@ -103,3 +103,13 @@ def test_a_crashed_training_retried_with_other_settings_trains_afresh_in_a_new_r
         assert record["run_id"] != crashed and "resumed_from_epoch" not in meta
         assert 1 <= meta["epochs_run"].value <= config["epochs"]  # early stopping may end it sooner
     assert not (checkpoints / "last.pt").exists() and not (checkpoints / RUN_ID_FILE).exists()
+    # a crash (settings S1), then a retry with other settings that fails before its first checkpoint (the crash's
+    # checkpoint still there, the run file now naming the retry's run), then S1 again: resuming would reopen the
+    # retry's run, whose parameters are the other settings'
+    monkeypatch.setattr(tracking.models, "epoch_logger", crashing)
+    assert not train({"epochs": 3}, raise_on_error=False).success
+    crash_at["epoch"] = 0
+    assert not train({"epochs": 2, "lr": 1e-3}, raise_on_error=False).success
+    retried = (checkpoints / RUN_ID_FILE).read_text().strip()
+    monkeypatch.undo()
+    assert train({"epochs": 3}).output_for_node("relabeled_model")["run_id"] != retried
