@@ -135,9 +135,12 @@ def _training_run(context: dg.AssetExecutionContext, tracking: MlflowTracking, n
     later attempt of the step. Once the body succeeds the checkpoint has done its job (the run tracks the model)."""
     from maskops.train import CHECKPOINT, data_fingerprint, set_aside, will_resume
 
-    resumes = will_resume(checkpoints, cfg, data_fingerprint(data.train_images, data.train_labels, data.val_images, data.val_labels))
-    if not resumes and (checkpoints / CHECKPOINT).exists():  # another run's: never paired with this run's id (kept aside)
-        set_aside(checkpoints / CHECKPOINT)
+    checkpoint = checkpoints / CHECKPOINT  # the data's fingerprint (a pass over every image) only when there is one
+    resumes = checkpoint.exists() and will_resume(
+        checkpoints, cfg, data_fingerprint(data.train_images, data.train_labels, data.val_images, data.val_labels)
+    )
+    if not resumes and checkpoint.exists():  # another run's: never paired with this run's id (kept aside)
+        set_aside(checkpoint)
     service = tracking.service()
     # process ids tell a dead run only where runs execute on this machine (the local profile)
     live = live_run_ids(context.instance, check_processes=not Settings.from_env().production)

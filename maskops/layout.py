@@ -151,7 +151,7 @@ def _read_csv(root: Path, rel: str, columns: tuple[str, ...], problems: list[Pro
     if not path.is_file():
         problems.append(Problem(rel, "file is missing", f"provide {rel} with columns {', '.join(columns)}"))
         return None
-    table, found = read_csv_table(path, rel)  # each row with the line it starts on
+    table, found = read_csv_table(path, rel)  # stripped cells, each row with the line it starts on
     if table is None:
         problems.extend(found or [Problem(rel, "is empty: no header row", f"provide {rel} with columns {', '.join(columns)}")])
         return None
@@ -221,8 +221,8 @@ def _scan_train(root: Path, problems: list[Problem]) -> tuple[list[dict], list[P
     for rec in table.to_dict("records"):
         line = rec["line"]
         where = f"{TRAIN_CSV} line {line}"
-        folder = rec["path"].strip()
-        id_lines.setdefault(rec["id"].strip(), []).append(line)
+        folder = rec["path"]
+        id_lines.setdefault(rec["id"], []).append(line)
         path_lines.setdefault(folder, []).append(line)
         if _unsafe_name(folder):
             problems.append(
@@ -239,14 +239,14 @@ def _scan_train(root: Path, problems: list[Problem]) -> tuple[list[dict], list[P
             continue
         pid, gender, race, age = parsed
         disagreements = []
-        if rec["id"].strip() != pid:
+        if rec["id"] != pid:
             disagreements.append(f"id {rec['id']!r} vs {pid!r}")
         try:
             if int(parse_gender(rec["gender"])) != gender:
                 disagreements.append(f"gender {rec['gender']!r} vs folder")
         except LabelError as exc:
             problems.append(Problem(where, str(exc), "use 'male' or 'female'"))
-        if rec["race"].strip() != race:
+        if rec["race"] != race:
             disagreements.append(f"race {rec['race']!r} vs {race!r}")
         try:
             if parse_age(rec["age"]) != age:
@@ -362,7 +362,7 @@ def _scan_eval(root: Path, problems: list[Problem], quarantine: list[dict]) -> t
         return [], []
     images_dir = root / EVAL_IMAGES
     rows, paths, listed = [], [], set()
-    counts = Counter(table["ImageID"].str.strip())
+    counts = Counter(table["ImageID"])
     for i, (line, name) in enumerate(zip(table["line"], table["ImageID"], strict=True)):
         where = f"{EVAL_CSV} line {line}"
         if counts[name] > 1:

@@ -115,9 +115,9 @@ def read_labels(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
     a header without `columns`) is a DecisionError that names it and the fix, which the page shows."""
     try:
         table = read_label_table(path, columns)
+        problems = missing_columns(table, columns, str(path))
     except LabelFileError as exc:
-        raise DecisionError("; ".join(f"{p.path}: {p.message} (fix: {p.fix})" for p in exc.problems)) from None
-    problems = missing_columns(table, columns, str(path))
+        problems = exc.problems
     if problems:
         raise DecisionError("; ".join(f"{p.path}: {p.message} (fix: {p.fix})" for p in problems))
     return table
