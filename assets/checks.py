@@ -13,6 +13,7 @@ import dagster as dg
 import pandas as pd
 
 from assets.metadata import table
+from assets.policies import with_its_asset
 from expectations import balance, label_files, splits
 from expectations import labels as labels_contract
 from expectations import submission as submission_contract
@@ -85,6 +86,7 @@ def labels_check(asset: str) -> dg.AssetChecksDefinition:
         asset=asset,
         name="labels_contract",
         blocking=True,
+        automation_condition=with_its_asset(asset),
         description=f"Every label in its domain and consistent; {profiles}; folder names agree.",
     )
     def _check(manifest: pd.DataFrame, data_quality: DataQuality) -> dg.AssetCheckResult:
@@ -110,6 +112,7 @@ def balance_check(asset: str, bounds: BalanceBounds, severity: dg.AssetCheckSeve
     asset="profile_split",
     name="splits_contract",
     blocking=True,
+    automation_condition=with_its_asset("profile_split"),
     additional_ins={"raw_dataset": dg.AssetIn("raw_dataset"), "relabeled_dataset": dg.AssetIn("relabeled_dataset")},
     description="No person in two folds, every person in the split, per-class shares of each fold near the whole.",
 )
@@ -123,6 +126,7 @@ def splits_check(
     asset="generated_dataset",
     name="generated_split_contract",
     blocking=True,
+    automation_condition=with_its_asset("generated_dataset"),
     additional_ins={"profile_split": dg.AssetIn("profile_split")},
     description="Generated people derive from training profiles only and are new people.",
 )
@@ -142,6 +146,7 @@ def label_file_check(asset: str, columns: tuple[str, ...], problems_of, path_of,
     """The contract of a human-edited label file: the domain's own row checks, reported through Great Expectations."""
 
     @dg.asset_check(asset=asset, name=f"{asset.removeprefix('label_')}_contract", blocking=True,
+                    automation_condition=with_its_asset(asset),
                     additional_ins={"raw_dataset": dg.AssetIn("raw_dataset")}, description=what)  # fmt: skip
     def check(rows: pd.DataFrame, raw_dataset: pd.DataFrame, data_quality: DataQuality, labels: LabelFiles) -> dg.AssetCheckResult:
         problems = _row_problems(problems_of(rows, raw_dataset, str(path_of(labels))))
@@ -157,7 +162,7 @@ exclusions_check = label_file_check("label_exclusions", EXCLUSION_COLUMNS, exclu
                                     "Schema, known profiles and images, a reason on every row.")  # fmt: skip
 
 
-@dg.asset_check(asset="submission", name="submission_contract", blocking=True,
+@dg.asset_check(asset="submission", name="submission_contract", blocking=True, automation_condition=with_its_asset("submission"),
                 additional_ins={"eval_dataset": dg.AssetIn("eval_dataset"), "eval_crops": dg.AssetIn("eval_crops")},
                 description="One answer per evaluation image, in eval/info.csv's order (as scan read it), a class id 0..17; "
                 f"at most {submission_contract.MAX_WITHOUT_CROP:.0%} of the answers guessed for images without a readable crop.")  # fmt: skip

@@ -15,7 +15,7 @@ from pydantic import Field
 from assets.catalog import MODELS, WEEKLY
 from assets.config import overrides, settings_config
 from assets.metadata import mlflow_tags
-from assets.policies import GPU_POOL, stage
+from assets.policies import GPU_POOL, stage, with_its_asset
 from maskops.files import write_atomic
 from maskops.layout import fingerprint
 from maskops.settings import Settings
@@ -164,7 +164,7 @@ class ModelCheckConfig(dg.Config):
 
 
 def build_model_check(variant: str) -> dg.AssetChecksDefinition:
-    @dg.asset_check(asset=model_name(variant), name="model_quality", blocking=True,
+    @dg.asset_check(asset=model_name(variant), name="model_quality", blocking=True, automation_condition=with_its_asset(model_name(variant)),
                     description=f"Validation macro F1 at least the floor and every weight finite (read back from MLflow); "
                     f"a model that passes becomes a version of maskops-{variant}, one that fails is never registered.")  # fmt: skip
     def check(config: ModelCheckConfig, record: dict, tracking: MlflowTracking) -> dg.AssetCheckResult:

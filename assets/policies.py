@@ -23,6 +23,15 @@ GPU_POD = {"container_config": {"resources": {"limits": {"nvidia.com/gpu": "1"},
 # eager() alone does not wait for checks.
 DOWNSTREAM = dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
 
+
+def with_its_asset(asset: str) -> dg.AutomationCondition:
+    """A blocking check's automation: requested in the tick its asset is. Without it the check is added to the run only
+    afterwards, so in the tick `all_deps_blocking_checks_passed` does not count it as coming, and after a failed run
+    (whose planned checks never ran) what depends on the asset waited for a later tick while its other inputs went
+    ahead: changes flowed in several waves, some models trained twice, once on stale crops."""
+    return dg.AutomationCondition.any_deps_match(dg.AutomationCondition.will_be_requested()).allow(dg.AssetSelection.assets(asset))
+
+
 # The sources (dataset folder, label files) are looked at on this cron while automation is on (every 5 minutes
 # by default: each look is a run that loads the code location); a new data version sets everything downstream going.
 OBSERVE = dg.AutomationCondition.cron_tick_passed(Settings.from_env().observe_cron, cron_timezone="UTC")
