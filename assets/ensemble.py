@@ -110,15 +110,16 @@ def submission(
     """eval/info.csv with `ans` filled by the ensemble, in the original order; written to the state folder and logged to MLflow."""
     from tracking.ensemble import voted
 
-    if recipe_of(eval_crops, "eval_crops") != CropRecipe.from_json(ensemble["crop_recipe"]):
-        raise CropRecipeError("eval_crops was made with other crop settings than the ensemble's members: re-materialize eval_crops")
     order = eval_dataset.sort_values("order")["stem"].astype(str).tolist()  # info.csv's order, ids as scan read them
+    target = Path(submissions.folder) / "submission.csv"
+    _keep_answers_if_no_evaluation(target, order, dataset.root)
+    if order and recipe_of(eval_crops, "eval_crops") != CropRecipe.from_json(ensemble["crop_recipe"]):
+        raise CropRecipeError("eval_crops was made with other crop settings than the ensemble's members: re-materialize eval_crops")
     crops = eval_crops.set_index("stem")
     usable = [i for i in order if i in crops.index and pd.notna(crops.loc[i, "crop_path"])]
     service = tracking.service()
     probs = voted(service, ensemble, [crops.loc[i, "crop_path"] for i in usable], image_store.source(dataset.root).open_rgb)
     out, missing, fallback = fill_answers(order, usable, probs)
-    target = Path(submissions.folder) / "submission.csv"
     write_csv_atomic(out, target, escape=False)  # the grader matches ids byte for byte
     with service.run("submission", {**mlflow_tags(context, CODE_VERSION), "maskops.ensemble": ensemble["model_uri"]}) as run:
         run.log_files({"submission.csv": out})
@@ -130,3 +131,18 @@ def submission(
         "without_readable_crop": dg.MetadataValue.int(len(missing)), "ensemble": dg.MetadataValue.text(ensemble["model_uri"]),
         "predicted_classes": reports.figure("submission", "predicted_classes", chart), "mlflow_run": tracking.run_link(run),
     })  # fmt: skip
+
+
+def _keep_answers_if_no_evaluation(target: Path, order: list[str], root: str) -> None:
+    """An evaluation set that is gone (eval/ unmounted, being copied) must not blank the last submission; a dataset that
+    never had one gets an empty submission (only the header)."""
+    if order or not target.exists():
+        return
+    with target.open(encoding="utf-8", errors="replace") as lines:
+        answers = sum(1 for _ in lines) - 1
+    if answers > 0:
+        raise dg.Failure(
+            description=f"{Path(root) / 'eval/info.csv'} lists no evaluation images (is eval/ missing or still being copied?); "
+            f"{target} holds the last submission's {answers} answers and is kept. Put eval/ back and re-materialize "
+            f"eval_dataset, or delete {target} to accept an empty submission."
+        )

@@ -432,6 +432,26 @@ def test_a_submission_of_guesses_fails_its_contract(pipeline_end, tiny_dataset: 
     assert not check.passed and check.check_name == "submission_contract"  # blocking: nothing downstream takes it
 
 
+@pytest.mark.hostile
+def test_an_evaluation_set_that_is_gone_keeps_the_last_submission_and_none_gives_an_empty_one(pipeline_end, tiny_dataset: Path, models_dir: Path, tmp_path: Path):
+    root, state = tmp_path / "dataset", tmp_path / "state"
+    shutil.copytree(tiny_dataset, root)
+    shutil.rmtree(root / "eval")  # unmounted, or mid-copy: a dataset without eval/ reads as an empty evaluation set
+    (state / "submissions").mkdir(parents=True)
+    last = shutil.copy(pipeline_end[1] / "submissions/submission.csv", state / "submissions/submission.csv")
+    before = Path(last).read_bytes()
+    result = _submission_of(pipeline_end, root, state, models_dir)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    message = failure.event_specific_data.error.to_string()
+    assert "eval/info.csv lists no evaluation images" in message and "is kept" in message and "delete" in message
+    assert Path(last).read_bytes() == before  # the last answers are not blanked
+    Path(last).unlink()  # what the message says to do to accept it (or a dataset that never had eval/)
+    result = _submission_of(pipeline_end, root, state, models_dir)
+    assert result.success and all(c.passed for c in result.get_asset_check_evaluations())
+    assert Path(last).read_text() == "ImageID,ans\n"
+
+
 def _env(tracking) -> dict:
     return {**os.environ, "MLFLOW_TRACKING_URI": tracking.tracking_uri, "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
 
