@@ -433,7 +433,9 @@ def test_a_submission_of_guesses_fails_its_contract(pipeline_end, tiny_dataset: 
 
 
 @pytest.mark.hostile
-def test_an_evaluation_set_that_is_gone_keeps_the_last_submission_and_none_gives_an_empty_one(pipeline_end, tiny_dataset: Path, models_dir: Path, tmp_path: Path):
+def test_an_evaluation_set_that_is_gone_keeps_the_last_submission_and_none_gives_an_empty_one(
+    pipeline_end, tiny_dataset: Path, models_dir: Path, tmp_path: Path
+):
     root, state = tmp_path / "dataset", tmp_path / "state"
     shutil.copytree(tiny_dataset, root)
     shutil.rmtree(root / "eval")  # unmounted, or mid-copy: a dataset without eval/ reads as an empty evaluation set
