@@ -38,7 +38,7 @@ from maskops.labels import (
     parse_age,
     parse_gender,
 )
-from maskops.pixels import upright_size
+from maskops.pixels import IMAGE_EXTENSIONS, upright_size
 from maskops.problems import Problem, ProblemReport
 
 TRAIN_CSV = "train/train.csv"
@@ -47,7 +47,6 @@ EVAL_CSV = "eval/info.csv"
 EVAL_IMAGES = "eval/images"
 TRAIN_COLUMNS = ("id", "gender", "race", "age", "path")
 EVAL_COLUMNS = ("ImageID", "ans")
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"})
 
 TRAIN_MANIFEST_COLUMNS = (
     "image_id", "content_hash", "profile_id", "person_id", "stem", "mask", "gender", "race",

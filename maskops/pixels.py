@@ -5,7 +5,14 @@ as the sensor read them and a tag saying how to turn them — and high bit depth
 from __future__ import annotations
 
 import numpy as np
-from PIL import ExifTags, Image
+from PIL import ExifTags, Image, features
+
+# The file names read as photos (dataset layout, `maskops predict` folders): JPEG under each of its names (.jfif, .jpe
+# as some browsers and Windows save them), PNG, BMP, WebP, GIF, TIFF, and AVIF where Pillow was built with it (its
+# wheels are, since 11.3).
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"} | ({".avif"} if features.check("avif") else set())
+)
 
 TRANSPOSE = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,

@@ -13,7 +13,7 @@ from PIL import Image
 
 from maskops.intake import decode_photo
 from maskops.layout import inspect_image
-from maskops.pixels import TRANSPOSE
+from maskops.pixels import IMAGE_EXTENSIONS, TRANSPOSE
 from maskops.store import ImageSource
 
 # how the camera stored the pixels of an upright scene for each orientation tag: the inverse of the turn that shows it
@@ -71,3 +71,19 @@ def test_high_bit_depth_grey_is_scaled_to_eight_bits_not_clipped(portrait: Image
     for decoded in (decode_photo(buffer.getvalue()), ImageSource(tmp_path).open_rgb("grey")):
         pixels = np.asarray(decoded, dtype=np.float64)
         assert decoded.mode == "RGB" and np.abs(pixels[..., 0] - grey).max() <= 1.0  # not a white (or black) square
+
+
+def test_photos_saved_as_jfif_jpe_or_avif_are_picked_up_and_read(portrait: Image.Image, tmp_path: Path):
+    """`maskops predict <folder>` skipped them (its own list of suffixes), and the dataset layout called them no image."""
+    from tracking.prediction import expand_inputs
+
+    folder = tmp_path / "downloads"
+    folder.mkdir()
+    formats = {"a.jfif": "JPEG", "b.JPE": "JPEG", "c.avif": "AVIF"}
+    for name, kind in formats.items():
+        portrait.save(folder / name, kind)
+    (folder / "notes.txt").write_text("not a photo")
+    assert [p.name for p in expand_inputs([folder])] == list(formats)
+    for name in formats:
+        assert Path(name).suffix.lower() in IMAGE_EXTENSIONS
+        assert inspect_image(folder / name).problem is None and decode_photo((folder / name).read_bytes()).size == portrait.size

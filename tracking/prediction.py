@@ -12,10 +12,9 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 
 from maskops.labels import AGE_WORDS_BY_NAME as AGE_WORDS
+from maskops.pixels import IMAGE_EXTENSIONS
 from tracking.relocate import local_folder
 from tracking.service import TrackingService
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
 
 
 class PredictionError(ValueError):
@@ -28,10 +27,12 @@ def expand_inputs(paths: Iterable[str | Path]) -> list[Path]:
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+            found = sorted(
+                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+            )
             if not found:
                 raise PredictionError(
-                    f"{path} holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))}); pass image files or a folder with images"
+                    f"{path} holds no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}); pass image files or a folder with images"
                 )
             files.extend(found)
         elif path.exists():
