@@ -44,8 +44,12 @@ K8S_VOLUME_MOUNTS = [
     {"name": "dataset", "mountPath": "/data/dataset", "readOnly": True},
     {"name": "labels", "mountPath": "/data/labels"},
 ]
+# The image runs as uid 10001 (docker/Dockerfile): storage that mounts root-owned is made writable to its group;
+# OnRootMismatch changes ownership once, not on every pod's start (the dataset holds thousands of photos).
+IMAGE_UID = 10001
+K8S_POD_SECURITY = {"fs_group": IMAGE_UID, "fs_group_change_policy": "OnRootMismatch"}
 K8S_CONFIG = {"max_concurrent": 8, "env_secrets": ["maskops-secrets"], "env_config_maps": ["maskops-env"], "volumes": K8S_VOLUMES,
-              "volume_mounts": K8S_VOLUME_MOUNTS}  # fmt: skip
+              "volume_mounts": K8S_VOLUME_MOUNTS, "step_k8s_config": {"pod_spec_config": {"security_context": K8S_POD_SECURITY}}}  # fmt: skip
 
 
 def default_executor(settings: Settings) -> dg.ExecutorDefinition | None:

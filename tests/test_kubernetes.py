@@ -76,3 +76,46 @@ def test_every_step_mounts_the_state_the_dataset_and_the_labels():
         assert {v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"]} == set(claims.values())
     settings = Settings.from_env(values["maskopsEnv"])
     assert (str(settings.home), str(settings.dataset), str(settings.labels)) == ("/data/maskops", "/data/dataset", "/data/labels")
+
+
+def test_helm_values_give_the_instance_what_compose_gives_it():
+    """The chart writes its own dagster.yaml from these values: without them every queued run started at once and no
+    retraining waited for the one before."""
+    from resources.instance import PRODUCTION_YAML
+
+    instance = yaml.safe_load(PRODUCTION_YAML)
+    daemon = yaml.safe_load(VALUES.read_text())["dagsterDaemon"]
+    queued = daemon["runCoordinator"]["config"]["queuedRunCoordinator"]
+    assert daemon["runCoordinator"]["enabled"] and daemon["runCoordinator"]["type"] == instance["run_coordinator"]["class"]
+    assert queued["maxConcurrentRuns"] == instance["concurrency"]["runs"]["max_concurrent_runs"]
+    assert queued["tagConcurrencyLimits"] == instance["concurrency"]["runs"]["tag_concurrency_limits"]
+    monitoring = {"enabled": "enabled", "startTimeoutSeconds": "start_timeout_seconds", "maxResumeRunAttempts": "max_resume_run_attempts",
+                  "pollIntervalSeconds": "poll_interval_seconds"}  # fmt: skip
+    assert {k: daemon["runMonitoring"][k] for k in monitoring} == {k: instance["run_monitoring"][v] for k, v in monitoring.items()}
+    values = yaml.safe_load(VALUES.read_text())
+    assert values["concurrency"]["pools"]["defaultLimit"] == instance["concurrency"]["pools"]["default_limit"]
+
+
+def test_every_pod_can_write_the_claims_it_mounts():
+    """The image runs as uid 10001: on storage that mounts root-owned, a step could not write its checkpoint or report."""
+    from dagster_k8s.container_context import K8sContainerContext
+    from dagster_k8s.job import DagsterK8sJobConfig, UserDefinedDagsterK8sConfig, construct_dagster_k8s_job, get_user_defined_k8s_config
+
+    from assets.models import model_assets
+    from resources.execution import IMAGE_UID, K8S_CONFIG
+
+    dockerfile = (VALUES.parents[1] / "Dockerfile").read_text()
+    assert f"USER {IMAGE_UID}" in dockerfile and f"--uid {IMAGE_UID}" in dockerfile
+    # as k8s_job_executor builds a step's Job: its step_k8s_config merged with the op's dagster-k8s/config tag (the GPU)
+    context = K8sContainerContext(run_k8s_config=UserDefinedDagsterK8sConfig.from_dict(K8S_CONFIG["step_k8s_config"]))
+    context = context.merge(K8sContainerContext(run_k8s_config=get_user_defined_k8s_config(model_assets[0].op.tags)))
+    config = DagsterK8sJobConfig(job_image="maskops:cuda", dagster_home="/data/maskops/dagster", image_pull_policy="IfNotPresent",
+                                 volumes=K8S_CONFIG["volumes"], volume_mounts=K8S_CONFIG["volume_mounts"])  # fmt: skip
+    job = construct_dagster_k8s_job(config, ["dagster", "api", "execute_step"], "maskops-step", context.run_k8s_config)
+    pod = job.spec.template.spec
+    assert pod.security_context.fs_group == IMAGE_UID and pod.security_context.fs_group_change_policy == "OnRootMismatch"
+    assert pod.containers[0].resources.limits == {"nvidia.com/gpu": "1"}  # the op's own tag still applies
+    values = yaml.safe_load(VALUES.read_text())
+    (deployment,) = values["dagster-user-deployments"]["deployments"]
+    run_pods = values["runLauncher"]["config"]["k8sRunLauncher"]["runK8sConfig"]["podSpecConfig"]["securityContext"]
+    assert deployment["podSecurityContext"] == run_pods == {"fsGroup": IMAGE_UID, "fsGroupChangePolicy": "OnRootMismatch"}
