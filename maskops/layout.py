@@ -532,10 +532,20 @@ def _unreadable(error: OSError) -> None:
                                                "give the pipeline's user read access to it")]) from error  # fmt: skip
 
 
+def _followable(root: Path, path: str, digest) -> bool:
+    """A folder entry the fingerprint walks into: a real folder, or a link to one inside the root (its target noted)."""
+    if not os.path.islink(path):
+        return True
+    digest.update(os.fsencode(os.path.relpath(path, root)) + b"\0->" + os.fsencode(os.readlink(path)) + b"\n")
+    return Path(os.path.realpath(path)).is_relative_to(root.resolve())
+
+
 def source_fingerprint(root: str | os.PathLike) -> str:
     """A cheap fingerprint of a dataset root: the two CSVs' bytes and every image's name, size and
-    modification time (the mask-only photos' too). It changes when files are added, removed, replaced or edited, without
-    reading the images (a few milliseconds per thousand files), so a sensor can poll it."""
+    modification time (the mask-only photos' too; behind links that stay inside the root as well). It changes when files
+    are added, removed, replaced or edited, without reading the images (a few milliseconds per thousand files), so a
+    sensor can poll it. Not seen: a photo replaced by one of the same size with its time kept (`cp -p`, `rsync -a`) —
+    counting inode times too would retrain everything after a restore from backup."""
     root = Path(root)
     if not root.is_dir():  # unmounted, moved, mid-sync: no version at all, not the version of an empty dataset
         raise LayoutError(root, [Problem(str(root), "the dataset folder is missing or not a folder",
@@ -549,11 +559,21 @@ def source_fingerprint(root: str | os.PathLike) -> str:
         if not folder.is_dir():
             digest.update(f"{folder.name}\0<missing>".encode())
             continue
-        for dirpath, dirnames, filenames in os.walk(folder, onerror=_unreadable):  # a folder it cannot list: no version
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))  # hidden: not part of the layout (_visible)
+        seen: set[str] = set()
+        # links to folders are followed when they stay inside the root (scan() reads through them; one pointing outside is
+        # a problem it names): a change behind a linked profile folder was not seen; each link's target counts too
+        for dirpath, dirnames, filenames in os.walk(folder, onerror=_unreadable, followlinks=True):  # unlistable: no version
+            if (real := os.path.realpath(dirpath)) in seen:  # a link loop, or a second way to a folder already read
+                dirnames[:] = []
+                continue
+            seen.add(real)
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and _followable(root, os.path.join(dirpath, d), digest))
             for name in sorted(f for f in filenames if not f.startswith(".")):  # a .DS_Store must not start a re-run
-                # lstat: a dangling link still has a size and a time; scan() names it as a problem with its fix
-                stat = os.lstat(os.path.join(dirpath, name))
-                rel = os.fsencode(os.path.relpath(os.path.join(dirpath, name), root))  # a name that is not UTF-8 too
+                path = os.path.join(dirpath, name)
+                rel = os.fsencode(os.path.relpath(path, root))  # a name that is not UTF-8 too
+                if os.path.islink(path):  # a linked photo: the link's target, and the photo's own size and time below
+                    digest.update(rel + b"\0->" + os.fsencode(os.readlink(path)) + b"\n")
+                # a dangling link still has a size and a time (lstat); scan() names it as a problem with its fix
+                stat = os.stat(path) if os.path.exists(path) else os.lstat(path)
                 digest.update(rel + f"\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:16]

@@ -351,3 +351,39 @@ def test_dataset_without_eval_is_fine(dataset_copy: Path):
 def test_missing_root_is_a_layout_error(tmp_path: Path):
     with pytest.raises(LayoutError, match="dataset root does not exist"):
         scan_competition(tmp_path / "nope")
+
+
+def test_the_source_fingerprint_sees_changes_behind_linked_folders_and_photos(dataset_copy: Path, tmp_path: Path):
+    """A profile folder linked to a folder inside the root is read through the link by scan(); the fingerprint did not
+    descend into it, so a photo replaced behind it, or the link itself added, started nothing."""
+    from maskops.layout import source_fingerprint
+
+    images = dataset_copy / "train/images"
+    profile = sorted(images.iterdir())[0]
+    kept = dataset_copy / "originals" / profile.name
+    kept.parent.mkdir()
+    profile.rename(kept)
+    profile.symlink_to(os.path.relpath(kept, images), target_is_directory=True)
+    assert scan_competition(dataset_copy).train["profile_id"].nunique() == TINY.profiles  # scan reads through the link
+    before = source_fingerprint(dataset_copy)
+    photo = next(kept.iterdir())
+    photo.write_bytes(photo.read_bytes() + b"\0")  # replaced behind the link
+    assert source_fingerprint(dataset_copy) != before
+    before = source_fingerprint(dataset_copy)
+    (images / "loop").symlink_to("..", target_is_directory=True)  # a loop ends the walk; the new link counts
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (images / "outside").symlink_to(outside, target_is_directory=True)  # not walked (scan names it), but counted
+    after = source_fingerprint(dataset_copy)
+    assert after != before
+    (outside / "new.jpg").write_bytes(b"x")
+    assert source_fingerprint(dataset_copy) == after  # nothing outside the root is read
+    (images / "loop").unlink()
+    (images / "outside").unlink()
+    assert source_fingerprint(dataset_copy) == before
+    linked = images / profile.name / photo.name
+    photo.rename(kept / "real.jpg")
+    linked.symlink_to("real.jpg")  # a linked photo: its target's change is seen
+    before = source_fingerprint(dataset_copy)
+    (kept / "real.jpg").write_bytes((kept / "real.jpg").read_bytes() + b"\0")
+    assert source_fingerprint(dataset_copy) != before
