@@ -14,6 +14,7 @@ and the cleaning stage decides what to do. Files are only ever read.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -532,12 +533,36 @@ def _unreadable(error: OSError) -> None:
                                                "give the pipeline's user read access to it")]) from error  # fmt: skip
 
 
-def _followable(root: Path, path: str, digest) -> bool:
-    """A folder entry the fingerprint walks into: a real folder, or a link to one inside the root (its target noted)."""
-    if not os.path.islink(path):
-        return True
-    digest.update(os.fsencode(os.path.relpath(path, root)) + b"\0->" + os.fsencode(os.readlink(path)) + b"\n")
-    return Path(os.path.realpath(path)).is_relative_to(root.resolve())
+def _fingerprint_folder(folder: str, root: Path, digest, followed: set[str]) -> None:
+    """Every visible file under `folder` — name, size, modification time — in sorted order, its files before its
+    subfolders (for a dataset without links, byte for byte what `os.walk` with sorted names gave). A link counts by its
+    target's name; a linked folder is walked, and a linked photo counts by its target's size and time, when the target
+    is inside the root (scan() reads through such links and names the others as problems); each folder link at most
+    once, so link loops end. One `lstat` a file, as before links were followed."""
+    try:
+        with os.scandir(folder) as listing:
+            entries = sorted((e for e in listing if not e.name.startswith(".")), key=lambda e: e.name)  # a .DS_Store starts nothing
+    except OSError as error:  # a folder it cannot list: no version
+        _unreadable(error)
+    inside, folders = root.resolve(), []
+    for entry in entries:
+        rel = os.fsencode(os.path.relpath(entry.path, root))  # a name that is not UTF-8 too
+        link = entry.is_symlink()
+        if link:
+            digest.update(rel + b"\0->" + os.fsencode(os.readlink(entry.path)) + b"\n")
+        if entry.is_dir():  # follows links
+            target = os.path.realpath(entry.path) if link else None
+            if target is None or (Path(target).is_relative_to(inside) and target not in followed):
+                followed.update([target] if target else [])
+                folders.append(entry.path)
+            continue
+        stat = entry.stat(follow_symlinks=False)  # a dangling link still has a size and a time
+        if link and Path(os.path.realpath(entry.path)).is_relative_to(inside):
+            with contextlib.suppress(OSError):
+                stat = os.stat(entry.path)
+        digest.update(rel + f"\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    for path in folders:
+        _fingerprint_folder(path, root, digest, followed)
 
 
 def source_fingerprint(root: str | os.PathLike) -> str:
@@ -559,21 +584,5 @@ def source_fingerprint(root: str | os.PathLike) -> str:
         if not folder.is_dir():
             digest.update(f"{folder.name}\0<missing>".encode())
             continue
-        seen: set[str] = set()
-        # links to folders are followed when they stay inside the root (scan() reads through them; one pointing outside is
-        # a problem it names): a change behind a linked profile folder was not seen; each link's target counts too
-        for dirpath, dirnames, filenames in os.walk(folder, onerror=_unreadable, followlinks=True):  # unlistable: no version
-            if (real := os.path.realpath(dirpath)) in seen:  # a link loop, or a second way to a folder already read
-                dirnames[:] = []
-                continue
-            seen.add(real)
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and _followable(root, os.path.join(dirpath, d), digest))
-            for name in sorted(f for f in filenames if not f.startswith(".")):  # a .DS_Store must not start a re-run
-                path = os.path.join(dirpath, name)
-                rel = os.fsencode(os.path.relpath(path, root))  # a name that is not UTF-8 too
-                if os.path.islink(path):  # a linked photo: the link's target, and the photo's own size and time below
-                    digest.update(rel + b"\0->" + os.fsencode(os.readlink(path)) + b"\n")
-                # a dangling link still has a size and a time (lstat); scan() names it as a problem with its fix
-                stat = os.stat(path) if os.path.exists(path) else os.lstat(path)
-                digest.update(rel + f"\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        _fingerprint_folder(str(folder), root, digest, set())
     return digest.hexdigest()[:16]

@@ -374,12 +374,20 @@ def test_the_source_fingerprint_sees_changes_behind_linked_folders_and_photos(da
     outside = tmp_path / "elsewhere"
     outside.mkdir()
     (images / "outside").symlink_to(outside, target_is_directory=True)  # not walked (scan names it), but counted
+    (images / "elsewhere.jpg").symlink_to(outside / "photo.jpg")  # a linked photo outside: counted by its link alone
+    (outside / "photo.jpg").write_bytes(b"x")
     after = source_fingerprint(dataset_copy)
     assert after != before
     (outside / "new.jpg").write_bytes(b"x")
+    (outside / "photo.jpg").write_bytes(b"xy")
     assert source_fingerprint(dataset_copy) == after  # nothing outside the root is read
-    (images / "loop").unlink()
-    (images / "outside").unlink()
+    for name in ("outside", "loop"):  # made again in another order: the listing's order does not count
+        (images / name).unlink()
+    (images / "outside").symlink_to(outside, target_is_directory=True)
+    (images / "loop").symlink_to("..", target_is_directory=True)
+    assert source_fingerprint(dataset_copy) == after
+    for name in ("outside", "loop", "elsewhere.jpg"):
+        (images / name).unlink()
     assert source_fingerprint(dataset_copy) == before
     linked = images / profile.name / photo.name
     photo.rename(kept / "real.jpg")
