@@ -90,10 +90,9 @@ def test_helm_values_give_the_instance_what_compose_gives_it():
     assert queued["maxConcurrentRuns"] == instance["concurrency"]["runs"]["max_concurrent_runs"]
     assert queued["tagConcurrencyLimits"] == instance["concurrency"]["runs"]["tag_concurrency_limits"]
     monitoring = {"enabled": "enabled", "startTimeoutSeconds": "start_timeout_seconds", "maxResumeRunAttempts": "max_resume_run_attempts",
-                  "pollIntervalSeconds": "poll_interval_seconds"}  # fmt: skip
+                  "pollIntervalSeconds": "poll_interval_seconds", "freeSlotsAfterRunEndSeconds": "free_slots_after_run_end_seconds"}  # fmt: skip
+    assert set(monitoring.values()) == set(instance["run_monitoring"])  # every setting of compose's instance, by its chart name
     assert {k: daemon["runMonitoring"][k] for k in monitoring} == {k: instance["run_monitoring"][v] for k, v in monitoring.items()}
-    values = yaml.safe_load(VALUES.read_text())
-    assert values["concurrency"]["pools"]["defaultLimit"] == instance["concurrency"]["pools"]["default_limit"]
 
 
 def test_every_pod_can_write_the_claims_it_mounts():
