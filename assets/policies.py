@@ -19,16 +19,23 @@ K8S_CONFIG_TAG = "dagster-k8s/config"
 # On Kubernetes (k8s_job_executor) a training step's pod asks for one GPU.
 GPU_POD = {"container_config": {"resources": {"limits": {"nvidia.com/gpu": "1"}, "requests": {"nvidia.com/gpu": "1"}}}}
 
-# Re-materialize when an upstream asset changed, but never past a failed blocking check:
-# eager() alone does not wait for checks.
-DOWNSTREAM = dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
+# Re-materialize when an upstream asset changed, but never past a failed blocking check (eager() alone does not wait
+# for checks). Dagster's all_deps_blocking_checks_passed() counts a check as coming only once the check itself has been
+# evaluated as requested, which depends on the order it evaluates a check and its asset's children in; a dep requested
+# in the same tick counts here too — its blocking checks run in the same run, and one that fails stops what is below.
+CHECKED_OR_COMING = dg.AutomationCondition.will_be_requested() | dg.AutomationCondition.all_checks_match(
+    dg.AutomationCondition.check_passed() | dg.AutomationCondition.will_be_requested(), blocking_only=True
+)
+DOWNSTREAM = dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_match(CHECKED_OR_COMING).with_label(
+    "all_deps_blocking_checks_passed_or_coming"
+)
 
 
 def with_its_asset(asset: str) -> dg.AutomationCondition:
-    """A blocking check's automation: requested in the tick its asset is. Without it the check is added to the run only
-    afterwards, so in the tick `all_deps_blocking_checks_passed` does not count it as coming, and after a failed run
-    (whose planned checks never ran) what depends on the asset waited for a later tick while its other inputs went
-    ahead: changes flowed in several waves, some models trained twice, once on stale crops."""
+    """A blocking check's automation: requested in the tick its asset is, so the run lists it explicitly. Before this and
+    CHECKED_OR_COMING, the check was added to the run only afterwards, the gate did not count it as coming, and after
+    a failed run (whose planned checks never ran) what depends on the asset waited for a later tick while its other
+    inputs went ahead: changes flowed in several waves, some models trained twice, once on stale crops."""
     return dg.AutomationCondition.any_deps_match(dg.AutomationCondition.will_be_requested()).allow(dg.AssetSelection.assets(asset))
 
 
