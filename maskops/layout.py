@@ -533,18 +533,18 @@ def _unreadable(error: OSError) -> None:
                                                "give the pipeline's user read access to it")]) from error  # fmt: skip
 
 
-def _fingerprint_folder(folder: str, root: Path, digest, followed: set[str]) -> None:
+def _fingerprint_folder(folder: str, root: Path, inside: Path, digest, followed: set[str]) -> None:
     """Every visible file under `folder` — name, size, modification time — in sorted order, its files before its
     subfolders (for a dataset without links, byte for byte what `os.walk` with sorted names gave). A link counts by its
     target's name; a linked folder is walked, and a linked photo counts by its target's size and time, when the target
     is inside the root (scan() reads through such links and names the others as problems); each folder link at most
-    once, so link loops end. One `lstat` a file, as before links were followed."""
+    once, so link loops end. One `lstat` a file, as before links were followed. `inside`: the root resolved."""
     try:
         with os.scandir(folder) as listing:
             entries = sorted((e for e in listing if not e.name.startswith(".")), key=lambda e: e.name)  # a .DS_Store starts nothing
     except OSError as error:  # a folder it cannot list: no version
         _unreadable(error)
-    inside, folders = root.resolve(), []
+    folders = []
     for entry in entries:
         rel = os.fsencode(os.path.relpath(entry.path, root))  # a name that is not UTF-8 too
         link = entry.is_symlink()
@@ -553,7 +553,8 @@ def _fingerprint_folder(folder: str, root: Path, digest, followed: set[str]) -> 
         if entry.is_dir():  # follows links
             target = os.path.realpath(entry.path) if link else None
             if target is None or (Path(target).is_relative_to(inside) and target not in followed):
-                followed.update([target] if target else [])
+                if target:
+                    followed.add(target)
                 folders.append(entry.path)
             continue
         stat = entry.stat(follow_symlinks=False)  # a dangling link still has a size and a time
@@ -562,7 +563,7 @@ def _fingerprint_folder(folder: str, root: Path, digest, followed: set[str]) -> 
                 stat = os.stat(entry.path)
         digest.update(rel + f"\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     for path in folders:
-        _fingerprint_folder(path, root, digest, followed)
+        _fingerprint_folder(path, root, inside, digest, followed)
 
 
 def source_fingerprint(root: str | os.PathLike) -> str:
@@ -584,5 +585,5 @@ def source_fingerprint(root: str | os.PathLike) -> str:
         if not folder.is_dir():
             digest.update(f"{folder.name}\0<missing>".encode())
             continue
-        _fingerprint_folder(str(folder), root, digest, set())
+        _fingerprint_folder(str(folder), root, root.resolve(), digest, set())
     return digest.hexdigest()[:16]
