@@ -280,3 +280,60 @@ def test_every_heads_pt2_graph_loads_without_maskops(tmp_path: Path, head: str):
     x = torch.rand(3, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(graph(x), model(x))
+
+
+class _Scaled(torch.nn.Module):
+    """A forward that depends on a plain tensor attribute, which is no parameter or buffer (torch.export lifts it as
+    a constant): two instances with equal weights answer differently."""
+
+    def __init__(self, scale: float) -> None:
+        super().__init__()
+        self.conv, self.scale = torch.nn.Conv2d(3, 4, 3), torch.tensor(scale)
+
+    def forward(self, x):
+        return self.conv(x).mean((2, 3)) * self.scale
+
+
+def test_members_of_one_architecture_share_one_trace_and_each_graph_answers_with_its_own_weights(tmp_path: Path, monkeypatch):
+    """log_pytorch_model traces a module once per architecture and input shape (torch.export: 1-4 s a member of the
+    demo) and gives the next member of that shape the trace with its own weights and buffers; what MLflow users load
+    from each graph answers like that member, and a module whose forward reads more than its state is traced afresh."""
+    from collections import OrderedDict
+
+    import mlflow.pytorch
+
+    import tracking.graphs
+
+    traced = []
+    real_export = torch.export.export
+
+    def counting_export(mod, *args, **kwargs):
+        traced.append(type(mod).__name__)
+        return real_export(mod, *args, **kwargs)
+
+    monkeypatch.setattr(torch.export, "export", counting_export)
+    monkeypatch.setattr(tracking.graphs, "_TRACED", OrderedDict())  # a fresh process's cache
+    service = TrackingService(f"sqlite:///{tmp_path / 'm.db'}", artifact_root=str(tmp_path / "art"))
+    members = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        model = ProbabilityModel(MaskNet("resnet10t", "hard")).eval()
+        with torch.no_grad():  # trained batch-norm statistics differ from member to member too
+            for buffer in model.buffers():
+                if buffer.is_floating_point():
+                    buffer.add_(torch.rand_like(buffer) * (seed + 1))
+        members.append((model, (2, 3, 32, 32)))
+    members.append((members[0][0], (2, 3, 48, 48)))  # another input size: another trace
+    members += [(_Scaled(2.0).eval(), (2, 3, 16, 16)), (_Scaled(-3.0).eval(), (2, 3, 16, 16))]
+    members[-1][0].conv.load_state_dict(members[-2][0].conv.state_dict())  # equal weights, another constant
+    with service.run("members", {}) as run:
+        uris = [run.log_pytorch_model(m, np.zeros(shape, np.float32), {}, pinned("torch")).uri for m, shape in members]
+    assert traced == ["ProbabilityModel", "ProbabilityModel", "_Scaled", "_Scaled"]  # members 2 and 3 re-used the first's
+    for k, ((model, shape), uri) in enumerate(zip(members, uris, strict=True)):
+        graph = mlflow.pytorch.load_model(str(service.download(uri, tmp_path / f"graph{k}")), map_location="cpu")
+        x = torch.rand(3, *shape[1:])  # a batch size the example did not have: still dynamic
+        with torch.no_grad():
+            torch.testing.assert_close(graph(x), model(x))
+    with torch.no_grad():
+        x = torch.rand(3, 3, 32, 32)
+        assert not torch.allclose(members[0][0](x), members[1][0](x))  # the members differ: the test can tell them apart

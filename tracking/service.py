@@ -146,10 +146,12 @@ class TrackedRun:
         import mlflow.pytorch
 
         from maskops.models import WEIGHTS_FILE, save_weights
+        from tracking.graphs import traces_reused
 
         def save(path: str, description) -> None:
-            mlflow.pytorch.save_model(module, path, mlflow_model=description, input_example=example, serialization_format="pt2",
-                                      pip_requirements=requirements, metadata=dict(metadata))  # fmt: skip
+            with traces_reused():  # the demo's four members share one architecture: one trace, four sets of weights
+                mlflow.pytorch.save_model(module, path, mlflow_model=description, input_example=example, serialization_format="pt2",
+                                          pip_requirements=requirements, metadata=dict(metadata))  # fmt: skip
             if "architecture" in metadata and rebuilds_alike(module, example, metadata["architecture"]):
                 save_weights(module, Path(path) / WEIGHTS_FILE, **metadata["architecture"])
 
