@@ -128,6 +128,37 @@ def _resumable(model, optimizer, scheduler, sampler_rng: torch.Generator, augmen
     }  # fmt: skip
 
 
+class CheckpointWriter:
+    """Writes checkpoints to `path` on a thread of its own, one at a time, so that training goes on while the last
+    epoch's is saved (~0.1 s for the demo's 52 MB, every epoch). What `save` is given is copied first: its tensors
+    are the live weights and optimizer state. Leaving the `with` waits for the last write and raises its error."""
+
+    def __init__(self, path: Path) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.path, self.pending = path, None
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="checkpoint")
+
+    def save(self, state: dict) -> None:
+        self.wait()
+        snapshot = copy.deepcopy(state)
+        self.pending = self.pool.submit(write_atomic, self.path, lambda f: torch.save(snapshot, f))
+
+    def wait(self) -> None:
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            pending.result()
+
+    def __enter__(self) -> CheckpointWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self.wait()
+        finally:
+            self.pool.shutdown()
+
+
 def _restore(state: dict, model, optimizer, scheduler, sampler_rng: torch.Generator, augment_rng: torch.Generator) -> None:
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
@@ -283,59 +314,61 @@ def train_model(
                 discarded = set_aside(checkpoint, rank)
 
     seen, train_seconds, stopped_early = 0, 0.0, False
-    for epoch in range(start_epoch, cfg.epochs):
-        if bad_epochs >= cfg.patience:
-            stopped_early = True
-            break
-        model.train()
-        started = time.perf_counter()
-        running = torch.zeros((), dtype=torch.float64, device=device)
-        order = sampler.epoch()
-        # data-parallel: a last batch too small to give every process an image is dropped
-        usable = len(order) - (len(order) % cfg.batch_size if world > 1 and 0 < len(order) % cfg.batch_size < world else 0)
-        for start in range(0, usable, cfg.batch_size):
-            index = order[start : start + cfg.batch_size]
-            batch, y = images_on_device[index], labels_on_device[index]
-            x = normalize(augment(batch, augment_rng) if augment is not None else batch)
-            if world > 1:  # every process drew the same global batch (same seeds): each trains on its share
-                x, y = x[rank::world], y[rank::world]
-            x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
-                loss = criterion(step_engine(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            running += loss.detach() * len(y)
-            seen += len(y) * world
-        if world > 1:  # the epoch's loss over every process's share
-            torch.distributed.all_reduce(running)
-        running = float(running.item())  # one host sync per epoch
-        epoch_seconds = time.perf_counter() - started
-        train_seconds += epoch_seconds
-        probs = predict(model, val_images, device=device)
-        metrics = {
-            "epoch": epoch,
-            "train_loss": running / max(usable, 1),
-            "lr": scheduler.get_last_lr()[0],
-            "epoch_images_per_second": usable / epoch_seconds if epoch_seconds else 0.0,
-            **{f"val_{k}": v for k, v in evaluate(val_labels, probs).items()},
-        }
-        history.append(metrics)
-        if metrics["val_macro_f1"] > best_f1:
-            best_f1, best_epoch, bad_epochs = metrics["val_macro_f1"], epoch, 0
-            best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
-        else:
-            bad_epochs += 1
-        if on_epoch is not None:  # before the checkpoint: an epoch a resumed run skips has had its metrics reported
-            on_epoch(epoch, metrics)
-        if checkpoint is not None and rank == 0:
-            state = {
-                "config": asdict(cfg), "data": fingerprint, "epoch": epoch, **_resumable(model, optimizer, scheduler, sampler.generator, augment_rng),
-                "history": history, "best_f1": best_f1, "best_state": best_state, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
-            }  # fmt: skip
-            write_atomic(checkpoint, lambda f, state=state: torch.save(state, f))
+    # the next epoch trains while the last one's checkpoint is written; an error or a crash waits for that write
+    with CheckpointWriter(checkpoint) if checkpoint is not None and rank == 0 else contextlib.nullcontext() as writer:
+        for epoch in range(start_epoch, cfg.epochs):
+            if bad_epochs >= cfg.patience:
+                stopped_early = True
+                break
+            model.train()
+            started = time.perf_counter()
+            running = torch.zeros((), dtype=torch.float64, device=device)
+            order = sampler.epoch()
+            # data-parallel: a last batch too small to give every process an image is dropped
+            usable = len(order) - (len(order) % cfg.batch_size if world > 1 and 0 < len(order) % cfg.batch_size < world else 0)
+            for start in range(0, usable, cfg.batch_size):
+                index = order[start : start + cfg.batch_size]
+                batch, y = images_on_device[index], labels_on_device[index]
+                x = normalize(augment(batch, augment_rng) if augment is not None else batch)
+                if world > 1:  # every process drew the same global batch (same seeds): each trains on its share
+                    x, y = x[rank::world], y[rank::world]
+                x = x.contiguous(memory_format=torch.channels_last)
+                with torch.autocast(device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
+                    loss = criterion(step_engine(x), y)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
+                running += loss.detach() * len(y)
+                seen += len(y) * world
+            if world > 1:  # the epoch's loss over every process's share
+                torch.distributed.all_reduce(running)
+            running = float(running.item())  # one host sync per epoch
+            epoch_seconds = time.perf_counter() - started
+            train_seconds += epoch_seconds
+            probs = predict(model, val_images, device=device)
+            metrics = {
+                "epoch": epoch,
+                "train_loss": running / max(usable, 1),
+                "lr": scheduler.get_last_lr()[0],
+                "epoch_images_per_second": usable / epoch_seconds if epoch_seconds else 0.0,
+                **{f"val_{k}": v for k, v in evaluate(val_labels, probs).items()},
+            }
+            history.append(metrics)
+            if metrics["val_macro_f1"] > best_f1:
+                best_f1, best_epoch, bad_epochs = metrics["val_macro_f1"], epoch, 0
+                best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
+            else:
+                bad_epochs += 1
+            if on_epoch is not None:  # before the checkpoint: an epoch a resumed run skips has had its metrics reported
+                on_epoch(epoch, metrics)
+            if writer is not None:
+                state = {
+                    "config": asdict(cfg), "data": fingerprint, "epoch": epoch, **_resumable(model, optimizer, scheduler, sampler.generator, augment_rng),
+                    "history": history, "best_f1": best_f1, "best_state": best_state, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
+                }  # fmt: skip
+                writer.save(state)
     if best_state is not None:
         model.load_state_dict(best_state)
     probs = predict(model, val_images, device=device)

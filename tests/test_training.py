@@ -13,7 +13,7 @@ from maskops.data import class_counts
 from maskops.labels import MASK_ONLY, mask_only_label
 from maskops.losses import Criterion, FocalLoss, SoftF1Loss, build_loss
 from maskops.models import HEAD_MODES, FreezeSpec, MaskNet, ProbabilityModel, class_probabilities, freeze
-from maskops.train import PRESETS, TrainConfig, config_from, train_model
+from maskops.train import PRESETS, CheckpointWriter, TrainConfig, config_from, train_model
 
 TINY = TrainConfig(backbone="resnet10t", image_size=32, epochs=2, batch_size=16, lr=3e-3, warmup_epochs=0.5, seed=1)
 
@@ -214,6 +214,23 @@ def test_the_loop_runs_channels_last_and_hands_back_the_default_layout():
 
 class Crash(RuntimeError):
     pass
+
+
+def test_checkpoints_are_written_behind_training_as_they_were_when_saved(tmp_path: Path):
+    """The next epoch trains while the last checkpoint is written: the file holds the state as it was when saved,
+    leaving the writer (a crash included) waits for the write, and a write that failed fails the training."""
+    path, weights = tmp_path / "last.pt", torch.zeros(5_000_000)  # 20 MB: a write that takes a while
+    with CheckpointWriter(path) as writer:
+        writer.save({"weights": weights, "epoch": 0})
+        weights += 1  # the next epoch's updates, in place, while the write may still run
+    assert torch.equal(torch.load(path)["weights"], torch.zeros(5_000_000))
+    with pytest.raises(Crash), CheckpointWriter(path) as writer:
+        writer.save({"weights": weights, "epoch": 1})
+        raise Crash("power cut")
+    assert torch.load(path)["epoch"] == 1 and not list(tmp_path.glob(".*.tmp"))  # written whole before the crash left
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(OSError), CheckpointWriter(tmp_path / "a-file" / "last.pt") as writer:
+        writer.save({"epoch": 2})
 
 
 def test_resume_continues_from_the_saved_epoch_with_identical_state(tmp_path: Path):
