@@ -1,6 +1,6 @@
 """Dagster's orchestration overhead, and how the demo scales with the number of people.
 
-    .venv/bin/python bench/orchestration.py [--people 12] [--eval-people 2] [--scales 1] [--plain-scales ...] [--seed 0]
+    .venv/bin/python bench/orchestration.py [--people 12] [--eval-people 2] [--scales 1] [--plain-scales ...] [--repeats 1] [--seed 0]
 
 For each scale s (people x s), on the same synthetic data (same config and seed, the demo's mask-only real faces,
 the same demo reviewer):
@@ -8,7 +8,8 @@ the same demo reviewer):
   and the peak memory of its whole process tree;
 - the plain script: bench/pipeline.py --extras, timed as a process too (the same domain functions: crops, variants, four models with their
   evaluation figures, label issues, the ensemble), data synthesis excluded from both; only at --plain-scales (default:
-  every scale), so that the scaling alone can be measured at the demo's size and beyond in less time.
+  every scale), so that the scaling alone can be measured at the demo's size and beyond in less time; --repeats runs
+  both arms again at those scales, each time on a fresh state folder, and reports the median run with every run's ratio.
 Figures: dagster_vs_plain_script (ratio of wall times, target <= 1.15) for every scale the plain script ran at, and
 with several scales demo_scaling (the exponent b of time ~ people^b fitted on the job's wall times; target close to
 1, i.e. linear; with the least-squares line's fixed seconds and seconds per person) with peak memory per scale.
@@ -21,6 +22,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -182,6 +184,8 @@ def main() -> None:
     parser.add_argument("--plain-scales", help="the scales at which the plain script runs too (default: every scale)")
     parser.add_argument("--mask-only-faces", type=int, default=DEMO_MASK_ONLY_FACES, help="real faces under mask_only/ (the demo's: 40)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="runs of both arms at each plain scale; the figure is the median run (single runs vary by ~10%%)")  # fmt: skip
     args = parser.parse_args()
     models = Settings.from_env().models
     fetch_u2netp(models)  # both arms train the demo preset: its pretrained weights too (`maskops fetch-models`)
@@ -191,20 +195,27 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for scale in scales:
-            row = run_scale(
-                args.people * scale, args.eval_people * scale, args.seed, Path(tmp), models, args.mask_only_faces, scale in plain_scales
-            )
+            runs = []
+            for k in range(args.repeats if scale in plain_scales else 1):
+                work = Path(tmp) / f"scale{scale}-run{k}"  # every run on a fresh state folder and the same data
+                work.mkdir()
+                runs.append(run_scale(args.people * scale, args.eval_people * scale, args.seed, work, models, args.mask_only_faces,
+                                      scale in plain_scales))  # fmt: skip
+                shutil.rmtree(work, ignore_errors=True)
+                print(json.dumps({k: v for k, v in runs[-1].items() if k != "by_stage"}), file=sys.stderr, flush=True)
+                for r in runs[-1].get("by_stage", []):
+                    print(
+                        f"  {r['stage']:55s} dagster {r['dagster']:7.1f} s  plain {r['plain']:7.1f} s  {r['difference']:+7.1f} s",
+                        file=sys.stderr,
+                    )
+            row = median_run(runs)
             rows.append(row)
-            print(json.dumps({k: v for k, v in row.items() if k != "by_stage"}), file=sys.stderr, flush=True)
-            for r in row.get("by_stage", []):
-                print(
-                    f"  {r['stage']:55s} dagster {r['dagster']:7.1f} s  plain {r['plain']:7.1f} s  {r['difference']:+7.1f} s",
-                    file=sys.stderr,
-                )
             if "plain_seconds" not in row:
                 continue
+            repeats = {"runs": [{k: r[k] for k in ("dagster_seconds", "plain_seconds", "ratio")} for r in runs]} if len(runs) > 1 else {}
             emit(f"dagster_vs_plain_script[{row['people']} people]", row["dagster_seconds"], "s", baseline=row["plain_seconds"], n=row["people"], target="<= 1.15",
-                 dagster_peak_gib=row["dagster_peak_gib"], plain_peak_gib=row["plain_peak_gib"], plain_stages=row["plain_stages"], by_stage=row["by_stage"])  # fmt: skip
+                 dagster_peak_gib=row["dagster_peak_gib"], plain_peak_gib=row["plain_peak_gib"], plain_stages=row["plain_stages"], by_stage=row["by_stage"],
+                 plain_seconds_after_imports=row["plain_seconds_after_imports"], **repeats)  # fmt: skip
     if len(rows) > 1:
         _, slope = line([math.log(r["people"]) for r in rows], [math.log(r["dagster_seconds"]) for r in rows])
         fixed, per_person = line([r["people"] for r in rows], [r["dagster_seconds"] for r in rows])
@@ -212,6 +223,15 @@ def main() -> None:
              people=[r["people"] for r in rows], seconds=[r["dagster_seconds"] for r in rows],
              peak_gib=[r["dagster_peak_gib"] for r in rows], fixed_seconds=round(fixed, 1), seconds_per_person=round(per_person, 2),
              mask_only_faces=args.mask_only_faces)  # fmt: skip
+
+
+def median_run(runs: list[dict]) -> dict:
+    """The run whose job/script ratio is the median (the lower of the middle two for an even count), each run
+    keeping its ratio; a run without the plain script stands alone."""
+    for r in runs:
+        if "plain_seconds" in r:
+            r["ratio"] = round(r["dagster_seconds"] / r["plain_seconds"], 3)
+    return sorted(runs, key=lambda r: r.get("ratio", 0.0))[(len(runs) - 1) // 2]
 
 
 def line(xs: list[float], ys: list[float]) -> tuple[float, float]:

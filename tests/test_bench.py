@@ -328,6 +328,17 @@ def test_the_orchestration_bench_puts_every_step_of_the_job_beside_the_plain_scr
     assert set(read) == {"first", "second", "(run)"} and read["(run)"] >= read["first"] + read["second"] > 0
 
 
+def test_the_orchestration_bench_reports_the_median_run():
+    """--repeats: the figure is the run of median job/script ratio (the lower middle for an even count), every run
+    with its ratio; a job-only scale stands alone."""
+    orchestration = _bench_module("orchestration")
+    runs = [{"dagster_seconds": d, "plain_seconds": p} for d, p in ((130.0, 100.0), (100.0, 100.0), (121.0, 110.0))]
+    assert orchestration.median_run(runs) == {"dagster_seconds": 121.0, "plain_seconds": 110.0, "ratio": 1.1}
+    assert [r["ratio"] for r in runs] == [1.3, 1.0, 1.1]
+    assert orchestration.median_run(runs[:2])["ratio"] == 1.0
+    assert orchestration.median_run([{"dagster_seconds": 5.0}]) == {"dagster_seconds": 5.0}
+
+
 def test_the_data_stage_runs_with_no_mask_only_faces(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """bench/pipeline.py's data stage as the GPU check's study runs it (--mask-only-faces 0: an empty manifest among the
     crops: a boolean list over no rows selects no columns in pandas) and again on the same folder: the second pass
