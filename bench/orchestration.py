@@ -9,7 +9,8 @@ the same demo reviewer):
 - the plain script: bench/pipeline.py --extras, timed as a process too (the same domain functions: crops, variants, four models with their
   evaluation figures, label issues, the ensemble), data synthesis excluded from both; only at --plain-scales (default:
   every scale), so that the scaling alone can be measured at the demo's size and beyond in less time; --repeats runs
-  both arms again at those scales, each time on a fresh state folder, and reports the median run with every run's ratio.
+  both arms again at those scales, each time on a fresh state folder and in the other order (a host whose speed drifts
+  during the runs favours the arm that runs first), and reports the median run with every run's ratio.
 Figures: dagster_vs_plain_script (ratio of wall times, target <= 1.15) for every scale the plain script ran at, and
 with several scales demo_scaling (the exponent b of time ~ people^b fitted on the job's wall times; target close to
 1, i.e. linear; with the least-squares line's fixed seconds and seconds per person) with peak memory per scale.
@@ -95,7 +96,10 @@ def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
     return seconds, peak / 2**30, output
 
 
-def run_scale(people: int, eval_people: int, seed: int, tmp: Path, models: Path, mask_only_faces: int, plain: bool) -> dict:
+def run_scale(people: int, eval_people: int, seed: int, tmp: Path, models: Path, mask_only_faces: int, plain: bool,
+              plain_first: bool = False) -> dict:  # fmt: skip
+    """Both arms at one size (the job alone unless `plain`); `plain_first` runs the script before the job, so that
+    repeats in alternating order cancel a host that speeds up or slows down during the runs."""
     from apps.launch import dagster
 
     home = tmp / f"home-{people}"
@@ -105,21 +109,26 @@ def run_scale(people: int, eval_people: int, seed: int, tmp: Path, models: Path,
     synthesize(settings.dataset, SynthConfig(profiles=people, eval_profiles=eval_people, seed=seed, mask_only_faces=mask_only_faces))
     demo_review(settings.dataset, settings.labels, seed=seed)
     command, dagster_env = dagster(settings)
-    job, job_peak, _ = timed([command, "job", "execute", "-m", "assets.definitions", "-a", "defs", "-j", "maskops_pipeline"],
-                             {**env, **dagster_env})  # fmt: skip
-    row = {"people": people, "dagster_seconds": round(job, 2), "dagster_peak_gib": round(job_peak, 2)}
-    if not plain:
-        return row
     out = tmp / f"plain-{people}.json"
     plain_cmd = [sys.executable, str(HERE / "pipeline.py"), "--people", str(people), "--eval-people", str(eval_people), "--seed", str(seed),
                  "--mask-only-faces", str(mask_only_faces), "--device", "cpu", "--extras", "--work", str(tmp / f"plain-{people}"), "--json", str(out)]  # fmt: skip
+    arms = {
+        "job": lambda: timed([command, "job", "execute", "-m", "assets.definitions", "-a", "defs", "-j", "maskops_pipeline"], {**env, **dagster_env}),
+        "plain": lambda: timed(plain_cmd, env),
+    }  # fmt: skip
+    order = ["job", "plain"][: 2 if plain else 1]
+    timings = {arm: arms[arm]() for arm in (reversed(order) if plain_first else order)}
+    job, job_peak, _ = timings["job"]
+    row = {"people": people, "dagster_seconds": round(job, 2), "dagster_peak_gib": round(job_peak, 2)}
+    if not plain:
+        return row
     # both arms timed alike, as processes from launch to exit (the job's wall time holds its start-up and imports; the
     # script's own wall_seconds starts after its imports), less the script's data drawing, done before the job starts
-    plain_process, plain_peak, _ = timed(plain_cmd, env)
+    plain_process, plain_peak, _ = timings["plain"]
     result = json.loads(out.read_text())
     plain = plain_process - result["seconds"].get("synthesize", 0) - result["seconds"].get("review", 0)
     table = by_stage(job_steps(Path(dagster_env["DAGSTER_HOME"])), job, result["seconds"], plain)
-    return row | {"plain_seconds": round(plain, 2), "plain_peak_gib": round(plain_peak, 2),
+    return row | {"plain_seconds": round(plain, 2), "plain_peak_gib": round(plain_peak, 2), "first": "plain" if plain_first else "job",
                   "plain_seconds_after_imports": round(plain - (plain_process - result["wall_seconds"]), 2),
                   "plain_stages": result["seconds"], "by_stage": table}  # fmt: skip
 
@@ -200,7 +209,7 @@ def main() -> None:
                 work = Path(tmp) / f"scale{scale}-run{k}"  # every run on a fresh state folder and the same data
                 work.mkdir()
                 runs.append(run_scale(args.people * scale, args.eval_people * scale, args.seed, work, models, args.mask_only_faces,
-                                      scale in plain_scales))  # fmt: skip
+                                      scale in plain_scales, plain_first=k % 2 == 1))  # fmt: skip
                 shutil.rmtree(work, ignore_errors=True)
                 print(json.dumps({k: v for k, v in runs[-1].items() if k != "by_stage"}), file=sys.stderr, flush=True)
                 for r in runs[-1].get("by_stage", []):
@@ -212,7 +221,9 @@ def main() -> None:
             rows.append(row)
             if "plain_seconds" not in row:
                 continue
-            repeats = {"runs": [{k: r[k] for k in ("dagster_seconds", "plain_seconds", "ratio")} for r in runs]} if len(runs) > 1 else {}
+            repeats = (
+                {"runs": [{k: r[k] for k in ("dagster_seconds", "plain_seconds", "ratio", "first")} for r in runs]} if len(runs) > 1 else {}
+            )
             emit(f"dagster_vs_plain_script[{row['people']} people]", row["dagster_seconds"], "s", baseline=row["plain_seconds"], n=row["people"], target="<= 1.15",
                  dagster_peak_gib=row["dagster_peak_gib"], plain_peak_gib=row["plain_peak_gib"], plain_stages=row["plain_stages"], by_stage=row["by_stage"],
                  plain_seconds_after_imports=row["plain_seconds_after_imports"], **repeats)  # fmt: skip
