@@ -8,11 +8,12 @@ import dagster as dg
 
 from assets.catalog import catalog
 from maskops.settings import Settings
-from resources.instance import GPU_POOL, IMAGE_MODELS_POOL
+from resources.instance import GPU_POOL, IMAGE_MODELS_POOL, step_pool
 
 # Training steps go to the `gpu` pool and Celery queue, image-model steps (background removal, face detection,
 # generation, ensemble inference) to `image_models` / `images`; everything else to Celery's default `dagster` queue.
-# Pool limits: dagster.yaml and `maskops init-instance` (resources.instance).
+# Locally both kinds share the pool `cores` (resources.instance.step_pool). Pool limits: dagster.yaml and
+# `maskops init-instance` (resources.instance).
 QUEUES = {GPU_POOL: "gpu", IMAGE_MODELS_POOL: "images"}
 CELERY_QUEUE_TAG = "dagster-celery/queue"
 K8S_CONFIG_TAG = "dagster-k8s/config"
@@ -41,7 +42,8 @@ def with_its_asset(asset: str) -> dg.AutomationCondition:
 
 # The sources (dataset folder, label files) are looked at on this cron while automation is on (every 5 minutes
 # by default: each look is a run that loads the code location); a new data version sets everything downstream going.
-OBSERVE = dg.AutomationCondition.cron_tick_passed(Settings.from_env().observe_cron, cron_timezone="UTC")
+SETTINGS = Settings.from_env()
+OBSERVE = dg.AutomationCondition.cron_tick_passed(SETTINGS.observe_cron, cron_timezone="UTC")
 
 
 def stage(
@@ -56,14 +58,14 @@ def stage(
 ):
     """`dg.asset` with maskops' defaults: the catalog's group, owners and tags (assets.catalog), stored by
     `io_manager_key`, automated downstream of passed blocking checks, and — for `pool` gpu or image_models — limited by
-    that pool and sent to its Celery queue."""
+    that pool (locally: by `cores`, resources.instance.step_pool) and sent to its Celery queue."""
     return dg.asset(
         **catalog(group, **(tags or {})),
         code_version=code_version,
         kinds=set(kinds),
         io_manager_key=io_manager_key,
         automation_condition=DOWNSTREAM,
-        pool=pool,
+        pool=step_pool(pool, SETTINGS),
         op_tags=step_tags(pool),
         **spec,
     )

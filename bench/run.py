@@ -31,6 +31,7 @@ BENCHMARKS = {
     "crop_stage": [],
     "incremental": [],
     "training": [],
+    "concurrency": [],
     "variants": [],
     "ensemble": [],
     "label_issues": [],

@@ -1,7 +1,8 @@
 """The Dagster instance the pipeline runs on: dagster.yaml, written before Dagster first starts.
 
-local       SQLite under <home>/dagster, every pool one step at a time (a small machine's cores are shared); slots of
-            dead runs are given back (run monitoring, and the stuck_runs sensor: resources.runs).
+local       SQLite under <home>/dagster; the steps that use every core (training, image models) share one pool,
+            `cores`, one step at a time across all runs (step_pool); slots of dead runs are given back (run
+            monitoring, and the stuck_runs sensor: resources.runs).
 production  run, event-log and schedule storage on PostgreSQL, a queued run coordinator with tag concurrency
             limits, run monitoring, and pools whose limits `maskops init-instance` sets: `gpu` (training; 1 by
             default) and `image_models` (background removal, face detection, generation, ensemble inference).
@@ -16,6 +17,11 @@ from maskops.settings import Settings
 
 HEADER = "# Written by maskops. Delete this line to keep your own edits; otherwise maskops keeps it up to date."
 GPU_POOL, IMAGE_MODELS_POOL = "gpu", "image_models"
+# On one machine's CPU, two steps that each start a thread per core run far slower together than one after the other:
+# torch's threads spin for work while the other process holds the cores — two trainings at once kept 0.40-0.52 of
+# their speed alone between them, a training beside a background-removal step 0.57-0.72 (bench/concurrency.py). Locally
+# every such step therefore waits for the one `cores` slot, whichever run it belongs to.
+CORES_POOL = "cores"
 POOL_LIMITS_ENV = {GPU_POOL: ("MASKOPS_GPU_SLOTS", 1), IMAGE_MODELS_POOL: ("MASKOPS_IMAGE_MODEL_SLOTS", 2)}
 TRIGGER_TAG = "maskops/trigger"
 
@@ -30,7 +36,7 @@ run_monitoring:
   free_slots_after_run_end_seconds: 30
 concurrency:
   pools:
-    # Steps that run image models or train take both cores of a small machine: one at a time per pool.
+    # Steps that train or run image models take every core: they share the pool `cores`, one step at a time.
     default_limit: 1
 """
 
@@ -75,6 +81,14 @@ def ensure_dagster_home(settings: Settings) -> Path:
     if current is None or (current.startswith(HEADER) and current != wanted):
         write_atomic(config, wanted)
     return settings.dagster_home
+
+
+def step_pool(purpose: str | None, settings: Settings) -> str | None:
+    """The pool of a step that trains (GPU_POOL) or runs image models (IMAGE_MODELS_POOL): that pool in production,
+    where they run on workers of their own; locally the one pool of the steps that use every core (CORES_POOL)."""
+    if purpose is None or settings.production:
+        return purpose
+    return CORES_POOL
 
 
 def pool_limits(environ: dict[str, str]) -> dict[str, int]:

@@ -9,6 +9,8 @@ import dagster as dg
 
 from assets.definitions import defs
 from assets.policies import DOWNSTREAM, OBSERVE
+from maskops.settings import Settings
+from resources.instance import CORES_POOL, GPU_POOL, IMAGE_MODELS_POOL, dagster_yaml, step_pool
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCES = ("corrections_file", "dataset_folder", "exclusions_file")
@@ -24,6 +26,21 @@ def test_definitions_load():
         "stuck_runs": dg.DefaultSensorStatus.RUNNING,
     }
     assert {j.name for j in repository.get_all_jobs()} >= {"maskops_pipeline", "train_challenger"}
+
+
+def test_locally_every_step_that_uses_every_core_waits_for_the_one_cores_slot():
+    """Training and image-model steps share the local `cores` pool (limit 1 in the local dagster.yaml), so a crop step
+    never runs beside a training in the UI's parallel runs, nor two runs' trainings at once (bench/concurrency.py: two
+    such steps together kept 0.40-0.72 of their speed); production keeps their own pools, routed to their own workers."""
+    pools = {
+        key.to_user_string(): a.op.pool for a in defs.assets if isinstance(a, dg.AssetsDefinition) and a.is_executable for key in a.keys
+    }
+    heavy = {k for k in pools if k.endswith(("_crops", "_model")) or k in ("generated_dataset", "label_issues", "ensemble", "submission")}
+    assert {k: pools[k] for k in heavy} == dict.fromkeys(heavy, CORES_POOL) and len(heavy) == 14
+    assert not {k: p for k, p in pools.items() if k not in heavy and p}
+    assert "default_limit: 1" in dagster_yaml(Settings.from_env({}))
+    production = Settings.from_env({"MASKOPS_PROFILE": "production"})
+    assert [step_pool(p, production) for p in (GPU_POOL, IMAGE_MODELS_POOL, None)] == [GPU_POOL, IMAGE_MODELS_POOL, None]
 
 
 def test_asset_keys_and_specs_snapshot():
