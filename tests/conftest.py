@@ -14,9 +14,8 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "true")
 # Each xdist worker (and every process it starts) gets its share of the cores for torch's threads, set before torch
 # loads: two workers each training with a thread per core ran at a fraction of their speed (bench/concurrency.py).
-_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
-if _WORKERS > 1:
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _WORKERS)))
+if (workers := int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)) > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
 
 from maskops.synth.people import SynthConfig, synthesize
 
