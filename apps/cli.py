@@ -126,9 +126,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from apps.scoring import Scorer, ScoringConfig, create_app
+    from maskops.cpus import torch_threads
     from tracking.prediction import PredictionError, load_model
 
     settings = Settings.from_env()
+    torch_threads()  # the process's CPU budget (MASKOPS_THREADS, the container's quota), not every core of the node
     roots = tuple(str(Path(r).resolve()) for r in args.allow_path_root or ())
     missing = [r for r in roots if not Path(r).is_dir()]
     if missing:
@@ -170,10 +172,12 @@ def cmd_review(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from maskops.cpus import torch_threads
     from maskops.files import write_csv_atomic
     from tracking.prediction import PredictionError, expand_inputs, load_model, predict_files, summary
 
     settings = Settings.from_env()
+    torch_threads()
     out = _predictions_file(args.out, settings)
     try:
         files = expand_inputs(args.paths)

@@ -15,6 +15,10 @@ falls far below 1: so locally every step that uses every core waits for the one 
 (resources.instance.step_pool). Figures: concurrent_trainings_share and concurrent_train_and_crop_share (target < 1
 means the pool is right; details: the same with a short spin, GOMP_SPINCOUNT=--spin), and lone_training_with_short_spin
 (a process alone with that short spin / with the default: the alternative not taken, as it slows every lone step).
+And a machine busy with work that is not maskops' (one process spinning in a plain Python loop, as a compile or an
+editor's indexer would): training_beside_a_busy_process, the training's speed beside it with MASKOPS_THREADS=1 over
+its speed with the default budget (a thread per usable CPU; > 1: one thread is the faster setting there), with both
+as shares of the speed alone.
 """
 
 from __future__ import annotations
@@ -40,7 +44,10 @@ def worker(kind: str, seconds: float, size: int) -> None:
     if kind == "train":
         from training import ComputeOnly
 
+        from maskops.cpus import torch_threads
         from maskops.train_config import PRESETS
+
+        torch_threads()  # the budget, as a training step takes it (MASKOPS_THREADS, else a thread per usable CPU)
 
         cfg = replace(PRESETS["demo"], pretrained=False, image_size=size, device="cpu")
         engine = ComputeOnly(cfg, [1] * 18)
@@ -67,10 +74,11 @@ def worker(kind: str, seconds: float, size: int) -> None:
     print(json.dumps({"kind": kind, "rate": steps / (time.perf_counter() - began)}), flush=True)
 
 
-def together(kinds: list[str], spin: str | None, seconds: float, size: int) -> list[float]:
+def together(kinds: list[str], spin: str | None, seconds: float, size: int, threads: str | None = None) -> list[float]:
     """Speeds (steps/s) of `kinds` run at the same time, one process each, both started once both are warm; `spin`:
-    their GOMP_SPINCOUNT (None: libgomp's default)."""
-    env = {k: v for k, v in os.environ.items() if k != "GOMP_SPINCOUNT"} | ({"GOMP_SPINCOUNT": spin} if spin else {})
+    their GOMP_SPINCOUNT (None: libgomp's default); `threads`: their MASKOPS_THREADS (None: the default budget)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "MASKOPS_THREADS", "OMP_NUM_THREADS")}
+    env |= ({"GOMP_SPINCOUNT": spin} if spin else {}) | ({"MASKOPS_THREADS": threads} if threads else {})
     procs = [subprocess.Popen([sys.executable, __file__, "--worker", k, "--seconds", str(seconds), "--size", str(size)], env=env,
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for k in kinds]  # fmt: skip
     for proc in procs:
@@ -86,6 +94,16 @@ def together(kinds: list[str], spin: str | None, seconds: float, size: int) -> l
             raise RuntimeError(f"concurrency worker exited {proc.returncode}")
         rates.append(json.loads(out.strip().splitlines()[-1])["rate"])
     return rates
+
+
+def beside_a_busy_process(threads: str | None, seconds: float, size: int) -> float:
+    """The training's speed (steps/s) while another process spins in a plain Python loop on one core."""
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        return together(["train"], None, seconds, size, threads)[0]
+    finally:
+        busy.kill()
+        busy.wait()
 
 
 def main() -> None:
@@ -108,6 +126,15 @@ def main() -> None:
         emit(name, shares["default"], "sum of speed together / alone", n=2, target="< 1: one at a time (the local `cores` pool)",
              kinds=kinds, steps_per_second=rates, alone=alone, short_spin_share=shares["short_spin"], gomp_spincount=args.spin,
              seconds=args.seconds)  # fmt: skip
+    from maskops.cpus import usable_cpus
+
+    alone_one = together(["train"], None, args.seconds, args.size, "1")[0]
+    busy = {threads or "default": beside_a_busy_process(threads, args.seconds, args.size) for threads in (None, "1")}
+    emit("training_beside_a_busy_process", busy["1"], "steps/s", busy["default"], n=1,
+         target="report: > 1 means MASKOPS_THREADS=1 is the faster setting on a busy machine (README, Operations)",
+         usable_cpus=usable_cpus(), steps_per_second_beside_busy=busy, steps_per_second_alone={"default": alone["default"]["train"], "1": alone_one},
+         share_of_alone={"default": round(busy["default"] / alone["default"]["train"], 3), "1": round(busy["1"] / alone["default"]["train"], 3)},
+         image_size=args.size, seconds=args.seconds)  # fmt: skip
     emit("lone_training_with_short_spin", alone["short_spin"]["train"], "steps/s", alone["default"]["train"], n=1,
          target="the alternative to the pool: it would slow every lone step", gomp_spincount=args.spin, image_size=args.size, seconds=args.seconds)  # fmt: skip
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from maskops.cpus import cpu_budget
 from maskops.files import write_atomic
 
 log = logging.getLogger(__name__)
@@ -109,7 +110,7 @@ class U2Net:
             import onnxruntime as ort
 
             options = ort.SessionOptions()
-            options.intra_op_num_threads = threads or (os.cpu_count() or 1)
+            options.intra_op_num_threads = threads or cpu_budget()
             options.inter_op_num_threads = 1
             self.session = ort.InferenceSession(graph.SerializeToString(), sess_options=options, providers=["CPUExecutionProvider"])
             self._input = self.session.get_inputs()[0].name
@@ -154,7 +155,7 @@ class BackgroundRemover:
 
         os.environ["U2NET_HOME"] = str(models_dir)  # rembg only loads models from under its home
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or (os.cpu_count() or 1)
+        options.intra_op_num_threads = threads or cpu_budget()
         self.session = new_session(model, sess_opts=options, providers=["CPUExecutionProvider"])
 
     def masks(self, images: list[Image.Image]) -> list[Image.Image]:

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from maskops.cpus import cpu_budget
 from maskops.options import from_plain
 from maskops.train import TrainResult, build_model, train_model
 from maskops.train_config import TrainConfig
@@ -39,7 +40,7 @@ def train_data_parallel(
         job = {"train_images": train_images, "train_labels": np.asarray(train_labels), "val_images": val_images,
                "val_labels": np.asarray(val_labels), "cfg": asdict(cfg), "checkpoint_dir": str(checkpoint_dir) if checkpoint_dir else None}  # fmt: skip
         torch.save(job, folder / "job.pt")
-        threads = max(1, (os.cpu_count() or 1) // cfg.processes)
+        threads = max(1, cpu_budget() // cfg.processes)
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={cfg.processes}",
                    "-m", "maskops.distributed", str(folder)]  # fmt: skip
         done = subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": str(threads)}, capture_output=True, text=True, check=False)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from maskops.cpus import torch_threads
 from maskops.options import option
 
 log = logging.getLogger(__name__)
@@ -47,11 +48,9 @@ class FaceDetector:
     """MTCNN that takes many images at once and batches those of the same size."""
 
     def __init__(self, config: DetectorConfig = DetectorConfig(), device: str = "cpu", threads: int = 0):
-        import torch
         from facenet_pytorch import MTCNN
 
-        if threads:
-            torch.set_num_threads(threads)
+        torch_threads(threads)  # 0: the process's budget (maskops.cpus), not every core of the machine
         self.config, self.device = config, device
         self._mtcnn = MTCNN(keep_all=True, device=device, thresholds=list(config.thresholds), min_face_size=config.min_face_size,
                             post_process=False)  # fmt: skip

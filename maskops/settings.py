@@ -13,6 +13,9 @@ the image store, models, reports and the demo data; deleting it resets everythin
     MASKOPS_OBSERVE_CRON how often the automation looks at the dataset and label files (default every 5 minutes)
     MASKOPS_MODELS       model files provisioned offline (default: <home>/models)
     MASKOPS_BACKGROUND_MODEL  a U2-Net-family ONNX file in the models folder, for crop setting background_model=u2net_custom
+    MASKOPS_THREADS      CPU threads for training, face detection, background removal and the worker pools (default:
+                         OMP_NUM_THREADS when set, else the CPUs the process may use: affinity and container quota;
+                         maskops.cpus). On a machine busy with other work, 1 is faster than a thread per core
 
 The production profile (MASKOPS_PROFILE=production; README "Production") adds:
 
@@ -114,6 +117,9 @@ class Settings:
         if profile not in PROFILES:
             raise SettingsError(f"MASKOPS_PROFILE={profile!r}: use one of {', '.join(PROFILES)}")
         services = Services.from_env(env)
+        from maskops.cpus import threads_setting
+
+        threads_setting(env)  # a bad MASKOPS_THREADS fails here, named, before any step starts
         store = services.object_store
         return cls(
             home=home, dataset=dataset, labels=labels,

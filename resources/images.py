@@ -2,13 +2,13 @@
 
 import dataclasses
 import functools
-import os
 from pathlib import Path
 
 import dagster as dg
 from pydantic import Field
 
 from maskops.background import BackgroundRemover, model_file
+from maskops.cpus import cpu_budget
 from maskops.faces import DetectorConfig, FaceDetector
 from maskops.files import file_digest
 from maskops.options import from_plain, help_of
@@ -71,7 +71,7 @@ class BackgroundRemoverResource(dg.ConfigurableResource):
 
     def remover(self, model: str, color: tuple[int, int, int], resolution: int = 320) -> BackgroundRemover:
         content = file_digest(self.model_file(model))  # a model file replaced on disk gets a session of its own
-        return _remover(self.models_dir, model, self.model_path or None, self.threads or (os.cpu_count() or 1), tuple(color), resolution,
+        return _remover(self.models_dir, model, self.model_path or None, self.threads or cpu_budget(), tuple(color), resolution,
                         resolve_device(self.device), content)  # fmt: skip
 
 

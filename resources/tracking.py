@@ -53,13 +53,12 @@ class Compute(dg.ConfigurableResource):
 
     device: str = Field(default="auto", description="'auto' (CUDA when present), 'cpu' or 'cuda:N'.")
     checkpoints_dir: str = Field(description="Per-run checkpoints, so an interrupted training resumes.")
-    threads: int = Field(default=0, description="Torch CPU threads (0: leave torch's default).")
+    threads: int = Field(default=0, description="Torch CPU threads (0: the process's budget: MASKOPS_THREADS, else the CPUs it may use).")
 
     def apply_threads(self) -> None:
-        if self.threads:
-            import torch
+        from maskops.cpus import torch_threads
 
-            torch.set_num_threads(self.threads)
+        torch_threads(self.threads)
 
 
 class SubmissionStore(dg.ConfigurableResource):
