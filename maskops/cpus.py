@@ -2,35 +2,30 @@
 
 `os.cpu_count()` counts the machine's cores. A Celery worker or a Kubernetes pod limited to 2 CPUs on a 64-core node,
 or a process pinned to some cores, would then run 64 threads that spin at every barrier and get throttled; and on a
-machine busy with other work, torch's spinning threads lose more than their share (bench/README.md, "A busy
-machine": a demo training 2.7x slower beside one busy process with a thread per core, 1.5x with one thread).
+machine busy with other work, torch's spinning threads lose more than their share (bench/README.md, `concurrency.py`:
+a demo training on 2 cores kept 0.39 of its speed beside one busy process with a thread per core, 0.63 with one).
+
+- `MASKOPS_THREADS`, when set, is the budget of everything: torch, ONNX Runtime, the process and thread pools.
+- Otherwise torch keeps its own default (`OMP_NUM_THREADS`, else a thread per physical core) and ONNX Runtime takes
+  `OMP_NUM_THREADS` or a thread per usable CPU, both capped at the CPUs the process may use; the pools take those
+  CPUs (never `OMP_NUM_THREADS`, a count of threads inside one process, often 1 in containers).
+- The CPUs the process may use: its affinity mask and its container's CPU quota (cgroup v1 or v2, as joblib reads them).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 
 from maskops.settings import SettingsError
 
 THREADS_VARIABLE = "MASKOPS_THREADS"
+_WHOLE = re.compile(r"[0-9]+")
 
 
 class ThreadBudgetError(SettingsError):
     """MASKOPS_THREADS holds something other than a positive whole number."""
-
-
-def cpu_budget(environ: Mapping[str, str] | None = None) -> int:
-    """The threads maskops' compute uses: MASKOPS_THREADS when set; else OMP_NUM_THREADS when set (what torch already
-    obeys, now ONNX Runtime and the pools too); else the CPUs this process may run on — its affinity mask and its
-    container's CPU quota (cgroup v1 or v2, as joblib reads them). At least 1."""
-    env = os.environ if environ is None else environ
-    if explicit := threads_setting(env):
-        return explicit
-    omp = env.get("OMP_NUM_THREADS", "").split(",")[0].strip()  # "4,2": the outer level
-    if omp.isdigit() and int(omp) >= 1:
-        return int(omp)
-    return usable_cpus()
 
 
 def threads_setting(environ: Mapping[str, str] | None = None) -> int | None:
@@ -39,12 +34,17 @@ def threads_setting(environ: Mapping[str, str] | None = None) -> int | None:
     explicit = (os.environ if environ is None else environ).get(THREADS_VARIABLE, "").strip()
     if not explicit:
         return None
-    if not explicit.isdigit() or int(explicit) < 1:
+    if not _WHOLE.fullmatch(explicit) or int(explicit) < 1:
         raise ThreadBudgetError(
-            f"{THREADS_VARIABLE}={explicit!r}: set a whole number of threads of at least 1 (e.g. {THREADS_VARIABLE}=1 on a "
-            "machine busy with other work), or unset it to use every CPU this process may run on"
+            f"{THREADS_VARIABLE}={explicit!r}: set a whole number of threads of at least 1 (on a machine busy with other work, "
+            "the cores that work leaves free), or unset it to let maskops use the CPUs this process may run on"
         )
     return int(explicit)
+
+
+def _openmp_threads(environ: Mapping[str, str]) -> int | None:
+    outer = environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()  # "4,2": the outer level
+    return int(outer) if _WHOLE.fullmatch(outer) and int(outer) >= 1 else None
 
 
 def usable_cpus() -> int:
@@ -56,11 +56,32 @@ def usable_cpus() -> int:
     return max(1, int(cpu_count(only_physical_cores=False)))
 
 
+def cpu_budget(environ: Mapping[str, str] | None = None) -> int:
+    """Threads for a compute library that starts one per CPU (ONNX Runtime): MASKOPS_THREADS when set, else
+    OMP_NUM_THREADS when set, else the usable CPUs — OMP_NUM_THREADS capped at those too."""
+    env = os.environ if environ is None else environ
+    if explicit := threads_setting(env):
+        return explicit
+    return min(_openmp_threads(env) or usable_cpus(), usable_cpus())
+
+
+def worker_count(environ: Mapping[str, str] | None = None) -> int:
+    """Processes or threads for a pool of workers: MASKOPS_THREADS when set, else the usable CPUs."""
+    return threads_setting(environ) or usable_cpus()
+
+
+_torch_default: int | None = None  # torch's own count, read before maskops first sets one
+
+
 def torch_threads(threads: int = 0) -> int:
-    """Give torch `threads` (0: the budget) for its CPU work in this process; returns the count set."""
+    """Give torch `threads` for its CPU work in this process (0: MASKOPS_THREADS when set, else torch's own default —
+    OMP_NUM_THREADS or a thread per physical core — capped at the usable CPUs); returns the count set."""
     import torch
 
-    count = threads or cpu_budget()
+    global _torch_default
+    if _torch_default is None:
+        _torch_default = torch.get_num_threads()
+    count = threads or threads_setting() or min(_torch_default, usable_cpus())
     if torch.get_num_threads() != count:
         torch.set_num_threads(count)
     return count

@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 
-from maskops.cpus import cpu_budget
+from maskops.cpus import worker_count
 from maskops.csv_tables import read_csv_table
 from maskops.labels import (
     MASK_ONLY,
@@ -112,7 +112,7 @@ def inspect_image(path: Path) -> ImageFacts:
 
 def _inspect_all(paths: list[Path], workers: int | None) -> list[ImageFacts]:
     # Hashing and JPEG decoding release the GIL, so threads use every core.
-    workers = workers or min(8, 2 * cpu_budget())
+    workers = workers or min(8, 2 * worker_count())
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return list(pool.map(inspect_image, paths, chunksize=16))
 

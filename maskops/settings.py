@@ -14,8 +14,8 @@ the image store, models, reports and the demo data; deleting it resets everythin
     MASKOPS_MODELS       model files provisioned offline (default: <home>/models)
     MASKOPS_BACKGROUND_MODEL  a U2-Net-family ONNX file in the models folder, for crop setting background_model=u2net_custom
     MASKOPS_THREADS      CPU threads for training, face detection, background removal and the worker pools (default:
-                         OMP_NUM_THREADS when set, else the CPUs the process may use: affinity and container quota;
-                         maskops.cpus). On a machine busy with other work, 1 is faster than a thread per core
+                         the libraries' own counts capped at the CPUs the process may use — affinity and container
+                         quota; maskops.cpus). On a machine busy with other work: the cores that work leaves free
 
 The production profile (MASKOPS_PROFILE=production; README "Production") adds:
 

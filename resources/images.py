@@ -47,7 +47,10 @@ class FaceDetectorResource(dg.ConfigurableResource):
     device: str = Field(default="auto", description="'auto' (CUDA when present), 'cpu' or 'cuda:N'.")
     thresholds: list[float] = Field(default=list(DetectorConfig().thresholds), description=help_of(_field(DetectorConfig, "thresholds")))
     min_face_size: int = Field(default=DetectorConfig().min_face_size, description=help_of(_field(DetectorConfig, "min_face_size")))
-    threads: int = Field(default=0, description="Torch CPU threads (0: all cores).")
+    threads: int = Field(
+        default=0,
+        description="Torch CPU threads (0: the process's budget, maskops.cpus: MASKOPS_THREADS, else torch's default capped at the usable CPUs).",
+    )
 
     def config(self) -> DetectorConfig:
         """The settings that change what is found (they are part of every cache key that uses the detector)."""
@@ -62,7 +65,10 @@ class BackgroundRemoverResource(dg.ConfigurableResource):
 
     models_dir: str = Field(description="rembg's model folder (U2NET_HOME).")
     model_path: str = Field(default="", description="For model 'u2net_custom': an ONNX file under models_dir.")
-    threads: int = Field(default=0, description="ONNX Runtime intra-op threads (0: all cores).")
+    threads: int = Field(
+        default=0,
+        description="ONNX Runtime intra-op threads (0: the process's budget, maskops.cpus: MASKOPS_THREADS, else OMP_NUM_THREADS, else the usable CPUs).",
+    )
     device: str = Field(default="auto", description="'auto' (CUDA when present: the graph runs in PyTorch, batched), 'cpu' or 'cuda:N'.")
 
     def model_file(self, model: str) -> Path:

@@ -53,7 +53,10 @@ class Compute(dg.ConfigurableResource):
 
     device: str = Field(default="auto", description="'auto' (CUDA when present), 'cpu' or 'cuda:N'.")
     checkpoints_dir: str = Field(description="Per-run checkpoints, so an interrupted training resumes.")
-    threads: int = Field(default=0, description="Torch CPU threads (0: the process's budget: MASKOPS_THREADS, else the CPUs it may use).")
+    threads: int = Field(
+        default=0,
+        description="Torch CPU threads (0: the process's budget, maskops.cpus: MASKOPS_THREADS, else torch's default capped at the usable CPUs).",
+    )
 
     def apply_threads(self) -> None:
         from maskops.cpus import torch_threads

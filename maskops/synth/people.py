@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from maskops.cpus import cpu_budget
+from maskops.cpus import worker_count
 from maskops.csv_safety import escape_formulas
 from maskops.labels import PROFILE_STEMS, STEM_MASK, Gender, MaskState, age_group, encode
 from maskops.layout import MASK_ONLY_DIR, STATE_FOLDERS
@@ -253,7 +253,7 @@ def synthesize(
             names = {s: str(tmp / "eval" / "images" / _eval_name(config.seed, j, s)) for s in PROFILE_STEMS}
             jobs.append((config, _EVAL, j, names))
     try:
-        with ProcessPoolExecutor(max_workers=workers or cpu_budget()) as pool:
+        with ProcessPoolExecutor(max_workers=workers or worker_count()) as pool:
             for k, _ in enumerate(pool.map(_render_profile, jobs, chunksize=4), 1):
                 if progress:
                     progress(k, len(jobs))
