@@ -262,6 +262,9 @@ def cmd_where(args: argparse.Namespace) -> int:
     )
     for name in shown:
         print(f"{name:13s}{getattr(settings, name)}")
+    from maskops.cpus import budget_summary
+
+    print(f"{'threads':13s}{budget_summary()}")
     return 0
 
 
@@ -383,7 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("runs", help="runs in progress, steps waiting on a pool; --sweep frees what killed runs hold")
     p.add_argument("--sweep", action="store_true", help="mark runs whose processes are gone failed and free their pool slots")
     p.set_defaults(func=cmd_runs)
-    p = sub.add_parser("where", help="print where maskops keeps its state")
+    p = sub.add_parser("where", help="print where maskops keeps its state, and its CPU threads budget")
     p.set_defaults(func=cmd_where)
     return parser
 

@@ -70,6 +70,16 @@ def worker_count(environ: Mapping[str, str] | None = None) -> int:
     return threads_setting(environ) or usable_cpus()
 
 
+def budget_summary(environ: Mapping[str, str] | None = None) -> str:
+    """The budget in one line, with where it comes from (`maskops where`)."""
+    env = os.environ if environ is None else environ
+    if explicit := threads_setting(env):
+        return f"{explicit} (MASKOPS_THREADS)"
+    omp = _openmp_threads(env)
+    openmp = f", OMP_NUM_THREADS={omp}" if omp else ""
+    return f"{usable_cpus()} CPUs usable (affinity and quota{openmp}); MASKOPS_THREADS sets one count for every library"
+
+
 _torch_default: int | None = None  # torch's own count, read before maskops first sets one
 
 

@@ -44,6 +44,9 @@ def test_where_follows_the_environment(tmp_path: Path):
     shown = run("where", env={"MASKOPS_HOME": str(tmp_path / "state")})
     assert f"dagster_home {tmp_path / 'state' / 'dagster'}" in shown.stdout
     assert f"dataset      {tmp_path / 'state' / 'demo-data'}" in shown.stdout
+    assert "\nthreads      " in shown.stdout and "CPUs usable (affinity and quota" in shown.stdout
+    pinned = run("where", env={"MASKOPS_HOME": str(tmp_path / "state"), "MASKOPS_THREADS": "3"})
+    assert "threads      3 (MASKOPS_THREADS)" in pinned.stdout
 
 
 def test_report_lists_the_data_quality_reports(tiny_dataset: Path, tmp_path: Path):
