@@ -47,7 +47,7 @@ def worker(kind: str, seconds: float, size: int) -> None:
         from maskops.cpus import torch_threads
         from maskops.train_config import PRESETS
 
-        torch_threads()  # the budget, as a training step takes it (MASKOPS_THREADS, else a thread per usable CPU)
+        torch_threads()  # the budget, as a training step takes it (MASKOPS_THREADS, else torch's own count capped at the usable CPUs)
 
         cfg = replace(PRESETS["demo"], pretrained=False, image_size=size, device="cpu")
         engine = ComputeOnly(cfg, [1] * 18)

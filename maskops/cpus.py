@@ -49,10 +49,8 @@ def _openmp_threads(environ: Mapping[str, str]) -> int | None:
 
 def usable_cpus() -> int:
     """The CPUs this process may run on: its affinity mask and its cgroup's CPU quota (rounded up), at least 1."""
-    try:
-        from joblib import cpu_count
-    except ImportError:  # scikit-learn brings joblib; without it, the affinity mask alone
-        return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    from joblib import cpu_count  # scikit-learn's dependency, and in the GPU image
+
     return max(1, int(cpu_count(only_physical_cores=False)))
 
 
@@ -62,7 +60,8 @@ def cpu_budget(environ: Mapping[str, str] | None = None) -> int:
     env = os.environ if environ is None else environ
     if explicit := threads_setting(env):
         return explicit
-    return min(_openmp_threads(env) or usable_cpus(), usable_cpus())
+    cpus = usable_cpus()  # the affinity mask and the cgroup files, read once
+    return min(_openmp_threads(env) or cpus, cpus)
 
 
 def worker_count(environ: Mapping[str, str] | None = None) -> int:
