@@ -139,7 +139,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = ScoringConfig(max_image_bytes=args.max_image_bytes, max_request_bytes=args.max_request_bytes, max_pixels=args.max_pixels,
                            timeout=args.timeout, workers=args.workers, path_roots=roots, allowed_origins=tuple(args.allow_origin or ()))  # fmt: skip
     try:
-        model = load_model(_tracking(settings), args.model, settings.models)
+        model = load_model(_registry(settings), args.model, settings.models)
     except PredictionError as exc:
         print(f"maskops serve: {exc}", file=sys.stderr)
         return 2
@@ -154,6 +154,42 @@ def _tracking(settings: Settings):
     from tracking.service import TrackingService
 
     return TrackingService(settings.mlflow_uri, artifact_root=settings.mlflow_artifact_root, ui_url=settings.mlflow_ui)
+
+
+def _registry(settings: Settings):
+    """The tracking service for commands that only read models (predict, serve): a local store that does not exist is
+    an error, not a new empty one in a mistyped folder; a store that cannot be opened, or a tracking server that does not
+    answer, is named in one line (PredictionError); a server gets a few retries, not MLflow's minutes of them."""
+    import sqlite3
+
+    from mlflow.exceptions import MlflowException
+
+    from tracking.prediction import PredictionError
+
+    _store_exists(settings)
+    for name, value in (("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2"), ("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")):
+        os.environ.setdefault(name, value)
+    try:
+        return _tracking(settings)
+    except (MlflowException, sqlite3.Error, OSError) as exc:
+        raise PredictionError(
+            f"cannot open the MLflow store {settings.mlflow_uri} ({type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}): "
+            "point MLFLOW_TRACKING_URI at a store (sqlite:///PATH/mlflow.db, or http://HOST:PORT of a tracking server), "
+            "or unset it to use MASKOPS_HOME's"
+        ) from None
+
+
+def _store_exists(settings: Settings) -> None:
+    """Raise PredictionError for a local store that does not exist (a mistyped MASKOPS_HOME), before anything opens it."""
+    from tracking.prediction import PredictionError
+    from tracking.relocate import sqlite_file
+
+    db = sqlite_file(settings.mlflow_uri)
+    if db is not None and not db.is_file():
+        raise PredictionError(
+            f"no MLflow store at {db}: run `make demo` (or materialize the model assets) first, or point MASKOPS_HOME "
+            "(or MLFLOW_TRACKING_URI) at the state folder whose store holds the model"
+        )
 
 
 def cmd_review(args: argparse.Namespace) -> int:
@@ -181,7 +217,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     out = _predictions_file(args.out, settings)
     try:
         files = expand_inputs(args.paths)
-        model = load_model(_tracking(settings), args.model, settings.models)
+        _store_exists(settings)
+        _check_writable(out)  # before the model loads and every photo is predicted, not after
+        model = load_model(_registry(settings), args.model, settings.models)
     except PredictionError as exc:
         print(f"maskops predict: {exc}", file=sys.stderr)
         return 2
@@ -211,9 +249,24 @@ def _predictions_file(out: Path | None, settings: Settings) -> Path:
     return out / "predictions.csv" if out.is_dir() or out.suffix.lower() != ".csv" else out
 
 
-def cmd_report(args: argparse.Namespace) -> int:
-    import json
+def _check_writable(out: Path) -> None:
+    """Raise PredictionError when the predictions cannot be written to `out` (its folder made if missing, probed with a
+    file of its own, removed again)."""
+    import tempfile
 
+    from tracking.prediction import PredictionError
+
+    try:
+        if out.is_dir():
+            raise IsADirectoryError(21, "a folder of that name exists")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=f".{out.name}.", suffix=".probe"):
+            pass
+    except OSError as exc:
+        raise PredictionError(f"cannot write {out}: {exc.strerror or exc}; choose another --out") from None
+
+
+def cmd_report(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     quality = settings.reports / "quality"
     summaries = sorted(quality.glob("*.json")) if quality.is_dir() else []
@@ -221,15 +274,31 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"no data-quality reports yet in {quality}: materialize assets (make demo, or from the UI) to run the checks")
         return 1
     print(f"data-quality reports in {quality} (self-contained HTML; `maskops docs` serves them at the links below):")
+    unreadable = 0
     for path in summaries:
-        s = json.loads(path.read_text())
-        failed = "WARNING" if s.get("level") == "warn" else "FAILED"
-        status = "passed" if s["success"] else f"{failed} {s['failed']} of {s['expectations']}"
-        print(f"  {s['asset'] + ' / ' + s['contract']:45s} {status:22s} {s['checked_at']}  {s.get('report_url', s['report'])}")
-        if s.get("verdict"):
-            print(f"      {s['verdict']}")
+        try:
+            lines = _report_lines(path)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:  # ValueError: bad JSON or UTF-8
+            unreadable += 1
+            why = f"no {exc} entry" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
+            print(f"  {path.name}: unreadable summary ({why}); delete it, or materialize its asset to check it again", file=sys.stderr)
+            continue
+        print("\n".join(lines))
+    if unreadable:
+        print(f"{unreadable} summary file(s) in {quality} could not be read (above)", file=sys.stderr)
     print("Great Expectations Data Docs: `maskops docs`, then /data-docs/index.html (their styling loads from CDNs; plain offline)")
-    return 0
+    return 1 if unreadable else 0
+
+
+def _report_lines(path: Path) -> list[str]:
+    """A quality summary's lines in `maskops report`; raises for a file that is not one (damaged, or not ours)."""
+    import json
+
+    s = json.loads(path.read_text())
+    failed = "WARNING" if s.get("level") == "warn" else "FAILED"
+    status = "passed" if s["success"] else f"{failed} {s['failed']} of {s['expectations']}"
+    lines = [f"  {s['asset'] + ' / ' + s['contract']:45s} {status:22s} {s['checked_at']}  {s.get('report_url', s['report'])}"]
+    return lines + ([f"      {s['verdict']}"] if s.get("verdict") else [])
 
 
 def cmd_docs(args: argparse.Namespace) -> int:

@@ -4,6 +4,7 @@ and the watch `maskops demo` keeps on the pools while its run goes."""
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from collections.abc import Callable
 
@@ -29,6 +30,10 @@ def show_runs(settings: Settings, do_sweep: bool) -> int:
     if settings.production:
         print("maskops runs judges runs by their process ids, which only works where the runs execute (the local profile); "
               "in production use the Dagster UI (Runs, Terminate) — run monitoring frees the slots of runs that ended")  # fmt: skip
+        return 2
+    if not settings.dagster_home.is_dir():  # a mistyped MASKOPS_HOME or DAGSTER_HOME: say so, create nothing there
+        print(f"no Dagster state at {settings.dagster_home}: no run has started with this state folder; "
+              "check MASKOPS_HOME (or DAGSTER_HOME)", file=sys.stderr)  # fmt: skip
         return 2
     instance = local_instance(settings)
     dead = {run.run_id for run in dead_runs(instance)}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -72,6 +73,10 @@ def _opened(data: bytes, limits: IntakeLimits) -> tuple[Image.Image, int]:
         image = Image.open(io.BytesIO(data))  # reads the header only
     except UnidentifiedImageError:  # its message names the BytesIO object's address: a different text every run
         raise IntakeError("unreadable image: not a format Pillow reads (JPEG, PNG, WebP, BMP, TIFF, GIF, ...)") from None
+    except Image.DecompressionBombError as exc:  # Pillow's own guard (twice its MAX_IMAGE_PIXELS), from the header too
+        declared = re.search(r"(\d+) pixels", str(exc))
+        size = f"{declared.group(1)} pixels" if declared else "over Pillow's limit"
+        raise IntakeError(f"image too large: {size} (limit {limits.max_pixels} pixels)") from None
     except Exception as exc:  # PIL raises many types for bad input
         raise IntakeError(f"unreadable image: {type(exc).__name__}: {str(exc)[:120]}") from None
     width, height = image.size

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from maskops.cpus import worker_count
 from maskops.csv_tables import read_csv_table
@@ -105,6 +105,8 @@ def inspect_image(path: Path) -> ImageFacts:
         with Image.open(io.BytesIO(data)) as img:
             img.load()
             width, height = upright_size(img)  # as shown and as cropped (EXIF orientation)
+    except UnidentifiedImageError:  # its message names the BytesIO object's address: a different text every run
+        return ImageFacts(digest, len(data), None, None, "undecodable image (not a format Pillow reads)")
     except Exception as exc:  # PIL raises many types for corrupt data
         return ImageFacts(digest, len(data), None, None, f"undecodable image ({exc})")
     return ImageFacts(digest, len(data), width, height, None)
@@ -159,7 +161,11 @@ def _read_csv(root: Path, rel: str, columns: tuple[str, ...], problems: list[Pro
     missing = [c for c in columns if c not in table.columns]
     if missing:
         problems.append(
-            Problem(rel, f"missing column(s) {missing}; found {list(table.columns)}", f"the header must contain {', '.join(columns)}")
+            Problem(
+                rel,
+                f"missing column(s) {missing}; found {[c for c in table.columns if c != 'line']}",  # line: read_csv_table's own
+                f"the header must contain {', '.join(columns)}",
+            )
         )
         return None
     return table
@@ -314,9 +320,8 @@ def _scan_train(root: Path, problems: list[Problem]) -> tuple[list[dict], list[P
                 )
                 continue
             if not f.is_file() or not _inside(root, f):
-                problems.append(
-                    Problem(rel, "is not a regular file inside the dataset root", "replace the link with the image file itself")
-                )
+                fix = "replace the link with the image file itself" if f.is_symlink() else "replace it with the image file"
+                problems.append(Problem(rel, "is not a regular file inside the dataset root", fix))
                 continue
             mask = STEM_MASK[stem]
             grp = age_group(age)
@@ -498,10 +503,8 @@ def scan_competition(root: str | Path, *, workers: int | None = None) -> Layout:
     """
     root = Path(root)
     if not root.is_dir():
-        raise LayoutError(
-            root,
-            [Problem(str(root), "dataset root does not exist", "point the dataset root at a folder holding train/ (and optionally eval/)")],
-        )
+        what = "dataset root is a file, not a folder" if root.exists() else "dataset root does not exist"
+        raise LayoutError(root, [Problem(str(root), what, "point the dataset root at a folder holding train/ (and optionally eval/)")])
     problems: list[Problem] = []
     quarantine: list[dict] = []
     train_rows, train_paths = _scan_train(root, problems)

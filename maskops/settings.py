@@ -111,6 +111,8 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
         home = Path(env.get("MASKOPS_HOME", ".maskops")).expanduser().absolute()
+        if home.exists() and not home.is_dir():
+            raise SettingsError(f"MASKOPS_HOME={home} is a file: set MASKOPS_HOME to a folder (it is created on first use)")
         dataset = Path(env["MASKOPS_DATASET"]).expanduser().absolute() if env.get("MASKOPS_DATASET") else home / "demo-data"
         labels = Path(env["MASKOPS_LABELS"]).expanduser().absolute() if env.get("MASKOPS_LABELS") else home / "labels"
         profile = env.get("MASKOPS_PROFILE") or "local"

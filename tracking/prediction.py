@@ -53,21 +53,34 @@ def load_model(service: TrackingService, model_uri: str, models_dir: Path | None
     from mlflow.models import Model
 
     try:
-        local = _local_folder(service.storage_location(model_uri))
+        location = service.storage_location(model_uri)
+    except MlflowException as exc:
+        known = ""
+        with contextlib.suppress(MlflowException):
+            known = f"; registered models: {', '.join(service.registered_model_names()) or 'none'}"
+        raise PredictionError(
+            f"cannot load {model_uri} from {service.tracking_uri} ({_first_line(exc)}){known}. "
+            "Use models:/NAME/VERSION or models:/NAME@ALIAS, and point MLFLOW_TRACKING_URI (or MASKOPS_HOME) at the right store"
+        ) from None
+    local = _local_folder(location)
+    try:
         if local is None:  # a remote store: download once, into a folder that lives as long as the process
             return service.load_pyfunc(model_uri)
         model = Model.load(str(local))
         if model.flavors.get("python_function", {}).get("loader_module") == "mlflow.pytorch":
             return _member_predictor(local, model.metadata or {}, model_uri, models_dir)
         return mlflow.pyfunc.load_model(str(local), suppress_warnings=True)  # the requirement scan alone took 1-3 s
-    except MlflowException as exc:
-        known = ""
-        with contextlib.suppress(MlflowException):
-            known = f"; registered models: {', '.join(service.registered_model_names()) or 'none'}"
+    except PredictionError:
+        raise
+    except Exception as exc:  # a file missing or damaged in its artifacts (a half copy, a full disk): named, not a traceback
         raise PredictionError(
-            f"cannot load {model_uri} from {service.tracking_uri} ({str(exc).splitlines()[0][:200]}){known}. "
-            "Use models:/NAME/VERSION or models:/NAME@ALIAS, and point MLFLOW_TRACKING_URI (or MASKOPS_HOME) at the right store"
+            f"cannot load {model_uri}: its files at {local or location} are missing or damaged ({type(exc).__name__}: "
+            f"{_first_line(exc)}). Load another version (models:/NAME/VERSION), or register it again by materializing its asset"
         ) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [""])[0][:200]
 
 
 def _local_folder(location: str) -> Path | None:

@@ -61,7 +61,8 @@ def follow_artifact_root(tracking_uri: str, experiment: str, artifact_root: str)
     The old root is what `experiment` recorded; when it is a local folder other than `artifact_root`, every location
     column's value equal to it or under it is rewritten, both as a file: URI and as a plain path. Does nothing for a
     store that is not a SQLite file, a store not created yet, a remote artifact root or an experiment that does not
-    exist; safe when several processes open the store at once (the check is repeated inside the write lock)."""
+    exist, and when `artifact_root` does not hold the recorded artifacts (`_holds_artifacts`); safe when several
+    processes open the store at once (the check is repeated inside the write lock)."""
     db, new_folder = sqlite_file(tracking_uri), local_folder(artifact_root)
     if db is None or new_folder is None or not db.is_file():
         return None
@@ -72,8 +73,12 @@ def follow_artifact_root(tracking_uri: str, experiment: str, artifact_root: str)
         conn.execute("BEGIN IMMEDIATE")
         try:
             old_folder = _recorded_root(conn, experiment)
-            if old_folder in (None, new_folder):
+            if old_folder in (None, new_folder) or not _holds_artifacts(conn, old_folder, new_folder):
                 conn.execute("ROLLBACK")
+                if old_folder not in (None, new_folder):
+                    log.warning("MLflow store %s keeps its artifacts under %s, and %s does not hold them: their locations are left "
+                                "as they are (a moved store: set MASKOPS_HOME to the folder that holds it and its mlartifacts)",
+                                db, old_folder, new_folder)  # fmt: skip
                 return None
             rows = sum(_rewrite(conn, old, new) for old, new in _prefix_pairs(old_folder, new_folder))
             conn.execute("COMMIT")
@@ -92,6 +97,20 @@ def _recorded_root(conn: sqlite3.Connection, experiment: str) -> Path | None:
     row = conn.execute("SELECT artifact_location FROM experiments WHERE name = ?", (experiment,)).fetchone()
     folder = local_folder(row[0] or "") if row else None
     return folder.absolute() if folder is not None else None
+
+
+def _holds_artifacts(conn: sqlite3.Connection, old: Path, new: Path) -> bool:
+    """Whether `new` is the recorded root moved or copied: it holds at least one of the run or model folders recorded
+    under `old` (True when none is recorded yet). A store opened with another state folder's root (MLFLOW_TRACKING_URI
+    set, MASKOPS_HOME not), or with an empty one, is not: rewriting it would make every model in it unloadable."""
+    recorded: list[str] = []
+    for table, column in (("runs", "artifact_uri"), ("logged_models", "artifact_location")):
+        if not conn.execute(f"SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?", (column,)).fetchone():
+            continue
+        for prefix, decode in ((old.as_uri(), unquote), (str(old), str)):
+            rows = conn.execute(f"SELECT {column} FROM {table} WHERE substr({column}, 1, ?) = ?", (len(prefix) + 1, prefix + "/"))
+            recorded += [decode(value[len(prefix) + 1 :]) for (value,) in rows]
+    return not recorded or any((new / relative).exists() for relative in recorded)
 
 
 def _prefix_pairs(old: Path, new: Path) -> list[tuple[str, str]]:

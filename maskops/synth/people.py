@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import shutil
 import uuid
 from collections.abc import Callable
@@ -59,7 +60,7 @@ class SynthConfig:
         if self.profiles < 1 or self.eval_profiles < 0:
             raise SynthError(f"need profiles >= 1 and eval_profiles >= 0, got {self.profiles} and {self.eval_profiles}")
         rates = (self.gender_noise, self.age_noise, self.mask_swap_noise)
-        if any(r < 0 for r in rates) or sum(rates) > 1:
+        if not all(math.isfinite(r) and r >= 0 for r in rates) or sum(rates) > 1:  # NaN passes every comparison
             raise SynthError(f"noise rates must be >= 0 and sum to at most 1, got {rates}")
         if not 1 <= self.jpeg_quality <= 100:
             raise SynthError(f"jpeg_quality must be 1..100, got {self.jpeg_quality}")

@@ -91,6 +91,8 @@ def test_only_the_recorded_root_is_rewritten_and_only_for_a_local_store(tmp_path
         conn.executemany("INSERT INTO experiments VALUES (?, ?, ?)", [(0, "Default", "/old/mlruns/0"), (1, "maskops", "file:///old/art")])
         conn.executemany("INSERT INTO runs VALUES (?, ?)", [("a", "file:///old/art/a/artifacts"), ("b", "file:///old/art2/b"),
                                                            ("c", "/old/art/c"), ("d", "s3://bucket/old/art/d")])  # fmt: skip
+    assert follow_artifact_root(f"sqlite:///{db}", "maskops", str(tmp_path / "new")) is None  # the new root holds none of them
+    (tmp_path / "new" / "a" / "artifacts").mkdir(parents=True)  # now it holds run a's: the folder moved
     assert follow_artifact_root("postgresql://db/mlflow", "maskops", str(tmp_path / "new")) is None
     assert follow_artifact_root(f"sqlite:///{db}", "maskops", "s3://bucket/art") is None
     done = follow_artifact_root(f"sqlite:///{db}", "maskops", str(tmp_path / "new"))
@@ -101,3 +103,36 @@ def test_only_the_recorded_root_is_rewritten_and_only_for_a_local_store(tmp_path
             "a": f"{new.as_uri()}/a/artifacts", "b": "file:///old/art2/b", "c": f"{new}/c", "d": "s3://bucket/old/art/d"}  # fmt: skip
         assert conn.execute("SELECT artifact_location FROM experiments WHERE name = 'Default'").fetchone() == ("/old/mlruns/0",)
     assert follow_artifact_root(f"sqlite:///{db}", "maskops", str(tmp_path / "new")) is None  # done once
+
+
+def test_a_store_opened_with_a_root_that_does_not_hold_its_artifacts_is_left_as_it_is(pristine: Path, tmp_path: Path, caplog):
+    """MLFLOW_TRACKING_URI names a state folder's store while MASKOPS_HOME is unset (or another, empty, folder): the
+    store keeps pointing at its own artifacts, and its models load from there."""
+    from tracking.prediction import load_model
+
+    original = state_folder(pristine, tmp_path / "original")
+    seen = recorded_locations(original)
+    for elsewhere in (tmp_path / "no-such-folder", tmp_path / "empty"):
+        (tmp_path / "empty" / "mlartifacts").mkdir(parents=True, exist_ok=True)
+        settings = Settings.from_env({"MASKOPS_HOME": str(elsewhere), "MLFLOW_TRACKING_URI": f"sqlite:///{original / 'mlflow.db'}"})
+        service = build_resources(settings)["tracking"].service()
+        assert recorded_locations(original) == seen and "does not hold them: their locations are left as they are" in caplog.text
+        assert hasattr(load_model(service, "models:/maskops-ensemble@champion", original / "models"), "predict")
+    assert not (tmp_path / "no-such-folder").exists()
+
+
+def test_a_model_whose_files_are_damaged_is_named_not_a_traceback(pristine: Path, tmp_path: Path, monkeypatch, capsys, astronaut):
+    from apps.cli import main
+
+    home = state_folder(pristine, tmp_path / "state")
+    damaged = sorted((home / "mlartifacts").rglob("*.safetensors"))
+    assert damaged
+    for path in damaged:  # a half copy: every weights file cut short
+        path.write_bytes(path.read_bytes()[:20])
+    astronaut.save(tmp_path / "face.jpg")
+    monkeypatch.setenv("MASKOPS_HOME", str(home))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert main(["predict", str(tmp_path / "face.jpg"), "--out", str(tmp_path / "p.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot load models:/maskops-ensemble@champion: its files at" in err and "are missing or damaged" in err
+    assert "Traceback" not in err and not (tmp_path / "p.csv").exists()
