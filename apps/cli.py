@@ -196,9 +196,14 @@ def cmd_review(args: argparse.Namespace) -> int:
     import uvicorn
 
     from apps.review import ReviewState, create_app
+    from maskops.review_queue import DecisionError
 
     settings = Settings.from_env()
-    state = ReviewState(settings.manifests, settings.dataset, settings.labels, reviewer=args.reviewer)
+    try:
+        state = ReviewState(settings.manifests, settings.dataset, settings.labels, reviewer=args.reviewer)
+    except DecisionError as exc:  # --reviewer empty, or not one printable line
+        print(f"maskops review: {exc}", file=sys.stderr)
+        return 2
     print(f"label review on http://{args.host}:{args.port} (decisions go to {settings.labels})", flush=True)
     allowed = tuple(h for h in args.allowed_hosts.split(",") if h)
     uvicorn.run(create_app(state, allowed_hosts=allowed), host=args.host, port=args.port, log_level="warning")

@@ -31,7 +31,15 @@ from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Respon
 from starlette.routing import Route
 
 from apps.http_checks import Refused, own_origin, read_body, require_json
-from maskops.review_queue import FIELD_VALUES, DecisionError, label_words, pending, record_decision, undo_last
+from maskops.review_queue import (
+    FIELD_VALUES,
+    DecisionError,
+    label_words,
+    pending,
+    record_decision,
+    reviewer_name,
+    undo_last,
+)
 
 PAGE_SIZE = 40
 MAX_BODY = 16 * 1024
@@ -51,7 +59,8 @@ class ReviewState:
     """Where the suspects, the photos and the label files are."""
 
     def __init__(self, manifests: Path, dataset_root: Path, labels_dir: Path, reviewer: str = "reviewer"):
-        self.manifests, self.dataset_root, self.labels_dir, self.reviewer = Path(manifests), Path(dataset_root), Path(labels_dir), reviewer
+        self.manifests, self.dataset_root, self.labels_dir = Path(manifests), Path(dataset_root), Path(labels_dir)
+        self.reviewer = reviewer_name(reviewer)
         self._photos, self._photos_stamp = pd.DataFrame(), None
 
     def issues(self) -> pd.DataFrame:
@@ -308,6 +317,15 @@ def create_app(state: ReviewState, allowed_hosts: tuple[str, ...] = ()) -> Starl
                 response = JSONResponse({"error": str(exc)}, status_code=400)
             except FileNotFoundError as exc:  # label_issues not materialized yet
                 response = JSONResponse({"error": str(exc)}, status_code=404)
+            except OSError as exc:  # the labels folder read-only, a file where a folder belongs, a full disk
+                where = exc.filename or state.labels_dir
+                response = JSONResponse(
+                    {
+                        "error": f"cannot write the review files: {exc.strerror or exc} ({where}); make {state.labels_dir} a folder "
+                        "that the user running `maskops review` can write, then try again"
+                    },
+                    status_code=503,
+                )
             response.headers.update({k: v.format(nonce=nonce) for k, v in HEADERS.items()})
             return response
 
@@ -338,7 +356,7 @@ def create_app(state: ReviewState, allowed_hosts: tuple[str, ...] = ()) -> Starl
 
     async def cards(request: Request, nonce: str) -> Response:
         offset = request.query_params.get("offset", "0")
-        if not offset.isdigit():
+        if not (offset.isascii() and offset.isdigit()):  # str.isdigit() takes "²", which int() refuses
             raise Refused(400, "offset must be a number of cards")
         queue = state.queue(field_of(request))
         return JSONResponse({"cards": _cards(queue, state.photos(), int(offset)), "more": len(queue) > int(offset) + PAGE_SIZE})

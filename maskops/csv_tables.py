@@ -24,6 +24,8 @@ def read_csv_table(path: Path, shown: str) -> tuple[pd.DataFrame | None, list[Pr
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         return None, [Problem(shown, f"is not UTF-8 text ({exc.reason} at byte {exc.start})", CSV_FIX)]
+    except OSError as exc:  # a folder of that name, no permission to read it
+        return None, [Problem(shown, f"cannot be read ({exc.strerror or exc})", "make it a CSV file that maskops' user can read")]
     reader = csv.reader(io.StringIO(text, newline=""), skipinitialspace=True)
     header: list[str] | None = None
     rows, lines, problems = [], [], []

@@ -28,7 +28,8 @@ def _is_local(path: UPath | Path) -> bool:
 
 
 def write_atomic(path: str | os.PathLike | UPath, data: bytes | str | Writer) -> None:
-    """Write `data` (bytes, text, or a function that writes to a binary file) to `path`, all or nothing."""
+    """Write `data` (bytes, text, or a function that writes to a binary file) to `path`, all or nothing. A symbolic
+    link is written through: its target is replaced (a labels file kept under version control elsewhere stays a link)."""
     write: Writer
     if isinstance(data, str):
         data = data.encode()
@@ -47,6 +48,8 @@ def write_atomic(path: str | os.PathLike | UPath, data: bytes | str | Writer) ->
             write(f)
         return
     local = Path(target.path if isinstance(target, UPath) else target)
+    if local.is_symlink():
+        local = local.resolve()
     local.parent.mkdir(parents=True, exist_ok=True)
     tmp = local.with_name(f".{local.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:

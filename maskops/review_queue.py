@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
+import json
 import logging
 import os
 import re
@@ -30,6 +31,9 @@ from maskops.labels import AgeGroup, LabelError, age_group, parse_age
 log = logging.getLogger(__name__)
 
 REVIEWED_COLUMNS = ("profile_id", "stem", "field", "given", "decision", "value", "reviewer", "decided_at")
+# beside them: the corrections.csv row a correction replaced (JSON; empty: none), so undo puts it back as it was.
+# A reviewed.csv written before this column existed reads as unknown there (undo then falls back on earlier decisions).
+REPLACED = "replaced"
 DECISIONS = ("correct", "keep")
 KEY = ["profile_id", "stem", "field", "given"]
 FIELD_VALUES = {field: tuple(m.name.lower() for m in enum) for field, enum in FIELD_ENUMS.items()}
@@ -39,6 +43,15 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 class DecisionError(ValueError):
     """A decision that cannot be recorded; the message says why and what to do."""
+
+
+def reviewer_name(name: str) -> str:
+    """The name recorded with each decision: one printable line, without the spaces around it (the files are read
+    stripped, so "ana " would never find its own decisions to undo)."""
+    name = check_text("reviewer", name).strip()
+    if not name:
+        raise DecisionError("the reviewer's name is empty: pass --reviewer NAME")
+    return name
 
 
 def label_words(field: str, value: str) -> str:
@@ -124,7 +137,11 @@ def read_labels(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
 
 
 def read_reviewed(labels_dir: str | Path) -> pd.DataFrame:
-    return read_labels(Path(labels_dir) / "reviewed.csv", REVIEWED_COLUMNS)[list(REVIEWED_COLUMNS)]
+    """reviewed.csv, with its REPLACED column (None where the file predates it)."""
+    table = read_labels(Path(labels_dir) / "reviewed.csv", REVIEWED_COLUMNS)
+    if REPLACED not in table.columns:
+        table[REPLACED] = None
+    return table[[*REVIEWED_COLUMNS, REPLACED]]
 
 
 def pending(issues: pd.DataFrame, labels_dir: str | Path) -> pd.DataFrame:
@@ -185,16 +202,19 @@ def record_decision(
 ) -> None:
     """Record one decision on a suspect of `issues`. `correct` changes `field` to `target` (by default the
     suggested value; for an age group, `value` is the person's age in years and must lie in that group); `keep`
-    confirms the label. Both go to reviewed.csv; a correction also to corrections.csv, replacing an older one."""
+    confirms the label. Both go to reviewed.csv, with the corrections.csv row they replaced (for undo); a correction
+    also to corrections.csv, replacing an older one. A suspect decided before takes the new decision: `keep` after a
+    correction puts corrections.csv back as it was before the first decision on it."""
     texts = {"profile_id": profile_id, "stem": stem, "field": field, "given": given, "decision": decision, "value": value,
              "target": target, "reviewer": reviewer}  # fmt: skip
     for name, text in texts.items():
         check_text(name, text)
+    reviewer = texts["reviewer"] = reviewer_name(reviewer)
     if decision not in DECISIONS:
         raise DecisionError(f"decision must be one of {DECISIONS}, got {decision!r}")
     issue = suspect(issues, profile_id, stem, field, given)
     value = value.strip()
-    column = ""
+    column = ""  # the corrections.csv field a correction writes
     if decision == "correct":
         column, value = corrected_value(field, given, target or str(issue["suggested"]), value)
     elif value or target:
@@ -202,17 +222,29 @@ def record_decision(
     labels = Path(labels_dir)
     with ReviewLock(labels):  # two reviewers at once: one read-modify-write after the other
         reviewed = read_reviewed(labels)  # both files read (and checked) before either is written
+        # a suspect decided before (a changed mind, a stale page, a second reviewer): the new decision supersedes it
+        earlier = reviewed[(reviewed[KEY] == pd.Series(texts)[KEY]).all(axis=1)]
+        replaced = None
         if column:
-            _write_correction(labels, manifest, profile_id, stem, column, value, f"{reviewer} in maskops review: {given} looked wrong")
+            reason = f"{reviewer} in maskops review: {given} looked wrong"
+            replaced = _write_correction(labels, manifest, profile_id, stem, column, {"value": value, "reason": reason})
+        elif not earlier.empty and earlier["decision"].iloc[-1] == "correct":
+            # "the label is right" after a correction of it: corrections.csv back as it was before the first decision
+            first = earlier[REPLACED].iloc[0]
+            before = json.loads(first) if first else None  # None also for a decision recorded before REPLACED existed
+            replaced = _write_correction(labels, manifest, profile_id, stem, _column(field), before, new=False)
         entry = {**{k: texts[k] for k in KEY}, "decision": decision, "value": value, "reviewer": reviewer,
-                 "decided_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}  # fmt: skip
+                 "decided_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                 REPLACED: json.dumps(replaced, ensure_ascii=False) if replaced else ""}  # fmt: skip
         _write(pd.concat([reviewed, pd.DataFrame([entry])], ignore_index=True), labels / "reviewed.csv")
 
 
 def undo_last(labels_dir: str | Path, manifest: pd.DataFrame, reviewer: str) -> dict:
-    """Take back `reviewer`'s last decision: its row leaves reviewed.csv and, for a correction, its row leaves
-    corrections.csv (an earlier reviewed correction of the same label comes back). Returns the decision undone."""
+    """Take back `reviewer`'s last decision: its row leaves reviewed.csv and, for a correction, corrections.csv is put
+    back as it was: the row the correction replaced (hand-written or reviewed, every column) comes back, or its row
+    leaves. Returns the decision undone."""
     labels = Path(labels_dir)
+    reviewer = reviewer_name(reviewer)
     with ReviewLock(labels):
         read_labels(labels / "corrections.csv", CORRECTION_COLUMNS)  # both files read (and checked) before either is written
         reviewed = read_reviewed(labels)
@@ -223,34 +255,50 @@ def undo_last(labels_dir: str | Path, manifest: pd.DataFrame, reviewer: str) -> 
         rest = reviewed.drop(index=mine[-1])
         # reviewed.csv first: if the second write never happens, the suspect is back on the page, not silently lost
         _write(rest, labels / "reviewed.csv")
-        if last["decision"] == "correct":
-            column = "age" if last["field"] == "age_group" else last["field"]
+        column, recorded = _column(last["field"]), last[REPLACED]
+        if last["decision"] == "correct" and recorded is not None:  # the row it replaced ("": none) comes back
+            before = json.loads(recorded) if recorded else None
+            _write_correction(labels, manifest, last["profile_id"], last["stem"], column, before, new=False)
+        elif last["decision"] == "correct":  # recorded before REPLACED existed: an earlier reviewed correction, if any
             same = (rest["profile_id"] == last["profile_id"]) & (rest["stem"] == last["stem"]) & (rest["field"] == last["field"])
             earlier = rest[same & (rest["decision"] == "correct")].tail(1).to_dict("records")
+            before = None
             if earlier:
                 reason = f"{earlier[0]['reviewer']} in maskops review: {earlier[0]['given']} looked wrong"
-                _write_correction(labels, manifest, last["profile_id"], last["stem"], column, earlier[0]["value"], reason)
-            else:
-                _write_correction(labels, manifest, last["profile_id"], last["stem"], column, None, "")
-    return last
+                before = {"value": earlier[0]["value"], "reason": reason}
+            _write_correction(labels, manifest, last["profile_id"], last["stem"], column, before, new=False)
+        elif recorded:  # a "keep" that took a correction back: the correction returns
+            _write_correction(labels, manifest, last["profile_id"], last["stem"], column, json.loads(recorded), new=False)
+    return {k: v for k, v in last.items() if k != REPLACED}
+
+
+def _column(field: str) -> str:
+    """The corrections.csv field that corrects a label_issues field."""
+    return "age" if field == "age_group" else field
 
 
 def _write_correction(
-    labels: Path, manifest: pd.DataFrame, profile_id: str, stem: str, column: str, value: str | None, reason: str
-) -> None:
-    """corrections.csv with the row of (profile_id, stem, column) set to `value` (None: removed), validated first.
-    Columns people added beside CORRECTION_COLUMNS (a note, a ticket) are kept, empty in the new row."""
+    labels: Path, manifest: pd.DataFrame, profile_id: str, stem: str, column: str, row: dict | None, new: bool = True
+) -> dict | None:
+    """corrections.csv with the row of (profile_id, stem, column) set to `row` (its value, reason and any columns
+    people added; None: removed); returns the row it replaced (None: there was none). Columns people added beside
+    CORRECTION_COLUMNS (a note, a ticket) are kept. A `new` row (a reviewer's) is validated and escaped against
+    spreadsheet formulas; a row put back (undo) and the rows people wrote are written as they were read, so a
+    hand-written "+54" stays an age."""
     current = read_labels(labels / "corrections.csv", CORRECTION_COLUMNS)
     columns = [*CORRECTION_COLUMNS, *(c for c in current.columns if c not in (*CORRECTION_COLUMNS, "line"))]
     same = (current["profile_id"] == profile_id) & (current["stem"] == stem) & (current["field"].str.lower() == column)
-    rows = [] if value is None else [{"profile_id": profile_id, "stem": stem, "field": column, "value": value, "reason": reason}]
-    table = pd.concat([current[~same], pd.DataFrame(rows, columns=columns)], ignore_index=True)[columns].fillna("")
+    replaced = current.loc[same, columns].tail(1).to_dict("records")
+    rows = [] if row is None else [{c: row.get(c, "") for c in columns} | {"profile_id": profile_id, "stem": stem, "field": column}]
+    added = pd.DataFrame(rows, columns=columns).fillna("")
+    table = pd.concat([current.loc[~same, columns], escape_formulas(added) if new else added], ignore_index=True).fillna("")
     table["line"] = range(2, len(table) + 2)
-    if rows:
+    if rows and new:
         problems = [p for line, p in correction_problems(table, manifest, "corrections.csv") if line == table["line"].iloc[-1]]
         if problems:
             raise DecisionError("; ".join(f"{p.message} ({p.fix})" for p in problems))
-    _write(table[columns], labels / "corrections.csv")
+    write_csv_atomic(table[columns], labels / "corrections.csv", escape=False)
+    return replaced[0] if replaced else None
 
 
 def _write(table: pd.DataFrame, path: Path) -> None:

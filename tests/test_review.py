@@ -18,10 +18,10 @@ import pytest
 
 from apps.review import MAX_BODY, PAGE_SIZE, ReviewState, create_app
 from maskops.cleaning import read_exclusions
-from maskops.corrections import read_corrections
+from maskops.corrections import LabelFileError, read_corrections, read_label_table
 from maskops.csv_safety import escape_formula, escape_formulas
 from maskops.layout import scan_competition
-from maskops.review_queue import DecisionError, ReviewLock, pending, read_reviewed, record_decision
+from maskops.review_queue import DecisionError, ReviewLock, pending, read_reviewed, record_decision, undo_last
 from maskops.synth.people import SynthConfig, synthesize
 from maskops.synth.reviewer import demo_review
 from tests.review_helpers import Client, review_files, serving
@@ -338,3 +338,71 @@ def test_maskops_review_leaves_no_lock_when_stopped(review_home, tiny_dataset: P
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert len(read_reviewed(home / "labels")) == 1 and not (home / "labels/.review.lock").exists()
+
+
+@pytest.mark.hostile
+def test_undo_puts_back_the_hand_written_correction_a_decision_replaced(served):
+    """Undo once removed the row outright when the correction it took back had replaced a row people wrote: the person
+    silently went back to the raw label, and the row's note was lost."""
+    client, home, _, issues = served
+    labels, gender = home / "labels", _issue(issues, "gender")
+    labels.mkdir()
+    hand = f"profile_id,stem,field,value,reason,note\n{gender['profile_id']},,gender,{gender['given']},from the intake form,ticket 7\n"
+    (labels / "corrections.csv").write_text(hand)
+    assert client.decide(gender)[0] == 200
+    assert pd.read_csv(labels / "corrections.csv", dtype=str)["value"].tolist() == [gender["suggested"]]
+    assert client.post("/api/undo", {})[0] == 200
+    assert (labels / "corrections.csv").read_text() == hand  # the row and its note, as they were
+
+
+@pytest.mark.hostile
+def test_rows_people_wrote_are_written_back_unescaped(served):
+    """Every cell of corrections.csv was once escaped on each rewrite: a valid hand-written age "+54" became "'+54",
+    which the pipeline refuses, and a reason "- looks older" was changed."""
+    client, home, train, issues = served
+    labels, (p0, *_) = home / "labels", sorted(train["profile_id"].unique())
+    labels.mkdir()
+    (labels / "corrections.csv").write_text(f"profile_id,stem,field,value,reason\n{p0},,age,+54,- looks older\n")
+    gender = issues[(issues["field"] == "gender") & (issues["profile_id"] != p0)].iloc[0]
+    assert client.decide(gender)[0] == 200
+    assert (labels / "corrections.csv").read_text().splitlines()[1] == f"{p0},,age,+54,- looks older"
+    assert len(read_corrections(labels / "corrections.csv", train)) == 2
+
+
+@pytest.mark.hostile
+def test_a_later_decision_on_the_same_suspect_supersedes_the_earlier_one(served):
+    """'Label is right' after a correction (a changed mind, a stale page) once left the correction in corrections.csv
+    beside a reviewed.csv that said the label was right."""
+    client, home, train, issues = served
+    labels, gender = home / "labels", _issue(issues, "gender")
+    assert client.decide(gender)[0] == 200 and len(read_corrections(labels / "corrections.csv", train)) == 1
+    assert client.decide(gender, "keep")[0] == 200
+    assert read_corrections(labels / "corrections.csv", train).empty  # the label stays as given
+    assert client.post("/api/undo", {})[1]["undone"].startswith("keep gender")
+    assert pd.read_csv(labels / "corrections.csv", dtype=str)["value"].tolist() == [gender["suggested"]]  # the correction is back
+
+
+@pytest.mark.hostile
+def test_the_review_files_survive_a_linked_file_a_stray_name_and_odd_digits(review_home, tmp_path: Path):
+    home, train, issues = review_home
+    labels, gender = home / "labels", _issue(issues, "gender")
+    kept = tmp_path / "repo" / "corrections.csv"  # under version control elsewhere, linked into the labels folder
+    kept.parent.mkdir()
+    kept.write_text("profile_id,stem,field,value,reason\n")
+    labels.mkdir()
+    (labels / "corrections.csv").symlink_to(kept)
+    key = gender[["profile_id", "stem", "field", "given"]]
+    record_decision(labels, train, issues, **key, decision="correct", reviewer="ana ")  # spaces around the name
+    assert (labels / "corrections.csv").is_symlink() and len(read_corrections(kept, train)) == 1  # written through the link
+    assert undo_last(labels, train, "ana ")["decision"] == "correct" and read_corrections(kept, train).empty  # its own, found
+    with pytest.raises(DecisionError, match="reviewer's name is empty"):
+        record_decision(labels, train, issues, **key, decision="keep", reviewer="  ")
+    (home / "stray").write_text("a file where the labels folder belongs")
+    with serving(create_app(ReviewState(home / "manifests", home.parent, home / "stray", reviewer="ana"))) as port:
+        client = Client(port)
+        status, answer = client.decide(gender)
+        assert status == 503 and "cannot write the review files" in answer["error"] and str(home / "stray") in answer["error"]
+        assert client.request("GET", "/api/cards?offset=%C2%B2")[0] == 400  # "²".isdigit(), but int("²") fails
+    (labels / "folder.csv").mkdir()
+    with pytest.raises(LabelFileError, match="cannot be read"):
+        read_label_table(labels / "folder.csv", ("profile_id",))
