@@ -169,6 +169,7 @@ def _registry(settings: Settings):
     _store_exists(settings)
     for name, value in (("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2"), ("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")):
         os.environ.setdefault(name, value)
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)  # a line per retry; the error says it once
     try:
         return _tracking(settings)
     except (MlflowException, sqlite3.Error, OSError) as exc:
@@ -255,17 +256,21 @@ def _predictions_file(out: Path | None, settings: Settings) -> Path:
 
 
 def _check_writable(out: Path) -> None:
-    """Raise PredictionError when the predictions cannot be written to `out` (its folder made if missing, probed with a
-    file of its own, removed again)."""
+    """Raise PredictionError when the predictions cannot be written to `out`: the nearest folder of it that exists is
+    probed with a file of its own, removed again; nothing is created (the write makes the missing folders)."""
     import tempfile
 
     from tracking.prediction import PredictionError
 
+    base = out.parent
+    while not base.exists() and base != base.parent:
+        base = base.parent
     try:
         if out.is_dir():
             raise IsADirectoryError(21, "a folder of that name exists")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=f".{out.name}.", suffix=".probe"):
+        if not base.is_dir():
+            raise NotADirectoryError(20, f"{base} is a file, not a folder")
+        with tempfile.NamedTemporaryFile(dir=base, prefix=f".{out.name}.", suffix=".probe"):
             pass
     except OSError as exc:
         raise PredictionError(f"cannot write {out}: {exc.strerror or exc}; choose another --out") from None
@@ -283,7 +288,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     for path in summaries:
         try:
             lines = _report_lines(path)
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:  # ValueError: bad JSON or UTF-8
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:  # ValueError: bad JSON, UTF-8
             unreadable += 1
             why = f"no {exc} entry" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
             print(f"  {path.name}: unreadable summary ({why}); delete it, or materialize its asset to check it again", file=sys.stderr)

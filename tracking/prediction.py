@@ -55,6 +55,11 @@ def load_model(service: TrackingService, model_uri: str, models_dir: Path | None
     try:
         location = service.storage_location(model_uri)
     except MlflowException as exc:
+        if exc.error_code not in NOT_FOUND:  # the store did not answer (a server down, a network error)
+            raise PredictionError(
+                f"cannot read {model_uri} from {service.tracking_uri}: the store did not answer ({_first_line(exc)}). "
+                "Check that the tracking server runs and MLFLOW_TRACKING_URI names it"
+            ) from None
         known = ""
         with contextlib.suppress(MlflowException):
             known = f"; registered models: {', '.join(service.registered_model_names()) or 'none'}"
@@ -72,15 +77,24 @@ def load_model(service: TrackingService, model_uri: str, models_dir: Path | None
         return mlflow.pyfunc.load_model(str(local), suppress_warnings=True)  # the requirement scan alone took 1-3 s
     except PredictionError:
         raise
-    except Exception as exc:  # a file missing or damaged in its artifacts (a half copy, a full disk): named, not a traceback
-        raise PredictionError(
-            f"cannot load {model_uri}: its files at {local or location} are missing or damaged ({type(exc).__name__}: "
-            f"{_first_line(exc)}). Load another version (models:/NAME/VERSION), or register it again by materializing its asset"
-        ) from None
+    except Exception as exc:  # named in one line, not a traceback
+        what = f"{type(exc).__name__}: {_first_line(exc)}"
+        if local is not None and (isinstance(exc, OSError | EOFError | ValueError | KeyError) or type(exc).__name__ == "SafetensorError"):
+            raise PredictionError(  # a file missing or cut short in its artifacts (a half copy, a full disk)
+                f"cannot load {model_uri}: its files at {local} are missing or damaged ({what}). "
+                "Load another version (models:/NAME/VERSION), or register it again by materializing its asset"
+            ) from None
+        raise PredictionError(f"cannot load {model_uri} from {local or location} ({what})") from None  # the environment, a download
+
+
+NOT_FOUND = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"}  # MLflow's codes for a name, version or alias
 
 
 def _first_line(exc: BaseException) -> str:
-    return (str(exc).splitlines() or [""])[0][:200]
+    """The part of an error message a person needs: its first line, or what a failed HTTP request was caused by."""
+    text = str(exc)
+    cause = text.find("(Caused by ")
+    return (text[cause + 1 :] if cause >= 0 else (text.splitlines() or [""])[0])[:200]
 
 
 def _local_folder(location: str) -> Path | None:

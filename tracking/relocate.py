@@ -43,7 +43,7 @@ def sqlite_file(tracking_uri: str) -> Path | None:
     """The database file of a local SQLite tracking URI; None for anything else (a server, PostgreSQL, in-memory)."""
     if not tracking_uri.startswith(SQLITE_PREFIX):
         return None
-    path = tracking_uri[len(SQLITE_PREFIX) :].split("?", 1)[0]
+    path = unquote(tracking_uri[len(SQLITE_PREFIX) :].split("?", 1)[0])  # %20 is a space to SQLAlchemy too
     return Path(path) if path and path != ":memory:" else None
 
 
@@ -82,6 +82,13 @@ def follow_artifact_root(tracking_uri: str, experiment: str, artifact_root: str)
                 return None
             rows = sum(_rewrite(conn, old, new) for old, new in _prefix_pairs(old_folder, new_folder))
             conn.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            conn.execute("ROLLBACK")
+            if "readonly" not in str(exc):
+                raise
+            log.warning("MLflow store %s is read-only: its artifact locations still name %s (a read-only copy of a state "
+                        "folder reads the original's artifacts, where they still exist)", db, old_folder)  # fmt: skip
+            return None
         except BaseException:
             conn.execute("ROLLBACK")
             raise
@@ -101,8 +108,9 @@ def _recorded_root(conn: sqlite3.Connection, experiment: str) -> Path | None:
 
 def _holds_artifacts(conn: sqlite3.Connection, old: Path, new: Path) -> bool:
     """Whether `new` is the recorded root moved or copied: it holds at least one of the run or model folders recorded
-    under `old` (True when none is recorded yet). A store opened with another state folder's root (MLFLOW_TRACKING_URI
-    set, MASKOPS_HOME not), or with an empty one, is not: rewriting it would make every model in it unloadable."""
+    under `old`, or `old` is gone (a run that logged only metrics has no folder), or nothing is recorded there yet. A
+    store opened with another state folder's root (MLFLOW_TRACKING_URI set, MASKOPS_HOME not), or with an empty one,
+    is not: rewriting it would make every model in it unloadable."""
     recorded: list[str] = []
     for table, column in (("runs", "artifact_uri"), ("logged_models", "artifact_location")):
         if not conn.execute(f"SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?", (column,)).fetchone():
@@ -110,7 +118,7 @@ def _holds_artifacts(conn: sqlite3.Connection, old: Path, new: Path) -> bool:
         for prefix, decode in ((old.as_uri(), unquote), (str(old), str)):
             rows = conn.execute(f"SELECT {column} FROM {table} WHERE substr({column}, 1, ?) = ?", (len(prefix) + 1, prefix + "/"))
             recorded += [decode(value[len(prefix) + 1 :]) for (value,) in rows]
-    return not recorded or any((new / relative).exists() for relative in recorded)
+    return not recorded or not old.exists() or any((new / relative).exists() for relative in recorded)
 
 
 def _prefix_pairs(old: Path, new: Path) -> list[tuple[str, str]]:

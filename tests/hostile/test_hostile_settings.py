@@ -42,6 +42,24 @@ def test_read_only_commands_create_nothing_in_a_mistyped_state_folder(home: Path
     assert not home.exists()
 
 
+def test_a_tracking_server_that_does_not_answer_is_one_line_and_creates_nothing(home: Path, photo: Path, monkeypatch, capsys):
+    from tests.servers import free_port
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # the command's own default is 2, with back-off
+    assert main(["predict", str(photo)]) == 2
+    err = capsys.readouterr().err
+    assert "the store did not answer" in err and "Connection refused" in err and "Check that the tracking server runs" in err
+    assert len(err.strip().splitlines()) == 1 and "registered models" not in err
+    assert not home.exists()  # the default --out under MASKOPS_HOME was only probed, not made
+
+
+def test_a_percent_encoded_store_path_is_the_path_sqlalchemy_opens():
+    from tracking.relocate import sqlite_file
+
+    assert sqlite_file("sqlite:////tmp/a%20b/%C3%A9t%C3%A9.db?mode=ro") == Path("/tmp/a b/été.db")
+
+
 def test_a_store_that_cannot_be_opened_is_named(home: Path, photo: Path, tmp_path: Path, monkeypatch, capsys):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{photo}")  # a file, but not a database
     assert main(["predict", str(photo), "--out", str(tmp_path / "p.csv")]) == 2
@@ -60,7 +78,10 @@ def test_an_unwritable_out_is_refused_before_the_model_loads(home: Path, photo: 
     (tmp_path / "state" / "mlflow.db").touch()  # an empty file is a valid, empty SQLite database: the model is never looked up
     taken = tmp_path / "taken"
     (taken / "predictions.csv").mkdir(parents=True)  # --out taken: taken/predictions.csv, a folder
-    for out, why in ((photo, "File exists"), (taken, "a folder of that name exists")):  # photo: photo.jpg/predictions.csv
+    for out, why in (
+        (photo, f"{photo} is a file, not a folder"),
+        (taken, "a folder of that name exists"),
+    ):  # photo: photo.jpg/predictions.csv
         assert main(["predict", str(photo), "--out", str(out)]) == 2
         err = capsys.readouterr().err
         assert "cannot write" in err and why in err and "choose another --out" in err and "cannot load" not in err
@@ -82,6 +103,7 @@ def test_report_names_a_damaged_summary_and_lists_the_others(tmp_path: Path, mon
     (quality / "b_cut.json").write_text('{"asset": "raw')
     (quality / "c_keys.json").write_text('{"asset": "x"}')
     (quality / "d_folder.json").mkdir()
+    (quality / "e_deep.json").write_text("[" * 100_000 + "]" * 100_000)  # RecursionError in json
     monkeypatch.setenv("MASKOPS_HOME", str(tmp_path / "state"))
     assert main(["report"]) == 1
     printed = capsys.readouterr()
@@ -90,7 +112,8 @@ def test_report_names_a_damaged_summary_and_lists_the_others(tmp_path: Path, mon
         "b_cut.json: unreadable summary (JSONDecodeError" in printed.err
         and "c_keys.json: unreadable summary (no 'success' entry)" in printed.err
     )
-    assert "d_folder.json: unreadable summary (IsADirectoryError" in printed.err and "3 summary file(s)" in printed.err
+    assert "d_folder.json: unreadable summary (IsADirectoryError" in printed.err and "4 summary file(s)" in printed.err
+    assert "e_deep.json: unreadable summary (RecursionError" in printed.err
 
 
 def test_a_nan_noise_rate_is_refused():

@@ -91,8 +91,7 @@ def test_only_the_recorded_root_is_rewritten_and_only_for_a_local_store(tmp_path
         conn.executemany("INSERT INTO experiments VALUES (?, ?, ?)", [(0, "Default", "/old/mlruns/0"), (1, "maskops", "file:///old/art")])
         conn.executemany("INSERT INTO runs VALUES (?, ?)", [("a", "file:///old/art/a/artifacts"), ("b", "file:///old/art2/b"),
                                                            ("c", "/old/art/c"), ("d", "s3://bucket/old/art/d")])  # fmt: skip
-    assert follow_artifact_root(f"sqlite:///{db}", "maskops", str(tmp_path / "new")) is None  # the new root holds none of them
-    (tmp_path / "new" / "a" / "artifacts").mkdir(parents=True)  # now it holds run a's: the folder moved
+    # /old/art does not exist: the folder moved (the new root need not hold a run folder: runs that logged only metrics have none)
     assert follow_artifact_root("postgresql://db/mlflow", "maskops", str(tmp_path / "new")) is None
     assert follow_artifact_root(f"sqlite:///{db}", "maskops", "s3://bucket/art") is None
     done = follow_artifact_root(f"sqlite:///{db}", "maskops", str(tmp_path / "new"))
