@@ -7,6 +7,7 @@ folder is atomic); object stores (s3://, gs://, memory://) replace whole objects
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
@@ -27,9 +28,10 @@ def _is_local(path: UPath | Path) -> bool:
     return not isinstance(path, UPath) or getattr(path, "protocol", "") in ("", "file", "local")
 
 
-def write_atomic(path: str | os.PathLike | UPath, data: bytes | str | Writer) -> None:
+def write_atomic(path: str | os.PathLike | UPath, data: bytes | str | Writer, follow_links: bool = False) -> None:
     """Write `data` (bytes, text, or a function that writes to a binary file) to `path`, all or nothing. A symbolic
-    link is written through: its target is replaced (a labels file kept under version control elsewhere stays a link)."""
+    link at `path` is replaced by the file; with `follow_links` (files people keep, such as labels under version
+    control elsewhere) its target is replaced instead, and a link to nothing or a loop is an OSError naming it."""
     write: Writer
     if isinstance(data, str):
         data = data.encode()
@@ -48,8 +50,11 @@ def write_atomic(path: str | os.PathLike | UPath, data: bytes | str | Writer) ->
             write(f)
         return
     local = Path(target.path if isinstance(target, UPath) else target)
-    if local.is_symlink():
-        local = local.resolve()
+    if follow_links and local.is_symlink():
+        try:
+            local = local.resolve(strict=True)
+        except (OSError, RuntimeError):  # RuntimeError: a loop, before Python 3.13
+            raise OSError(errno.ELOOP, "a symbolic link to a file that does not exist, or a loop", str(local)) from None
     local.parent.mkdir(parents=True, exist_ok=True)
     tmp = local.with_name(f".{local.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
@@ -60,10 +65,10 @@ def write_atomic(path: str | os.PathLike | UPath, data: bytes | str | Writer) ->
         tmp.unlink(missing_ok=True)
 
 
-def write_csv_atomic(frame: pd.DataFrame, path: str | os.PathLike, escape: bool = True) -> None:
+def write_csv_atomic(frame: pd.DataFrame, path: str | os.PathLike, escape: bool = True, follow_links: bool = False) -> None:
     """The frame as CSV, written atomically, with spreadsheet formulas escaped (people open these files in Excel);
     `escape=False` for a file whose bytes a program checks (the submission: ids exactly as eval/info.csv has them)."""
-    write_atomic(path, (escape_formulas(frame) if escape else frame).to_csv(index=False))
+    write_atomic(path, (escape_formulas(frame) if escape else frame).to_csv(index=False), follow_links=follow_links)
 
 
 def file_digest(path: str | os.PathLike, length: int = 64) -> str:

@@ -31,8 +31,9 @@ from maskops.labels import AgeGroup, LabelError, age_group, parse_age
 log = logging.getLogger(__name__)
 
 REVIEWED_COLUMNS = ("profile_id", "stem", "field", "given", "decision", "value", "reviewer", "decided_at")
-# beside them: the corrections.csv row a correction replaced (JSON; empty: none), so undo puts it back as it was.
-# A reviewed.csv written before this column existed reads as unknown there (undo then falls back on earlier decisions).
+# beside them: the corrections.csv rows a decision replaced or removed (a JSON list), so undo puts them back as they
+# were; empty for a decision that changed nothing there, and for one recorded before this column existed (unknown:
+# undo then falls back on earlier decisions).
 REPLACED = "replaced"
 DECISIONS = ("correct", "keep")
 KEY = ["profile_id", "stem", "field", "given"]
@@ -137,10 +138,10 @@ def read_labels(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
 
 
 def read_reviewed(labels_dir: str | Path) -> pd.DataFrame:
-    """reviewed.csv, with its REPLACED column (None where the file predates it)."""
+    """reviewed.csv, with its REPLACED column (empty where the file predates it)."""
     table = read_labels(Path(labels_dir) / "reviewed.csv", REVIEWED_COLUMNS)
     if REPLACED not in table.columns:
-        table[REPLACED] = None
+        table[REPLACED] = ""
     return table[[*REVIEWED_COLUMNS, REPLACED]]
 
 
@@ -202,9 +203,9 @@ def record_decision(
 ) -> None:
     """Record one decision on a suspect of `issues`. `correct` changes `field` to `target` (by default the
     suggested value; for an age group, `value` is the person's age in years and must lie in that group); `keep`
-    confirms the label. Both go to reviewed.csv, with the corrections.csv row they replaced (for undo); a correction
-    also to corrections.csv, replacing an older one. A suspect decided before takes the new decision: `keep` after a
-    correction puts corrections.csv back as it was before the first decision on it."""
+    confirms the label. Both go to reviewed.csv, with the corrections.csv rows they replaced (for undo); a correction
+    also to corrections.csv, replacing an older one. A suspect decided before takes the new decision: `keep` after
+    corrections puts corrections.csv back as it was before the first of them."""
     texts = {"profile_id": profile_id, "stem": stem, "field": field, "given": given, "decision": decision, "value": value,
              "target": target, "reviewer": reviewer}  # fmt: skip
     for name, text in texts.items():
@@ -224,25 +225,27 @@ def record_decision(
         reviewed = read_reviewed(labels)  # both files read (and checked) before either is written
         # a suspect decided before (a changed mind, a stale page, a second reviewer): the new decision supersedes it
         earlier = reviewed[(reviewed[KEY] == pd.Series(texts)[KEY]).all(axis=1)]
-        replaced = None
+        recorded = ""
         if column:
             reason = f"{reviewer} in maskops review: {given} looked wrong"
-            replaced = _write_correction(labels, manifest, profile_id, stem, column, {"value": value, "reason": reason})
+            replaced = _write_correction(labels, manifest, profile_id, stem, column, [{"value": value, "reason": reason}])
+            recorded = json.dumps(replaced, ensure_ascii=False)
         elif not earlier.empty and earlier["decision"].iloc[-1] == "correct":
-            # "the label is right" after a correction of it: corrections.csv back as it was before the first decision
-            first = earlier[REPLACED].iloc[0]
-            before = json.loads(first) if first else None  # None also for a decision recorded before REPLACED existed
-            replaced = _write_correction(labels, manifest, profile_id, stem, _column(field), before, new=False)
+            # "the label is right" after corrections of it: corrections.csv back as it was before the first of them
+            since_keep = earlier.iloc[_after_last_keep(earlier)]
+            first = since_keep[REPLACED].iloc[0]
+            before = json.loads(first) if first else []  # unknown (recorded before REPLACED existed): the correction leaves
+            removed = _write_correction(labels, manifest, profile_id, stem, _column(field), before, new=False)
+            recorded = json.dumps(removed, ensure_ascii=False)
         entry = {**{k: texts[k] for k in KEY}, "decision": decision, "value": value, "reviewer": reviewer,
-                 "decided_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                 REPLACED: json.dumps(replaced, ensure_ascii=False) if replaced else ""}  # fmt: skip
+                 "decided_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), REPLACED: recorded}  # fmt: skip
         _write(pd.concat([reviewed, pd.DataFrame([entry])], ignore_index=True), labels / "reviewed.csv")
 
 
 def undo_last(labels_dir: str | Path, manifest: pd.DataFrame, reviewer: str) -> dict:
-    """Take back `reviewer`'s last decision: its row leaves reviewed.csv and, for a correction, corrections.csv is put
-    back as it was: the row the correction replaced (hand-written or reviewed, every column) comes back, or its row
-    leaves. Returns the decision undone."""
+    """Take back `reviewer`'s last decision: its row leaves reviewed.csv and corrections.csv is put back as it was
+    before it: the rows it replaced or removed (hand-written or reviewed, every column) come back in place, a row it
+    added leaves. Refused while someone else's later decision covers the same label. Returns the decision undone."""
     labels = Path(labels_dir)
     reviewer = reviewer_name(reviewer)
     with ReviewLock(labels):
@@ -253,22 +256,34 @@ def undo_last(labels_dir: str | Path, manifest: pd.DataFrame, reviewer: str) -> 
             raise DecisionError(f"{reviewer} has no decision to undo")
         last = reviewed.loc[mine[-1]].to_dict()
         rest = reviewed.drop(index=mine[-1])
+        column, recorded = _column(last["field"]), last[REPLACED]
+        label = (rest["profile_id"] == last["profile_id"]) & (rest["stem"] == last["stem"]) & (rest["field"] == last["field"])
+        since = rest[label & (rest.index > mine[-1])]
+        if not since.empty:  # undoing under a later decision would put back a label that decision replaced
+            later = since.iloc[0]
+            raise DecisionError(
+                f"{later['reviewer']} decided the same label after this ({later['decision']}, {later['decided_at']}): "
+                f"{later['reviewer']}'s decision is undone first, or decide this label again instead"
+            )
         # reviewed.csv first: if the second write never happens, the suspect is back on the page, not silently lost
         _write(rest, labels / "reviewed.csv")
-        column, recorded = _column(last["field"]), last[REPLACED]
-        if last["decision"] == "correct" and recorded is not None:  # the row it replaced ("": none) comes back
-            before = json.loads(recorded) if recorded else None
-            _write_correction(labels, manifest, last["profile_id"], last["stem"], column, before, new=False)
+        if recorded:  # what the decision replaced or removed comes back, as it was
+            _write_correction(labels, manifest, last["profile_id"], last["stem"], column, json.loads(recorded), new=False)
         elif last["decision"] == "correct":  # recorded before REPLACED existed: an earlier reviewed correction, if any
-            same = (rest["profile_id"] == last["profile_id"]) & (rest["stem"] == last["stem"]) & (rest["field"] == last["field"])
-            earlier = rest[same & (rest["decision"] == "correct")].tail(1).to_dict("records")
-            before = None
+            earlier = rest[label & (rest["decision"] == "correct")].tail(1).to_dict("records")
+            before = []
             if earlier:
                 reason = f"{earlier[0]['reviewer']} in maskops review: {earlier[0]['given']} looked wrong"
-                before = {"value": earlier[0]["value"], "reason": reason}
+                before = [
+                    {
+                        "profile_id": last["profile_id"],
+                        "stem": last["stem"],
+                        "field": column,
+                        "value": earlier[0]["value"],
+                        "reason": reason,
+                    }
+                ]
             _write_correction(labels, manifest, last["profile_id"], last["stem"], column, before, new=False)
-        elif recorded:  # a "keep" that took a correction back: the correction returns
-            _write_correction(labels, manifest, last["profile_id"], last["stem"], column, json.loads(recorded), new=False)
     return {k: v for k, v in last.items() if k != REPLACED}
 
 
@@ -277,29 +292,38 @@ def _column(field: str) -> str:
     return "age" if field == "age_group" else field
 
 
+def _after_last_keep(decisions: pd.DataFrame) -> slice:
+    """The positions of `decisions` (one label's, oldest first) after its last `keep`."""
+    keeps = [i for i, d in enumerate(decisions["decision"]) if d == "keep"]
+    return slice(keeps[-1] + 1 if keeps else 0, None)
+
+
 def _write_correction(
-    labels: Path, manifest: pd.DataFrame, profile_id: str, stem: str, column: str, row: dict | None, new: bool = True
-) -> dict | None:
-    """corrections.csv with the row of (profile_id, stem, column) set to `row` (its value, reason and any columns
-    people added; None: removed); returns the row it replaced (None: there was none). Columns people added beside
-    CORRECTION_COLUMNS (a note, a ticket) are kept. A `new` row (a reviewer's) is validated and escaped against
-    spreadsheet formulas; a row put back (undo) and the rows people wrote are written as they were read, so a
-    hand-written "+54" stays an age."""
+    labels: Path, manifest: pd.DataFrame, profile_id: str, stem: str, column: str, rows: list[dict], new: bool = True
+) -> list[dict]:
+    """corrections.csv with the rows of (profile_id, stem, column) replaced by `rows`, in place (where the first of
+    them was, else at the end); returns the rows replaced, every column. A `new` row (a reviewer's: its value and
+    reason) is validated and escaped against spreadsheet formulas; rows put back (undo) and the rows people wrote are
+    written as they were read, so a hand-written "+54" stays an age. Columns people added beside CORRECTION_COLUMNS
+    (a note, a ticket) are kept."""
     current = read_labels(labels / "corrections.csv", CORRECTION_COLUMNS)
     columns = [*CORRECTION_COLUMNS, *(c for c in current.columns if c not in (*CORRECTION_COLUMNS, "line"))]
-    same = (current["profile_id"] == profile_id) & (current["stem"] == stem) & (current["field"].str.lower() == column)
-    replaced = current.loc[same, columns].tail(1).to_dict("records")
-    rows = [] if row is None else [{c: row.get(c, "") for c in columns} | {"profile_id": profile_id, "stem": stem, "field": column}]
-    added = pd.DataFrame(rows, columns=columns).fillna("")
-    table = pd.concat([current.loc[~same, columns], escape_formulas(added) if new else added], ignore_index=True).fillna("")
+    same = ((current["profile_id"] == profile_id) & (current["stem"] == stem) & (current["field"].str.lower() == column)).to_numpy()
+    replaced = current.loc[same, columns].to_dict("records")
+    key = {"profile_id": profile_id, "stem": stem, "field": column} if new else {}
+    added = pd.DataFrame([{c: row.get(c, "") for c in columns} | key for row in rows], columns=columns).fillna("")
+    kept = current.loc[~same, columns]
+    at = int((~same)[: same.argmax()].sum()) if same.any() else len(kept)  # the first replaced row's place among the kept
+    table = pd.concat([kept.iloc[:at], escape_formulas(added) if new else added, kept.iloc[at:]], ignore_index=True).fillna("")
     table["line"] = range(2, len(table) + 2)
-    if rows and new:
-        problems = [p for line, p in correction_problems(table, manifest, "corrections.csv") if line == table["line"].iloc[-1]]
+    if new and rows:
+        lines = set(table["line"].iloc[at : at + len(rows)])
+        problems = [p for line, p in correction_problems(table, manifest, "corrections.csv") if line in lines]
         if problems:
             raise DecisionError("; ".join(f"{p.message} ({p.fix})" for p in problems))
-    write_csv_atomic(table[columns], labels / "corrections.csv", escape=False)
-    return replaced[0] if replaced else None
+    write_csv_atomic(table[columns], labels / "corrections.csv", escape=False, follow_links=True)
+    return replaced
 
 
 def _write(table: pd.DataFrame, path: Path) -> None:
-    write_csv_atomic(escape_formulas(table), path)
+    write_csv_atomic(escape_formulas(table), path, follow_links=True)

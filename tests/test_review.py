@@ -406,3 +406,79 @@ def test_the_review_files_survive_a_linked_file_a_stray_name_and_odd_digits(revi
     (labels / "folder.csv").mkdir()
     with pytest.raises(LabelFileError, match="cannot be read"):
         read_label_table(labels / "folder.csv", ("profile_id",))
+
+
+def _decide(home: Path, train: pd.DataFrame, issues: pd.DataFrame, issue: pd.Series, decision: str, reviewer: str, **more) -> None:
+    key = {k: issue[k] for k in ("profile_id", "stem", "field", "given")}
+    record_decision(home / "labels", train, issues, **key, decision=decision, reviewer=reviewer, **more)
+
+
+@pytest.mark.hostile
+def test_decisions_of_several_reviewers_keep_the_two_files_consistent(review_home):
+    """Found by a review: undoing under another reviewer's later decision put back a label that decision had replaced;
+    keep → correct → keep lost a hand-written row; of two matching hand-written rows only one came back, at the end."""
+    home, train, issues = review_home
+    labels, gender = home / "labels", _issue(issues, "gender")
+    labels.mkdir()
+    p = gender["profile_id"]
+    hand = (
+        f"profile_id,stem,field,value,reason,note\nzz_first,,age,+54,- looks older,\n{p},,Gender,{gender['given']},form,ticket 7\n"
+        f"{p},,gender,{gender['given']},form again,ticket 9\nzz_last,,age,70,old,\n"
+    ).replace("zz_first", sorted(set(train["profile_id"]) - {p})[0])
+    hand = hand.replace("zz_last", sorted(set(train["profile_id"]) - {p})[1])  # fmt: skip
+    (labels / "corrections.csv").write_text(hand)
+    corrections = lambda: (labels / "corrections.csv").read_text()  # noqa: E731
+    _decide(home, train, issues, gender, "correct", "ana")
+    assert corrections().splitlines()[2].startswith(f"{p},,gender,{gender['suggested']},ana in maskops review")  # in place
+    assert undo_last(labels, train, "ana")["decision"] == "correct" and corrections() == hand  # both rows, where they were
+    _decide(home, train, issues, gender, "keep", "ana")
+    _decide(home, train, issues, gender, "correct", "bob")  # from a stale page
+    _decide(home, train, issues, gender, "keep", "carl")
+    assert corrections() == hand  # the label is right: the rows people wrote, as they were
+    with pytest.raises(DecisionError, match="carl decided the same label after this"):
+        undo_last(labels, train, "bob")
+    assert undo_last(labels, train, "carl")["decision"] == "keep"
+    assert f"{gender['suggested']},bob in maskops review" in corrections()  # bob's correction is back
+    assert undo_last(labels, train, "bob")["decision"] == "correct" and corrections() == hand
+    assert undo_last(labels, train, "ana")["decision"] == "keep" and corrections() == hand and read_reviewed(labels).empty
+
+
+@pytest.mark.hostile
+def test_a_reviewed_file_from_before_the_replaced_column_still_undoes(review_home):
+    home, train, issues = review_home
+    labels, gender, age = home / "labels", _issue(issues, "gender"), _issue(issues, "age_group")
+    labels.mkdir()
+    p, other = gender["profile_id"], gender["suggested"]
+    (labels / "reviewed.csv").write_text(
+        "profile_id,stem,field,given,decision,value,reviewer,decided_at\n"
+        f"{p},,gender,{gender['given']},correct,{other},bob,2026-11-01T00:00:00+00:00\n"
+        f"{p},,gender,{gender['given']},correct,{other},ana,2026-11-02T00:00:00+00:00\n"
+    )
+    (labels / "corrections.csv").write_text(f"profile_id,stem,field,value,reason\n{p},,gender,{other},ana in maskops review: x\n")
+    _decide(home, train, issues, age, "keep", "ana")  # a write in the new format
+    assert undo_last(labels, train, "ana")["decision"] == "keep"
+    assert undo_last(labels, train, "ana")["decision"] == "correct"  # recorded before the column: bob's comes back
+    assert read_corrections(labels / "corrections.csv", train)["reason"].str.startswith("bob in maskops review").all()
+
+
+@pytest.mark.hostile
+def test_links_to_nothing_or_in_a_loop_are_a_503_and_only_label_files_follow_links(review_home, tmp_path: Path):
+    from maskops.files import write_atomic
+
+    home, _, issues = review_home
+    labels, gender = home / "labels", _issue(issues, "gender")
+    labels.mkdir()
+    with serving(create_app(ReviewState(home / "manifests", home.parent, labels, reviewer="ana"))) as port:
+        client = Client(port)
+        for target in (labels / "reviewed.csv", tmp_path / "nowhere" / "deep" / "reviewed.csv"):  # a loop; a link to nothing
+            (labels / "reviewed.csv").unlink(missing_ok=True)
+            (labels / "reviewed.csv").symlink_to(target)
+            status, answer = client.decide(gender)
+            assert status == 503 and "a symbolic link to a file that does not exist, or a loop" in answer["error"]
+        assert not (tmp_path / "nowhere").exists()  # nothing made where the link points
+        assert client.request("GET", "/api/cards?offset=" + "9" * 5000)[0] == 400
+    elsewhere = tmp_path / "elsewhere.bin"
+    elsewhere.write_bytes(b"kept")
+    (tmp_path / "link.bin").symlink_to(elsewhere)
+    write_atomic(tmp_path / "link.bin", b"new")  # any other file maskops writes: the link is replaced, not followed
+    assert not (tmp_path / "link.bin").is_symlink() and elsewhere.read_bytes() == b"kept"
