@@ -377,7 +377,7 @@ def create_app(state: ReviewState, allowed_hosts: tuple[str, ...] = ()) -> Starl
     async def undo(body: dict[str, str]) -> Response:
         if body:
             raise Refused(400, "undo takes an empty JSON object")
-        last = await run_in_threadpool(undo_last, state.labels_dir, state.photos(), state.reviewer)
+        last = await run_in_threadpool(undo_last, state.labels_dir, state.photos(), state.reviewer, state.issues())
         queue = state.queue()
         key = (queue["profile_id"] == last["profile_id"]) & (queue["stem"] == last["stem"]) & (queue["field"] == last["field"])
         card = _card(next(queue[key].itertuples()), state.photos()) if key.any() else ""

@@ -11,6 +11,7 @@ written, so the file the pipeline reads is never half-written or invalid.
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import fcntl
 import json
 import logging
@@ -126,7 +127,10 @@ class ReviewLock:
 
 def read_labels(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
     """A label file the review rewrites, checked before anything is written: a file people broke (not CSV, not UTF-8,
-    a header without `columns`) is a DecisionError that names it and the fix, which the page shows."""
+    a header without `columns`) is a DecisionError that names it and the fix, which the page shows; a symbolic link to
+    nothing (or a loop) is an OSError here, before either file is written, not when the second one is."""
+    if path.is_symlink() and not path.exists():
+        raise OSError(errno.ELOOP, "a symbolic link to a file that does not exist, or a loop", str(path))
     try:
         table = read_label_table(path, columns)
         problems = missing_columns(table, columns, str(path))
@@ -242,10 +246,12 @@ def record_decision(
         _write(pd.concat([reviewed, pd.DataFrame([entry])], ignore_index=True), labels / "reviewed.csv")
 
 
-def undo_last(labels_dir: str | Path, manifest: pd.DataFrame, reviewer: str) -> dict:
+def undo_last(labels_dir: str | Path, manifest: pd.DataFrame, reviewer: str, issues: pd.DataFrame | None = None) -> dict:
     """Take back `reviewer`'s last decision: its row leaves reviewed.csv and corrections.csv is put back as it was
     before it: the rows it replaced or removed (hand-written or reviewed, every column) come back in place, a row it
-    added leaves. Refused while someone else's later decision covers the same label. Returns the decision undone."""
+    added leaves. Refused while someone else's later decision covers the same label, and when `issues` (label_issues
+    as the page shows them) lists the label with another value: the pipeline has run on the decision since, and the
+    page's cards of that label would contradict it. Returns the decision undone."""
     labels = Path(labels_dir)
     reviewer = reviewer_name(reviewer)
     with ReviewLock(labels):
@@ -265,6 +271,15 @@ def undo_last(labels_dir: str | Path, manifest: pd.DataFrame, reviewer: str) -> 
                 f"{later['reviewer']} decided the same label after this ({later['decision']}, {later['decided_at']}): "
                 f"{later['reviewer']}'s decision is undone first, or decide this label again instead"
             )
+        if issues is not None:
+            listed = issues[
+                (issues["profile_id"] == last["profile_id"]) & (issues["stem"] == last["stem"]) & (issues["field"] == last["field"])
+            ]
+            if not listed.empty and (listed["given"] != last["given"]).any():
+                raise DecisionError(
+                    f"the pipeline has run since this decision ({last['field']} is now {label_words(last['field'], listed['given'].iloc[0])}): "
+                    "decide the label's new card instead of undoing"
+                )
         # reviewed.csv first: if the second write never happens, the suspect is back on the page, not silently lost
         _write(rest, labels / "reviewed.csv")
         if recorded:  # what the decision replaced or removed comes back, as it was

@@ -468,6 +468,8 @@ def test_links_to_nothing_or_in_a_loop_are_a_503_and_only_label_files_follow_lin
     home, _, issues = review_home
     labels, gender = home / "labels", _issue(issues, "gender")
     labels.mkdir()
+    hand = f"profile_id,stem,field,value,reason\n{gender['profile_id']},,gender,{gender['given']},form\n"
+    (labels / "corrections.csv").write_text(hand)
     with serving(create_app(ReviewState(home / "manifests", home.parent, labels, reviewer="ana"))) as port:
         client = Client(port)
         for target in (labels / "reviewed.csv", tmp_path / "nowhere" / "deep" / "reviewed.csv"):  # a loop; a link to nothing
@@ -475,6 +477,7 @@ def test_links_to_nothing_or_in_a_loop_are_a_503_and_only_label_files_follow_lin
             (labels / "reviewed.csv").symlink_to(target)
             status, answer = client.decide(gender)
             assert status == 503 and "a symbolic link to a file that does not exist, or a loop" in answer["error"]
+            assert (labels / "corrections.csv").read_text() == hand  # refused before either file was written
         assert not (tmp_path / "nowhere").exists()  # nothing made where the link points
         assert client.request("GET", "/api/cards?offset=" + "9" * 5000)[0] == 400
     elsewhere = tmp_path / "elsewhere.bin"
@@ -482,3 +485,16 @@ def test_links_to_nothing_or_in_a_loop_are_a_503_and_only_label_files_follow_lin
     (tmp_path / "link.bin").symlink_to(elsewhere)
     write_atomic(tmp_path / "link.bin", b"new")  # any other file maskops writes: the link is replaced, not followed
     assert not (tmp_path / "link.bin").is_symlink() and elsewhere.read_bytes() == b"kept"
+
+
+@pytest.mark.hostile
+def test_undo_is_refused_once_the_pipeline_has_relisted_the_label(review_home):
+    """Undoing a correction the pipeline has already run on left the page's new card of that label (given the
+    corrected value) contradicting corrections.csv once someone decided it."""
+    home, train, issues = review_home
+    labels, gender = home / "labels", _issue(issues, "gender")
+    _decide(home, train, issues, gender, "correct", "ana")
+    relisted = issues.assign(given=issues["given"].where(issues.index != gender.name, gender["suggested"]))
+    with pytest.raises(DecisionError, match="the pipeline has run since this decision"):
+        undo_last(labels, train, "ana", relisted)
+    assert undo_last(labels, train, "ana", issues)["decision"] == "correct"  # not re-listed yet: undone
