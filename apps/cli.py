@@ -164,25 +164,7 @@ def _registry(settings: Settings):
 
     from mlflow.exceptions import MlflowException
 
-    from tracking.prediction import PredictionError
-
-    _store_exists(settings)
-    for name, value in (("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2"), ("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")):
-        os.environ.setdefault(name, value)
-    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)  # a line per retry; the error says it once
-    try:
-        return _tracking(settings)
-    except (MlflowException, sqlite3.Error, OSError) as exc:
-        raise PredictionError(
-            f"cannot open the MLflow store {settings.mlflow_uri} ({type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}): "
-            "point MLFLOW_TRACKING_URI at a store (sqlite:///PATH/mlflow.db, or http://HOST:PORT of a tracking server), "
-            "or unset it to use MASKOPS_HOME's"
-        ) from None
-
-
-def _store_exists(settings: Settings) -> None:
-    """Raise PredictionError for a local store that does not exist (a mistyped MASKOPS_HOME), before anything opens it."""
-    from tracking.prediction import PredictionError
+    from tracking.prediction import PredictionError, first_line
     from tracking.relocate import sqlite_file
 
     db = sqlite_file(settings.mlflow_uri)
@@ -191,6 +173,17 @@ def _store_exists(settings: Settings) -> None:
             f"no MLflow store at {db}: run `make demo` (or materialize the model assets) first, or point MASKOPS_HOME "
             "(or MLFLOW_TRACKING_URI) at the state folder whose store holds the model"
         )
+    for name, value in (("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2"), ("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")):
+        os.environ.setdefault(name, value)
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)  # a line per retry; the error says it once
+    try:
+        return _tracking(settings)
+    except (MlflowException, sqlite3.Error, OSError) as exc:
+        raise PredictionError(
+            f"cannot open the MLflow store {settings.mlflow_uri} ({type(exc).__name__}: {first_line(exc)}): "
+            "point MLFLOW_TRACKING_URI at a store (sqlite:///PATH/mlflow.db, or http://HOST:PORT of a tracking server), "
+            "or unset it to use MASKOPS_HOME's"
+        ) from None
 
 
 def cmd_review(args: argparse.Namespace) -> int:
@@ -223,7 +216,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
     out = _predictions_file(args.out, settings)
     try:
         files = expand_inputs(args.paths)
-        _store_exists(settings)
         _check_writable(out)  # before the model loads and every photo is predicted, not after
         model = load_model(_registry(settings), args.model, settings.models)
     except PredictionError as exc:

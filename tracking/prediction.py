@@ -57,14 +57,14 @@ def load_model(service: TrackingService, model_uri: str, models_dir: Path | None
     except MlflowException as exc:
         if exc.error_code not in NOT_FOUND:  # the store did not answer (a server down, a network error)
             raise PredictionError(
-                f"cannot read {model_uri} from {service.tracking_uri}: the store did not answer ({_first_line(exc)}). "
+                f"cannot read {model_uri} from {service.tracking_uri}: the store did not answer ({first_line(exc)}). "
                 "Check that the tracking server runs and MLFLOW_TRACKING_URI names it"
             ) from None
         known = ""
         with contextlib.suppress(MlflowException):
             known = f"; registered models: {', '.join(service.registered_model_names()) or 'none'}"
         raise PredictionError(
-            f"cannot load {model_uri} from {service.tracking_uri} ({_first_line(exc)}){known}. "
+            f"cannot load {model_uri} from {service.tracking_uri} ({first_line(exc)}){known}. "
             "Use models:/NAME/VERSION or models:/NAME@ALIAS, and point MLFLOW_TRACKING_URI (or MASKOPS_HOME) at the right store"
         ) from None
     local = _local_folder(location)
@@ -78,7 +78,7 @@ def load_model(service: TrackingService, model_uri: str, models_dir: Path | None
     except PredictionError:
         raise
     except Exception as exc:  # named in one line, not a traceback
-        what = f"{type(exc).__name__}: {_first_line(exc)}"
+        what = f"{type(exc).__name__}: {first_line(exc)}"
         if local is not None and (isinstance(exc, OSError | EOFError | ValueError | KeyError) or type(exc).__name__ == "SafetensorError"):
             raise PredictionError(  # a file missing or cut short in its artifacts (a half copy, a full disk)
                 f"cannot load {model_uri}: its files at {local} are missing or damaged ({what}). "
@@ -90,7 +90,7 @@ def load_model(service: TrackingService, model_uri: str, models_dir: Path | None
 NOT_FOUND = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"}  # MLflow's codes for a name, version or alias
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     """The part of an error message a person needs: its first line, or what a failed HTTP request was caused by."""
     text = str(exc)
     cause = text.find("(Caused by ")

@@ -54,10 +54,12 @@ def test_a_tracking_server_that_does_not_answer_is_one_line_and_creates_nothing(
     assert not home.exists()  # the default --out under MASKOPS_HOME was only probed, not made
 
 
-def test_a_percent_encoded_store_path_is_the_path_sqlalchemy_opens():
+def test_a_percent_encoded_store_path_is_the_path_sqlalchemy_opens(tmp_path: Path):
+    from urllib.parse import quote
+
     from tracking.relocate import sqlite_file
 
-    assert sqlite_file("sqlite:////tmp/a%20b/%C3%A9t%C3%A9.db?mode=ro") == Path("/tmp/a b/été.db")
+    assert sqlite_file(f"sqlite:///{quote(str(tmp_path / 'a b' / 'été.db'))}?mode=ro") == tmp_path / "a b" / "été.db"
 
 
 def test_a_store_that_cannot_be_opened_is_named(home: Path, photo: Path, tmp_path: Path, monkeypatch, capsys):
