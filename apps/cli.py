@@ -107,9 +107,9 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 def _exec_mlflow(args: list[str], settings: Settings) -> None:
     """Replace this process with the environment's `mlflow` command, seeing maskops' state."""
-    from apps.launch import binary, environment, replace_process
+    from apps.launch import binary, mlflow_environment, replace_process
 
-    replace_process(binary("mlflow"), args, environment(settings))
+    replace_process(binary("mlflow"), args, mlflow_environment(settings))
 
 
 def cmd_mlflow_ui(args: argparse.Namespace) -> int:
@@ -118,7 +118,8 @@ def cmd_mlflow_ui(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     runs = experiment_link(f"http://{args.host}:{args.port}", _tracking(settings).experiment_id())
     print(f"MLflow UI on http://{args.host}:{args.port} (store: {settings.mlflow_uri}); the runs: {runs}", flush=True)
-    _exec_mlflow(["ui", "--backend-store-uri", settings.mlflow_uri, "--host", args.host, "--port", str(args.port)], settings)
+    _exec_mlflow(["ui", "--backend-store-uri", settings.mlflow_uri, "--host", args.host, "--port", str(args.port), "--workers", str(args.workers)],
+                 settings)  # fmt: skip
     return 0  # not reached
 
 
@@ -442,6 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("mlflow-ui", help="start the MLflow UI on the tracking store (runs, registered models)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--workers", type=positive, default=1, help="server processes (one person's UI needs one; MLflow's own default is 4)")
     p.set_defaults(func=cmd_mlflow_ui)
 
     p = sub.add_parser("docs", help="serve the data-quality reports and GX Data Docs over HTTP (the asset checks' links)")

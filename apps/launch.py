@@ -29,6 +29,13 @@ def environment(settings: Settings) -> dict[str, str]:
     return {**os.environ, **settings.environment(), "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
 
 
+def mlflow_environment(settings: Settings) -> dict[str, str]:
+    """`environment` for an MLflow server: MLflow's job runner off unless MLFLOW_SERVER_ENABLE_JOB_EXECUTION says
+    otherwise. It runs MLflow's GenAI jobs (judges, prompt optimization, trace roll-ups), which maskops never submits,
+    in a pool of huey processes that doubles a server's processes and memory (measured in the README)."""
+    return {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **environment(settings)}
+
+
 def dagster(settings: Settings) -> tuple[str, dict[str, str]]:
     """The dagster command and its environment, with dagster.yaml written before Dagster first starts."""
     ensure_dagster_home(settings)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 
-from apps.launch import binary, environment, replace_process
+from apps.launch import binary, environment, mlflow_environment, replace_process
 from maskops.files import write_atomic
 from maskops.settings import Settings, SettingsError
 from resources.instance import ensure_dagster_home, pool_limits
@@ -80,7 +80,7 @@ def run_service(args) -> int:
         return 0
     if args.service == "tracking-server":
         replace_process(binary("mlflow"), tracking_server(settings, args.host, args.port, args.workers, args.allowed_hosts),
-                        env | {"MLFLOW_BACKEND_STORE_URI": settings.services.mlflow_backend_store})  # fmt: skip
+                        mlflow_environment(settings) | {"MLFLOW_BACKEND_STORE_URI": settings.services.mlflow_backend_store})  # fmt: skip
     ensure_dagster_home(settings)
     if args.service == "code-server":
         replace_process(binary("dagster"), ["code-server", "start", "-m", "assets.definitions", "-h", args.host, "-p", str(args.port)], env)

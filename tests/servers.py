@@ -37,8 +37,11 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running(cmd: list[str], ready_url: str, log_path: Path, env: dict, cwd: Path | None = None, timeout: float = 180) -> Iterator[None]:
-    """Runs `cmd` in its own process group until `ready_url` answers; fails the test with the log if it never does."""
+def running(
+    cmd: list[str], ready_url: str, log_path: Path, env: dict, cwd: Path | None = None, timeout: float = 180
+) -> Iterator[subprocess.Popen]:
+    """Runs `cmd` in its own session until `ready_url` answers; fails the test with the log if it never does. Yields
+    the process (its pid is its session's id: `session_commands` lists what it started)."""
     with log_path.open("w") as log:
         proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
@@ -51,13 +54,24 @@ def running(cmd: list[str], ready_url: str, log_path: Path, env: dict, cwd: Path
                     if proc.poll() is not None or time.monotonic() > deadline:
                         pytest.fail(f"{' '.join(cmd[-4:])} did not come up:\n{log_path.read_text()[-3000:]}")
                     time.sleep(1)
-            yield
+            yield proc
         finally:
             os.killpg(proc.pid, signal.SIGTERM)
             try:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
+
+
+def session_commands(session: int) -> list[str]:
+    """The command lines of the live processes in a session (Linux's /proc), e.g. what a server started."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (comm)": state, ppid, pgrp, session, ...
+            if int(fields[3]) == session:
+                found.append((stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip())
+    return found
 
 
 BROWSER_ARGS = [

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import BROWSER_ARGS, chromium, free_port, running
+from tests.servers import BROWSER_ARGS, chromium, free_port, running, session_commands
 
 REPO = Path(__file__).resolve().parents[1]
 SCREENSHOTS = REPO / "test-artifacts" / "screenshots"
@@ -43,7 +43,7 @@ def test_the_experiment_opens_on_its_runs_and_models_are_described(tmp_path: Pat
     service.client.create_registered_model("maskops-relabeled", description="The relabeled variant's model, for the UI test.")
     env = {**os.environ, "MASKOPS_HOME": str(tmp_path / "state")}
     log = tmp_path / "mlflow.log"
-    with running([sys.executable, "-m", "apps.cli", "mlflow-ui", "--port", str(port)], f"{base}/health", log, env, cwd=REPO, timeout=120), \
+    with running([sys.executable, "-m", "apps.cli", "mlflow-ui", "--port", str(port)], f"{base}/health", log, env, cwd=REPO, timeout=120) as server, \
             sync_playwright() as p:  # fmt: skip
         printed = re.search(r"the runs: (\S+)", log.read_text()).group(1)  # what `maskops mlflow-ui` tells a person to open
         assert printed == experiment_link(base, experiment_id)
@@ -65,3 +65,8 @@ def test_the_experiment_opens_on_its_runs_and_models_are_described(tmp_path: Pat
         page.get_by_text("The relabeled variant's model").first.wait_for(timeout=PAGE_LOAD_MS)
         page.screenshot(path=str(SCREENSHOTS / "mlflow-registered-model.png"), full_page=True)
         browser.close()
+        # one person's UI is one server process (MLflow's default: 4 uvicorn workers of ~260 MB each) and starts no
+        # runner of MLflow's GenAI jobs (8 more processes and 1.5 GB, for jobs maskops never submits)
+        commands = session_commands(server.pid)
+        assert not [c for c in commands if "huey" in c], commands
+        assert len([c for c in commands if "mlflow" in c or "uvicorn" in c or "multiprocessing" in c]) <= 2, commands

@@ -37,6 +37,7 @@ from tests.production import (
     require_services,
     unique,
 )
+from tests.servers import session_commands
 
 pytestmark = [pytest.mark.slow, pytest.mark.production]
 RAW_EPOCHS = 12
@@ -193,6 +194,8 @@ def test_the_production_profile_end_to_end(production, tiny_dataset: Path, tmp_p
     assert "maskops/manifests/raw_dataset.parquet" in stored and "maskops/records/ensemble.json" in stored
     assert any(k.startswith("mlartifacts/") for k in stored)  # proxied by the server: clients never touch S3 for MLflow
     assert not (settings.home / "images").exists() and not (settings.home / "mlartifacts").exists()
+    tracking = next(p for p in stack.processes if p.name == "tracking-server")  # and it runs no GenAI job runner (huey)
+    assert not [c for c in session_commands(tracking.popen.pid) if "huey" in c], session_commands(tracking.popen.pid)
 
     # a laptop's `maskops predict` and `maskops serve` need only the server's URI
     laptop = {k: v for k, v in stack.env.items() if not k.startswith(("AWS_", "MLFLOW_S3", "MASKOPS_"))}
