@@ -212,15 +212,14 @@ def data_stage(args: argparse.Namespace, work: Path, device: str, stages: Stages
 
 def train_stage(args: argparse.Namespace, work: Path, device: str, stages: Stages) -> dict:
     """Four models, the ensemble, and the evaluation set scored against the ground truth."""
-    import torch
-
+    from maskops.cpus import torch_threads
     from maskops.data import decode_all, training_data, with_crops
     from maskops.ensemble import EnsembleConfig, choose_serving, evaluate_ensemble, soft_vote
     from maskops.evaluation import evaluate_model
     from maskops.metrics import evaluate, old_f1
     from maskops.train import PRESETS, predict, train_model
 
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch_threads()  # the process's CPU budget (maskops.cpus: MASKOPS_THREADS, OMP_NUM_THREADS, affinity, quota)
     store = ImageStore(work / "images")
     open_rgb = ImageSource(work / "data", store).open_rgb
     crops = {name: pd.read_parquet(work / "crops" / f"{name}.parquet") for name in (*VARIANTS, "eval")}

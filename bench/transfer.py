@@ -16,7 +16,6 @@ Figures per arm: transfer_<arm>_unmasked_not_wear (share of unmasked real photos
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -69,6 +68,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     import torch
 
     from maskops.background import fetch_u2netp
+    from maskops.cpus import torch_threads
     from maskops.crop import CropRecipe
     from maskops.data import decode_all, training_data, with_crops
     from maskops.labels import mask_only_label
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     from maskops.train import PRESETS, predict, resolve_device, train_model
     from tracking.ensemble_model import MaskopsEnsemble
 
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch_threads()  # the process's CPU budget (maskops.cpus: MASKOPS_THREADS, OMP_NUM_THREADS, affinity, quota)
     device = str(resolve_device(args.device))
     open_rgb = ImageSource(args.work / "data", ImageStore(args.work / "images")).open_rgb
     split = pd.read_parquet(args.work / "split.parquet")

@@ -36,6 +36,22 @@ def pytest_collection_modifyitems(items: list) -> None:
     items[:] = (longest[:1] + rest[:1] + longest[1:] + rest[1:]) if longest else rest
 
 
+@pytest.fixture(autouse=True)
+def _torch_threads_restored():
+    """Each test leaves torch's thread count (and maskops.cpus' record of torch's default) as it found them. A test that
+    set 2 threads, or ran a bench script that took every core, left its worker at 2 for every later test: two workers
+    with 2 spinning OpenMP threads each on 2 cores ran a training test at 1/7 of its speed (46 s against 6 s alone)."""
+    import torch
+
+    from maskops import cpus
+
+    threads, default = torch.get_num_threads(), cpus._torch_default
+    yield
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    cpus._torch_default = default
+
+
 TINY = SynthConfig(profiles=6, eval_profiles=2, seed=3, gender_noise=0.0, age_noise=0.0, mask_swap_noise=0.0, mask_only_faces=2)
 
 

@@ -100,11 +100,9 @@ def test_mask_states_are_5_1_1_per_person(tiny_dataset: Path):
 
 @pytest.mark.slow
 def test_mtcnn_finds_a_face_in_at_least_90_percent(tmp_path: Path):
-    import torch
     from facenet_pytorch import MTCNN
     from PIL import Image
 
-    torch.set_num_threads(2)
     root = tmp_path / "sample"
     synthesize(root, SynthConfig(profiles=12, seed=2024), workers=2)
     manifest = scan_competition(root).train
