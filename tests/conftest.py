@@ -19,7 +19,7 @@ if (workers := int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)) > 1:
 
 from maskops.synth.people import SynthConfig, synthesize
 
-# The two longest tests (about 9 and 4 minutes of the suite's ~25 worker-minutes on 2 cores): each must start at once,
+# The two longest tests (about 4 and 3.5 minutes of the suite's ~18 worker-minutes on 2 slow cores): each must start at once,
 # and on its own worker, or the suite waits for them in a row. With `--maxschedchunk=2` (pyproject's addopts) xdist
 # hands one worker items 0-1 and the other items 2-3, then two at a time as they finish.
 LONGEST = ("test_the_production_profile_end_to_end", "test_the_gpu_check_runs_its_full_size_and_study_sections_on_the_cpu")
