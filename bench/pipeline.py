@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from maskops.background import BackgroundRemover, fetch_u2netp
 from maskops.cleaning import CleaningRules, clean, read_exclusions
 from maskops.corrections import apply_corrections, read_corrections
+from maskops.cpus import worker_count
 from maskops.crop import CropConfig, Cropper, CropRecipe, crop_summary
 from maskops.faces import DetectorConfig, FaceDetector, Lazy
 from maskops.files import file_digest
@@ -115,7 +116,7 @@ class Shards:
 
     def __init__(self, workers: int, root: Path, store: ImageStore, device: str) -> None:
         self.workers, self.root, self.store, self.device = workers, root, store, device
-        self.threads = max(1, (os.cpu_count() or 1) // max(1, workers))
+        self.threads = max(1, worker_count() // max(1, workers))  # the CPU budget (maskops.cpus), shared out
         self.pool = None
 
     def run(self, kind: str, rows: pd.DataFrame, options: tuple) -> None:
@@ -156,7 +157,7 @@ def data_stage(args: argparse.Namespace, work: Path, device: str, stages: Stages
     with Shards(args.workers, root, store, device) as shards:  # started on first use, closed with the stage
         with stages("synthesize"):
             synth = SynthConfig(profiles=args.people, eval_profiles=args.eval_people, seed=args.seed, mask_only_faces=args.mask_only_faces)
-            synthesize(root, synth, workers=os.cpu_count())
+            synthesize(root, synth, workers=worker_count())
         with stages("review"):
             demo_review(root, labels, seed=args.seed)
         with stages("scan"):
@@ -233,7 +234,7 @@ def train_stage(args: argparse.Namespace, work: Path, device: str, stages: Stage
     members, val_probs, eval_probs, members_meta = [], [], [], {}
     eval_rows = with_crops(crops["eval"])
     with stages("decode"):
-        eval_images = decode_all(list(eval_rows["crop_path"]), open_rgb, cfg.image_size, workers=os.cpu_count() or 4)
+        eval_images = decode_all(list(eval_rows["crop_path"]), open_rgb, cfg.image_size, workers=worker_count())
     y_val, val_people = None, None
     for variant in VARIANTS:
         with stages("decode"):
