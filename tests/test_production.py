@@ -195,7 +195,8 @@ def test_the_production_profile_end_to_end(production, tiny_dataset: Path, tmp_p
     assert any(k.startswith("mlartifacts/") for k in stored)  # proxied by the server: clients never touch S3 for MLflow
     assert not (settings.home / "images").exists() and not (settings.home / "mlartifacts").exists()
     tracking = next(p for p in stack.processes if p.name == "tracking-server")  # and it runs no GenAI job runner (huey)
-    assert not [c for c in session_commands(tracking.popen.pid) if "huey" in c], session_commands(tracking.popen.pid)
+    commands = session_commands(tracking.popen.pid)
+    assert not [c for c in commands if "huey" in c], commands
 
     # a laptop's `maskops predict` and `maskops serve` need only the server's URI
     laptop = {k: v for k, v in stack.env.items() if not k.startswith(("AWS_", "MLFLOW_S3", "MASKOPS_"))}
