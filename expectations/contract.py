@@ -104,8 +104,32 @@ def _gx_context(project_dir: Path | None):
     else:
         project_dir.mkdir(parents=True, exist_ok=True)
         context = gx.get_context(mode="file", project_root_dir=str(project_dir))
+        _drop_empty_config_variables(context)
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     return context
+
+
+def _drop_empty_config_variables(context) -> None:
+    """A file project names `uncommitted/config_variables.yml`, and GX parses that YAML again on every read of a context
+    variable: about 70 times a contract, a quarter of a contract's time on the demo's raw dataset. maskops keeps no
+    variables there: GX's template holds only comments and an `instance_id` for its usage statistics, which maskops
+    turns off (GX_ANALYTICS_ENABLED=false). While the file holds nothing else the project stops naming it, and the next
+    context reads no such file. A file with a variable of someone's own is kept and read as before."""
+    from great_expectations.core.yaml_handler import YAMLHandler
+
+    path = context.variables.config_variables_file_path
+    if not path or "$" in path:  # none named, or a path substituted from the environment: leave it to GX
+        return
+    try:
+        variables = YAMLHandler().load((Path(context.root_directory) / path).read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        variables = {}
+    except Exception:  # unreadable or not YAML: GX will say so itself, as before
+        return
+    if not isinstance(variables, dict) or set(variables) - {"instance_id"}:
+        return
+    context.variables.config_variables_file_path = None
+    context.variables.save()
 
 
 def _lock(project_dir: Path | None):

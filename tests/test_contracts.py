@@ -205,6 +205,29 @@ def test_data_docs_render_every_validation_of_every_call_when_asked(manifest, tm
     assert len(list((site / "validations").rglob("*.html"))) == 3 * 3 + 2
 
 
+def test_file_project_stops_naming_an_empty_config_variables_file(manifest, tmp_path: Path):
+    """GX parses the config variables file on every read of a context variable (~70 times a contract); a project whose
+    file holds none (GX's template) stops naming it, and GX then reads no such file. One with a variable is kept."""
+    import great_expectations as gx
+    from great_expectations.core.config_provider import _ConfigurationVariablesConfigurationProvider
+
+    def reads_variables_file(project: Path) -> bool:
+        context = gx.get_context(mode="file", project_root_dir=str(project))
+        return any(isinstance(p, _ConfigurationVariablesConfigurationProvider) for p in context.config_provider._providers.values())
+
+    project = tmp_path / "gx"
+    assert run_contract("labels", "raw_dataset", labels.validations(manifest), project).success
+    assert not reads_variables_file(project)
+    assert run_contract("labels", "raw_dataset", labels.validations(manifest), project).success  # the project still loads
+
+    kept = tmp_path / "kept"
+    gx.get_context(mode="file", project_root_dir=str(kept))  # scaffolded as GX does, then someone fills the file in
+    (kept / "gx" / "uncommitted" / "config_variables.yml").write_text("# ours\nbucket: reports\n")
+    assert run_contract("labels", "raw_dataset", labels.validations(manifest), kept).success
+    assert reads_variables_file(kept)
+    assert gx.get_context(mode="file", project_root_dir=str(kept)).config_provider.get_values()["bucket"] == "reports"
+
+
 def test_observed_values_and_labels_in_words(manifest):
     """Every outcome says what it saw (a rule on each row too), and label codes read as words: mask 'incorrect',
     gender 'female', age group '>=60'."""
