@@ -124,8 +124,7 @@ def cmd_mlflow_ui(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
+    from apps.launch import ListenError, listening_socket, serve_asgi
     from apps.scoring import Scorer, ScoringConfig, create_app
     from maskops.cpus import torch_threads
     from tracking.prediction import PredictionError, load_model
@@ -140,13 +139,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = ScoringConfig(max_image_bytes=args.max_image_bytes, max_request_bytes=args.max_request_bytes, max_pixels=args.max_pixels,
                            timeout=args.timeout, workers=args.workers, path_roots=roots, allowed_origins=tuple(args.allow_origin or ()))  # fmt: skip
     try:
+        sock = listening_socket(args.host, args.port)  # before the model loads: a taken port is said at once
+    except ListenError as exc:
+        print(f"maskops serve: {exc}", file=sys.stderr)
+        return 2
+    try:
         model = load_model(_registry(settings), args.model, settings.models)
     except PredictionError as exc:
+        sock.close()
         print(f"maskops serve: {exc}", file=sys.stderr)
         return 2
     paths = f"paths under {', '.join(roots)}" if roots else "image bytes only"
     print(f"serving {args.model} on http://{args.host}:{args.port}/invocations ({paths}; store: {settings.mlflow_uri})", flush=True)
-    uvicorn.run(create_app(Scorer(model, args.model, config)), host=args.host, port=args.port, log_level="warning")
+    serve_asgi(create_app(Scorer(model, args.model, config)), sock)
     return 0
 
 
@@ -188,20 +193,23 @@ def _registry(settings: Settings):
 
 
 def cmd_review(args: argparse.Namespace) -> int:
-    import uvicorn
-
+    from apps.launch import ListenError, listening_socket, missing_state, serve_asgi
     from apps.review import ReviewState, create_app
     from maskops.review_queue import DecisionError
 
     settings = Settings.from_env()
+    if problem := missing_state(settings):
+        print(f"maskops review: {problem}", file=sys.stderr)
+        return 2
     try:
         state = ReviewState(settings.manifests, settings.dataset, settings.labels, reviewer=args.reviewer)
-    except DecisionError as exc:  # --reviewer empty, or not one printable line
+        sock = listening_socket(args.host, args.port)
+    except (DecisionError, ListenError) as exc:  # --reviewer empty or not one printable line; a taken port
         print(f"maskops review: {exc}", file=sys.stderr)
         return 2
     print(f"label review on http://{args.host}:{args.port} (decisions go to {settings.labels})", flush=True)
     allowed = tuple(h for h in args.allowed_hosts.split(",") if h)
-    uvicorn.run(create_app(state, allowed_hosts=allowed), host=args.host, port=args.port, log_level="warning")
+    serve_asgi(create_app(state, allowed_hosts=allowed), sock)
     return 0
 
 
@@ -305,9 +313,17 @@ def _report_lines(path: Path) -> list[str]:
 
 
 def cmd_docs(args: argparse.Namespace) -> int:
-    from apps.launch import serve_data_docs
+    from apps.launch import ListenError, missing_state, serve_data_docs
 
-    serve_data_docs(Settings.from_env(), args.host, args.port)
+    settings = Settings.from_env()
+    if problem := missing_state(settings):
+        print(f"maskops docs: {problem}", file=sys.stderr)
+        return 2
+    try:
+        serve_data_docs(settings, args.host, args.port)
+    except ListenError as exc:
+        print(f"maskops docs: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

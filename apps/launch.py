@@ -49,6 +49,55 @@ def replace_process(command: str, args: list[str], env: dict[str, str]) -> None:
     os.execve(command, [command, *args], env)
 
 
+class ListenError(Exception):
+    """A server cannot listen where it was asked to; the message says why and what to pass instead."""
+
+
+def listening_socket(host: str, port: int):
+    """A socket listening on `host`:`port`, made before a server loads anything, so that a port another server holds or
+    an address that is not this machine's is said at once in one line (uvicorn said it after the model had loaded,
+    below a line announcing the address as served, which then was another server's)."""
+    import socket
+
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        return socket.create_server((host, port), family=family)
+    except OSError as exc:
+        raise ListenError(cannot_listen(host, port, exc)) from None
+
+
+def cannot_listen(host: str, port: int, exc: OSError) -> str:
+    import errno
+    import socket
+
+    reason = os.strerror(exc.errno) if isinstance(exc.errno, int) and exc.errno > 0 else (exc.strerror or str(exc))
+    if exc.errno == errno.EADDRINUSE:
+        fix = "another server holds that port: stop it, or pass another --port"
+    elif exc.errno == errno.EACCES:
+        fix = "this user may not listen on that port: pass a --port above 1023"
+    elif exc.errno == errno.EADDRNOTAVAIL or isinstance(exc, socket.gaierror):
+        fix = f"{host} is not an address of this machine: pass --host 127.0.0.1 (or one of its own addresses)"
+    else:
+        fix = "pass another --host or --port"
+    return f"cannot listen on {host}:{port} ({reason}); {fix}"
+
+
+def serve_asgi(app, sock) -> None:
+    """Serve `app` with uvicorn on an already listening socket (listening_socket) until interrupted."""
+    import uvicorn
+
+    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
+
+
+def missing_state(settings: Settings) -> str | None:
+    """What to say when the local state folder a server would read does not exist (a mistyped MASKOPS_HOME, or a
+    command run from another folder): such a server would start and answer every page with 'not found'."""
+    if settings.production or settings.home.is_dir():
+        return None
+    return (f"no maskops state at {settings.home}: run `make demo` (or materialize the assets) first, or point MASKOPS_HOME at "
+            "the state folder")  # fmt: skip
+
+
 def docs_folders(settings: Settings) -> dict[str, Path]:
     """What `maskops docs` serves: URL folder -> folder on disk (the data-quality summaries, GX's Data Docs site)."""
     from expectations.contract import DATA_DOCS_SITE
@@ -107,12 +156,16 @@ def docs_server(folders: dict[str, Path], host: str = "127.0.0.1", port: int = 0
 
 
 def serve_data_docs(settings: Settings, host: str = "127.0.0.1", port: int | None = None) -> None:
-    """Serve the data-quality summaries (/quality/) and GX Data Docs (/data-docs/) until interrupted (`maskops docs`)."""
+    """Serve the data-quality summaries (/quality/) and GX Data Docs (/data-docs/) until interrupted (`maskops docs`);
+    ListenError when it cannot listen there."""
     from expectations.contract import build_data_docs
     from resources.quality import DATA_DOCS_PATH, DOCS_PORT
 
-    server = docs_server(docs_folders(settings), host, DOCS_PORT if port is None else port,
-                         refresh={DATA_DOCS_PATH: lambda: build_data_docs(settings.home / "gx")})  # fmt: skip
+    port = DOCS_PORT if port is None else port
+    try:
+        server = docs_server(docs_folders(settings), host, port, refresh={DATA_DOCS_PATH: lambda: build_data_docs(settings.home / "gx")})
+    except OSError as exc:
+        raise ListenError(cannot_listen(host, port, exc)) from None
     print(f"data-quality reports on http://{host}:{server.server_address[1]}/quality/ and GX Data Docs on /data-docs/", flush=True)
     try:
         server.serve_forever()

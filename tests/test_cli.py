@@ -100,3 +100,29 @@ def test_counts_are_checked_by_the_parser():
     refused = run("predict", "--batch-size", "0", "photo.jpg")
     assert refused.returncode == 2 and "argument --batch-size: 0 is less than 1" in refused.stderr
     assert "argument --workers: 'two' is not a whole number" in run("synth", "--profiles", "1", "--workers", "two", "--out", "x").stderr
+
+
+def test_servers_say_in_one_line_when_they_cannot_listen_or_have_no_state(tmp_path: Path):
+    """A taken port, an address that is not this machine's, or a mistyped MASKOPS_HOME: one line naming it and the fix,
+    exit 2, no traceback — before `serve` spends its seconds loading a model (here there is no store at all: the
+    port is what it names) and before `review` or `docs` start serving 'not found' for every page."""
+    import socket
+
+    home = tmp_path / "state"
+    home.mkdir()
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = str(taken.getsockname()[1])
+        for command in (["docs"], ["review"], ["serve"]):
+            done = run(*command, "--port", port, env={"MASKOPS_HOME": str(home)})
+            assert done.returncode == 2, (command, done.stdout, done.stderr)
+            assert done.stderr.strip() == (
+                f"maskops {command[0]}: cannot listen on 127.0.0.1:{port} (Address already in use); another server holds "
+                "that port: stop it, or pass another --port"
+            ), (command, done.stderr)
+    elsewhere = run("docs", "--host", "192.0.2.1", "--port", "0", env={"MASKOPS_HOME": str(home)})  # TEST-NET-1: no one's
+    assert elsewhere.returncode == 2 and "192.0.2.1 is not an address of this machine: pass --host 127.0.0.1" in elsewhere.stderr
+    assert "Traceback" not in elsewhere.stderr
+    for command in ("docs", "review"):
+        done = run(command, "--port", "0", env={"MASKOPS_HOME": str(tmp_path / "typo")})
+        assert done.returncode == 2 and f"no maskops state at {tmp_path / 'typo'}" in done.stderr, (command, done.stderr)
+        assert not (tmp_path / "typo").exists()  # nothing made in the mistyped folder
