@@ -60,6 +60,7 @@ class Scorer:
     busy: int = 0  # predictions running, including timed-out ones still finishing
     stuck: int = 0  # of those, the ones whose request already timed out
     lock: threading.Lock = field(default_factory=threading.Lock)
+    columns: list[str] = field(init=False, default_factory=list)  # of the model's answers (output_columns)
 
     def __post_init__(self) -> None:
         self.pool = ThreadPoolExecutor(max_workers=self.config.workers, thread_name_prefix="scoring")
@@ -69,6 +70,16 @@ class Scorer:
         inner = unwrap() if unwrap else None
         if hasattr(inner, "limits"):  # the pyfunc checks again, with the server's limits
             inner.limits = self.config.limits
+        self.columns = output_columns(self.model)
+
+
+def output_columns(model) -> list[str]:
+    """The columns of the model's answers — its signature's outputs, or what the model says it answers with — so that
+    a row refused before the model gets the same keys (null) even when no row of its request reached the model."""
+    metadata = getattr(model, "metadata", None)
+    schema = metadata.get_output_schema() if metadata is not None and hasattr(metadata, "get_output_schema") else None
+    names = list(schema.input_names()) if schema is not None else list(getattr(model, "output_columns", None) or [])
+    return names if "status" in names else ["status", *names]
 
 
 def create_app(scorer: Scorer) -> Starlette:
@@ -98,7 +109,7 @@ def create_app(scorer: Scorer) -> Starlette:
             return JSONResponse({"error_code": "BAD_REQUEST", "message": f"the body is not JSON: {exc}"}, status_code=400)
         except RecursionError:
             return JSONResponse({"error_code": "BAD_REQUEST", "message": "the JSON is nested too deeply"}, status_code=400)
-        return Response(to_json(merge(statuses, result)), media_type="application/json")
+        return Response(to_json(merge(statuses, result, scorer.columns)), media_type="application/json")
 
     return Starlette(routes=[Route("/ping", ping), Route("/health", ping), Route("/version", version),
                              Route("/invocations", invocations, methods=["POST"])])  # fmt: skip
@@ -221,9 +232,10 @@ def _predict(scorer: Scorer, frame: pd.DataFrame) -> pd.DataFrame:
         scorer.slots.release()  # only when the work is really done: a timed-out request keeps its worker until then
 
 
-def merge(statuses: list[str | None], predicted: pd.DataFrame | None) -> list[dict]:
-    """One answer per row, in order: the model's, or the refusal with empty fields."""
-    columns = list(predicted.columns) if predicted is not None else ["status"]
+def merge(statuses: list[str | None], predicted: pd.DataFrame | None, columns: list[str] | None = None) -> list[dict]:
+    """One answer per row, in order: the model's, or the refusal with empty fields (the model's `columns`, whether or
+    not any row of the request reached the model)."""
+    columns = list(predicted.columns) if predicted is not None else (columns or ["status"])
     answers = []
     for i, status in enumerate(statuses):
         if status is None and predicted is not None:

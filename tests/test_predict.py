@@ -161,6 +161,12 @@ def test_predict_errors_leave_no_files(state: Path, photos: Path, tmp_path: Path
         main(["predict", str(photos / "a_face.jpg"), "--model", "models:/maskops-ensemble@nothing", "--out", str(tmp_path / "p.csv")]) == 2
     )
     assert "cannot load models:/maskops-ensemble@nothing" in capsys.readouterr().err
+    for bare in ("maskops-ensemble", str(tmp_path / "no-such-model")):  # a name without models:/, a folder that is not there
+        assert main(["predict", str(photos / "a_face.jpg"), "--model", bare, "--out", str(tmp_path / "p.csv")]) == 2
+        assert (
+            f"{bare} is neither a model URI nor a model folder on disk: name a registered model as models:/NAME@ALIAS"
+            in capsys.readouterr().err
+        )
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp") or p.name.endswith(".csv")]
 
 

@@ -126,8 +126,11 @@ def server(model, roots):
     served.stop()
 
 
-def test_a_tiny_image_does_not_cost_its_neighbour_its_prediction(server, astronaut):
+def test_a_tiny_image_does_not_cost_its_neighbour_its_prediction(server, model, astronaut):
     from PIL import Image
+
+    from apps.scoring import output_columns
+    from tracking.prediction import PhotoModel
 
     tiny = io.BytesIO()
     Image.new("RGB", (12, 9), (200, 150, 120)).save(tiny, "PNG")
@@ -141,6 +144,11 @@ def test_a_tiny_image_does_not_cost_its_neighbour_its_prediction(server, astrona
     probabilities = [f"p_{i}" for i in range(18)]
     assert np.allclose([face_row[p] for p in probabilities], [alone["predictions"][0][p] for p in probabilities], atol=1e-6)
     assert bad_row["status"].startswith("image is not base64") and bad_row["class_id"] is None and bad_row["p_0"] is None
+    # a request none of whose rows reaches the model answers with the same keys (the model's signature), all null
+    status, refused = post(f"{server.url}/invocations", rows({"image": "not base64!"}, {"image": b64(b"hello")}))
+    assert status == 200 and [set(r) for r in refused["predictions"]] == [set(face_row)] * 2, refused
+    assert all(r["class_id"] is None and r["status"] for r in refused["predictions"])
+    assert output_columns(model) == output_columns(PhotoModel(None)) == list(face_row)  # a served member: the same keys
 
 
 def test_paths_only_under_allowed_roots_and_only_regular_files(server, model, roots):

@@ -52,6 +52,11 @@ def load_model(service: TrackingService, model_uri: str, models_dir: Path | None
     import mlflow.pyfunc
     from mlflow.models import Model
 
+    if ":" not in model_uri and not Path(model_uri).exists():  # a bare name (maskops-ensemble) or a mistyped folder
+        raise PredictionError(
+            f"{model_uri} is neither a model URI nor a model folder on disk: name a registered model as models:/NAME@ALIAS "
+            "or models:/NAME/VERSION (e.g. models:/maskops-ensemble@champion), a run's as runs:/RUN_ID/PATH, or give a folder"
+        )
     try:
         location = service.storage_location(model_uri)
     except MlflowException as exc:
@@ -143,6 +148,12 @@ class PhotoModel:
 
     def unwrap_python_model(self):
         return self._ensemble
+
+    @property
+    def output_columns(self) -> list[str]:
+        from tracking.ensemble_model import OUTPUT_COLUMNS
+
+        return list(OUTPUT_COLUMNS)
 
 
 def predict_files(model, files: list[Path], batch_size: int = 32, progress=None) -> pd.DataFrame:
