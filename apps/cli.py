@@ -239,7 +239,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         return 2
     failed = result[result["status"] != "ok"]
     print(summary(result, args.show))
-    print(f"{len(result)} predictions written to {out} ({len(failed)} without a prediction, see the status column)")
+    print(f"{len(result)} rows written to {out}: {len(result) - len(failed)} predictions"
+          + (f", {len(failed)} photo{'s' * (len(failed) != 1)} without one (see the status column; exit code 1)" if len(failed) else ""))  # fmt: skip
     for row in failed.head(10).itertuples():
         print(f"  {row.path}: {row.status}", file=sys.stderr)
     return 0 if failed.empty else 1

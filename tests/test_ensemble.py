@@ -509,7 +509,12 @@ def test_predict_cli_on_good_and_bad_inputs(pipeline_end, tiny_dataset: Path, tm
     assert table["confidence"].iloc[:7].between(1 / 18, 1).all() and table["confidence"].iloc[7:].isna().all()
     assert table["status"].iloc[7].startswith("unreadable image") and table["status"].iloc[8].startswith("unreadable image")
     assert table["class_id"].iloc[7:].isna().all()
-    assert "9 predictions written" in done.stdout and "notes.txt" in done.stderr and "truncated.jpg" in done.stderr
+    assert (
+        "9 rows written to" in done.stdout
+        and ": 7 predictions, 2 photos without one" in done.stdout
+        and "notes.txt" in done.stderr
+        and "truncated.jpg" in done.stderr
+    )
     unknown = subprocess.run(
         [*cli, str(folder), "--model", "models:/maskops-ensemble@nonexistent"],
         capture_output=True,

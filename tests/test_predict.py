@@ -130,7 +130,10 @@ def test_predict_out_dir_summary_confidence_and_per_file_status(state: Path, pho
     words = {"young": "<30", "middle": "30-59", "old": ">=60"}
     assert {words[g] for g in table["age_group"][:3]} <= set(printed.out.split())  # age groups in Dagster's words
     assert not {"young", "middle", "old"} & set(printed.out.split())
-    assert f"4 predictions written to {out_dir / 'predictions.csv'}" in printed.out and "d_pipe.jpg: not a regular file" in printed.err
+    assert (
+        f"4 rows written to {out_dir / 'predictions.csv'}: 3 predictions, 1 photo without one" in printed.out
+        and "d_pipe.jpg: not a regular file" in printed.err
+    )
     assert sorted(p.name for p in out_dir.iterdir()) == ["predictions.csv"]  # no temporary file left
 
 
