@@ -44,13 +44,19 @@ class DataQuality(dg.ConfigurableResource):
             "failed": len(result.failed), "level": level, "verdict": result.verdict, "report": str(report), "report_url": self.report_link(report),
             "data_docs": self.data_docs_link(result), "checked_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }  # fmt: skip
-        write_atomic(report, render_html([result], f"{asset}: {contract}", level, self.data_docs_link(result)))
+        write_atomic(report, render_html([result], f"{asset}: {contract}", level, self.from_summary(self.data_docs_link(result))))
         write_atomic(report.with_suffix(".json"), json.dumps(summary, indent=2))
         return result, report
 
     def report_link(self, report: Path) -> str:
         """The summary's address on `maskops docs` (its path when no docs server is configured)."""
         return f"{self.docs_url.rstrip('/')}/{REPORTS_PATH}/{report.name}" if self.docs_url else str(report)
+
+    def from_summary(self, link: str | None) -> str | None:
+        """`link` as a summary page (served under /quality/) writes it: relative when `maskops docs` serves both, so it
+        follows the server to the host and port it runs on (`--port`), not the one the check ran with."""
+        base = f"{self.docs_url.rstrip('/')}/"
+        return f"../{link.removeprefix(base)}" if self.docs_url and link and link.startswith(base) else link
 
     def data_docs_link(self, result: ContractResult) -> str | None:
         """GX's page of these results on `maskops docs`, or None when Data Docs are off (GX's file:// URL without a server)."""

@@ -214,3 +214,34 @@ def test_docs_server_renders_data_docs_when_a_page_is_asked_for(manifest, tmp_pa
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_summary_links_its_data_docs_on_whatever_port_maskops_docs_serves(manifest, tmp_path: Path):
+    """The checks ran with `maskops docs` expected on 8070 (the asset checks' metadata links say so); a summary page
+    served on another port (`maskops docs --port`) still opens its Data Docs page: its link is relative."""
+    import re
+    import threading
+    import urllib.parse
+    import urllib.request
+
+    from apps.launch import docs_server
+    from expectations import balance
+    from expectations.contract import DATA_DOCS_SITE, build_data_docs
+    from resources.quality import DEFAULT_DOCS_URL, DataQuality
+
+    quality = DataQuality(gx_project_dir=str(tmp_path / "gx"), reports_dir=str(tmp_path / "quality"), docs_url=DEFAULT_DOCS_URL)
+    result, report = quality.run("balance", "raw_dataset", balance.validations(manifest, BalanceBounds.balanced()))
+    assert quality.data_docs_link(result).startswith(f"{DEFAULT_DOCS_URL}/data-docs/")  # Dagster's link: absolute
+    server = docs_server({"quality": tmp_path / "quality", "data-docs": tmp_path / "gx" / DATA_DOCS_SITE},
+                         refresh={"data-docs": lambda: build_data_docs(tmp_path / "gx")})  # fmt: skip
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    page = f"http://127.0.0.1:{server.server_address[1]}/quality/{report.name}"
+    try:
+        with urllib.request.urlopen(page, timeout=30) as response:
+            links = re.findall(r"href='([^']+)'", response.read().decode())
+        assert links and all(not link.startswith("http") for link in links), links
+        with urllib.request.urlopen(urllib.parse.urljoin(page, links[0]), timeout=60) as response:
+            assert response.status == 200 and "<html" in response.read().decode().lower()
+    finally:
+        server.shutdown()
+        server.server_close()
