@@ -59,8 +59,9 @@ def default_executor(settings: Settings) -> dg.ExecutorDefinition:
     Locally, Dagster's default (a process per step, spawned) made every step import the code location and its libraries
     again, and the crop steps load their image models again: the datasets and their contracts (14 steps) took 106 s
     that way against 20 s in one process on 2026-12-07's 2-core host, and with the crops from the image store (25
-    steps) 136 against 28 s (`dagster asset materialize` on the demo's state). What a process per step could buy, steps side by side, the `cores` pool forbids for the heavy steps
-    anyway (one at a time across runs), and the light ones are mostly start-up."""
+    steps) 136 against 28 s (`dagster asset materialize` on the demo's state). What a process per step could buy,
+    steps side by side, the `cores` pool forbids for the heavy steps anyway (one at a time across runs), and the light
+    ones are mostly start-up."""
     if not settings.production:
         return dg.in_process_executor
     if settings.services.executor == "k8s":
