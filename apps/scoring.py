@@ -175,6 +175,8 @@ def take_images(rows: list[dict], scorer: Scorer) -> tuple[list[str | None], dic
 
 def image_bytes(row: dict, limits: IntakeLimits, roots: list[Path]) -> bytes:
     value, path = row.get("image"), row.get("path")
+    if isinstance(value, str) and value and isinstance(path, str) and path:  # which one was meant? answer neither
+        raise IntakeError("both 'image' and 'path' given: send the photo in one of them per row")
     if isinstance(value, str) and value:  # (the body, and so this string, is within max_request_bytes already)
         if value.startswith("data:") and ";base64," in value[:100]:  # a data: URL, as a browser's FileReader gives
             value = value.split(";base64,", 1)[1]

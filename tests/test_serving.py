@@ -165,6 +165,8 @@ def test_paths_only_under_allowed_roots_and_only_regular_files(server, model, ro
     # outside the roots, an existing and a missing file read the same: the answer does not tell whether a file exists
     assert statuses[1] == statuses[2] == statuses[5] == statuses[6] == statuses[7] == "path refused: not under an allowed root"
     assert statuses[3] == statuses[4] == "not a regular file"
+    status, body = post(f"{server.url}/invocations", rows({"image": b64(b"not a photo"), "path": str(allowed / "face.jpg")}))
+    assert status == 200 and body["predictions"][0]["status"].startswith("both 'image' and 'path' given")  # not one ignored
     default = Served(Scorer(model, "m"))  # no roots configured: no path is read at all
     try:
         status, body = post(f"{default.url}/invocations", rows({"path": str(allowed / "face.jpg")}))
