@@ -69,6 +69,8 @@ def header_pixels(data: bytes, limits: IntakeLimits = DEFAULT_LIMITS) -> int:
 def _opened(data: bytes, limits: IntakeLimits) -> tuple[Image.Image, int]:
     if len(data) > limits.max_bytes:
         raise IntakeError(f"image too large: {len(data)} bytes (limit {limits.max_bytes})")
+    if not data:  # as the dataset scan says it (layout.inspect_image): a copy cut short, a file never written
+        raise IntakeError("unreadable image: zero-byte file")
     try:
         image = Image.open(io.BytesIO(data))  # reads the header only
     except UnidentifiedImageError:  # its message names the BytesIO object's address: a different text every run

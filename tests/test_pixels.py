@@ -87,3 +87,13 @@ def test_photos_saved_as_jfif_jpe_or_avif_are_picked_up_and_read(portrait: Image
     for name in formats:
         assert Path(name).suffix.lower() in IMAGE_EXTENSIONS
         assert inspect_image(folder / name).problem is None and decode_photo((folder / name).read_bytes()).size == portrait.size
+
+
+def test_an_empty_file_is_called_empty_not_an_unknown_format():
+    """A zero-byte photo (a copy cut short) is named as such when served or predicted, as the dataset scan names it."""
+    from maskops.intake import IntakeError, header_pixels
+
+    with pytest.raises(IntakeError, match=r"^unreadable image: zero-byte file$"):
+        header_pixels(b"")
+    with pytest.raises(IntakeError, match="not a format Pillow reads"):
+        header_pixels(b"not a photo")
