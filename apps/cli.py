@@ -377,6 +377,12 @@ def _at_least(text: str, low: int) -> int:
     return value
 
 
+def _listen_options(p: argparse.ArgumentParser, port: int) -> None:
+    """--host and --port of a command that serves (127.0.0.1 unless told otherwise), with their defaults in --help."""
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    p.add_argument("--port", type=int, default=port, help="port to listen on (default: %(default)s)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="maskops", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -409,8 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("ui", help="start the Dagster UI on this code location")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
-    p.add_argument("--port", type=int, default=3000, help="port to listen on (default: %(default)s)")
+    _listen_options(p, 3000)
     p.add_argument("--workspace", default="workspace.yaml")
     p.set_defaults(func=cmd_ui)
 
@@ -437,16 +442,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("review", help="review the suspected label errors (label_issues) in a web page; writes labels/corrections.csv")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
-    p.add_argument("--port", type=int, default=8090, help="port to listen on (default: %(default)s)")
+    _listen_options(p, 8090)
     p.add_argument("--allowed-hosts", default="", help="host names the page answers besides localhost and the bound address")
     p.add_argument("--reviewer", default=os.environ.get("USER", "reviewer"), help="name recorded with each decision")
     p.set_defaults(func=cmd_review)
 
     p = sub.add_parser("serve", help="serve a registered model over HTTP (MLflow's /invocations; image bytes, limits, timeouts)")
     p.add_argument("--model", default="models:/maskops-ensemble@champion", help="models:/NAME/VERSION or models:/NAME@ALIAS")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
-    p.add_argument("--port", type=int, default=5001, help="port to listen on (default: %(default)s)")
+    _listen_options(p, 5001)
     p.add_argument("--allow-path-root", action="append", metavar="DIR",
                    help="accept a 'path' column for files under DIR (repeatable); by default only image bytes are accepted")  # fmt: skip
     p.add_argument("--allow-origin", action="append", metavar="ORIGIN", help="a browser origin allowed besides the server's own")
@@ -458,14 +461,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("mlflow-ui", help="start the MLflow UI on the tracking store (runs, registered models)")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
-    p.add_argument("--port", type=int, default=5000, help="port to listen on (default: %(default)s)")
+    _listen_options(p, 5000)
     p.add_argument("--workers", type=positive, default=1, help="server processes (one person's UI needs one; MLflow's own default is 4)")
     p.set_defaults(func=cmd_mlflow_ui)
 
     p = sub.add_parser("docs", help="serve the data-quality reports and GX Data Docs over HTTP (the asset checks' links)")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
-    p.add_argument("--port", type=int, default=8070, help="port to listen on (default: %(default)s)")
+    _listen_options(p, 8070)
     p.set_defaults(func=cmd_docs)
 
     p = sub.add_parser("report", help="list the data-quality reports of the last checks")
@@ -492,21 +493,18 @@ def _add_services(sub) -> None:
     p = sub.add_parser("init-instance", help="production: write dagster.yaml, create Dagster's tables, set the pools' limits")
     p.set_defaults(func=cmd_service, service="init-instance")
     p = sub.add_parser("tracking-server", help="production: the MLflow tracking server (PostgreSQL store, proxied artifacts)")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
-    p.add_argument("--port", type=int, default=5000, help="port to listen on (default: %(default)s)")
+    _listen_options(p, 5000)
     p.add_argument("--workers", type=positive, default=2)
     p.add_argument("--allowed-hosts", default="", help="Host headers the server accepts besides localhost (e.g. mlflow:5000)")
     p.set_defaults(func=cmd_service, service="tracking-server")
     p = sub.add_parser("code-server", help="production: Dagster's gRPC server for the code location")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
-    p.add_argument("--port", type=int, default=4000, help="port to listen on (default: %(default)s)")
+    _listen_options(p, 4000)
     p.set_defaults(func=cmd_service, service="code-server")
     for name, what in (("webserver", "the Dagster UI"), ("daemon", "the Dagster daemon (schedules, sensors, run queue)")):
         p = sub.add_parser(name, help=f"production: {what} on the code server")
         p.add_argument("--code-server", default="127.0.0.1:4000", help="host:port of `maskops code-server`")
         if name == "webserver":
-            p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
-            p.add_argument("--port", type=int, default=3000, help="port to listen on (default: %(default)s)")
+            _listen_options(p, 3000)
         p.set_defaults(func=cmd_service, service=name)
     p = sub.add_parser("worker", help="production: a Celery worker running steps from some queues")
     p.add_argument("--queues", default="gpu,images,dagster", help="comma-separated: gpu (training), images (image models), dagster")

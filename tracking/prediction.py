@@ -49,14 +49,14 @@ def load_model(service: TrackingService, model_uri: str, models_dir: Path | None
     ensemble), or a member model wrapped in the crop pipeline it was trained on (its background model from
     `models_dir`). Files in a local store are read where they are, not copied. Clear errors for unknown names,
     versions or aliases, and for models that take neither."""
-    import mlflow.pyfunc
-    from mlflow.models import Model
-
     if ":" not in model_uri and not Path(model_uri).exists():  # a bare name (maskops-ensemble) or a mistyped folder
         raise PredictionError(
             f"{model_uri} is neither a model URI nor a model folder on disk: name a registered model as models:/NAME@ALIAS "
             "or models:/NAME/VERSION (e.g. models:/maskops-ensemble@champion), a run's as runs:/RUN_ID/PATH, or give a folder"
         )
+    import mlflow.pyfunc
+    from mlflow.models import Model
+
     try:
         location = service.storage_location(model_uri)
     except MlflowException as exc:
