@@ -338,7 +338,10 @@ def create_app(state: ReviewState, allowed_hosts: tuple[str, ...] = ()) -> Starl
         return field
 
     async def index(request: Request, nonce: str) -> Response:
-        field = field_of(request)
+        try:
+            field, refused = field_of(request), None
+        except Refused as exc:  # a typed address: the page says so, with the links to the fields there are
+            field, refused = "", exc
         try:
             everything, photos = state.queue(), state.photos()  # the label files are read once per page
             queue, nav = of_field(everything, field), _nav(everything, field)
@@ -347,6 +350,10 @@ def create_app(state: ReviewState, allowed_hosts: tuple[str, ...] = ()) -> Starl
                 token=token, nav="", status=html.escape(str(exc)), field="", cards="", more_hidden="hidden", nonce=nonce, script=""
             )
             return HTMLResponse(page, status_code=404 if isinstance(exc, FileNotFoundError) else 409)
+        if refused is not None:
+            status = html.escape(f"{refused}: pick one of the links above")
+            page = PAGE.format(token=token, nav=nav, status=status, field="", cards="", more_hidden="hidden", nonce=nonce, script="")
+            return HTMLResponse(page, status_code=refused.status)
         more = "" if len(queue) > PAGE_SIZE else "hidden"
         page = PAGE.format(
             token=token, nav=nav, status=_status(len(everything)), field=field, cards=_cards(queue, photos, 0),

@@ -294,7 +294,10 @@ def test_pages_of_forty_a_filter_by_field_and_dagsters_age_words(served):
     assert "&lt;30" in ages or "30-59" in ages or "&gt;=60" in ages
     assert not any(f">{w}<" in ages for w in ("young", "middle", "old"))  # Dagster's words, not the enum's
     assert "<figcaption>mask1</figcaption>" in page and "<figcaption>incorrect_mask</figcaption>" in page
-    assert client.request("GET", "/?field=race")[0] == 400 and client.request("GET", "/api/cards?offset=-1")[0] == 400
+    status, race, headers = client.request("GET", "/?field=race")  # a typed address: a page that says so, with the fields' links
+    assert status == 400 and "unknown field &#x27;race&#x27;" in race and 'href="./?field=gender"' in race
+    assert 'class="issue"' not in race and headers["content-type"].startswith("text/html")
+    assert client.request("GET", "/api/cards?field=race")[0] == 400 and client.request("GET", "/api/cards?offset=-1")[0] == 400
 
 
 @pytest.mark.hostile
