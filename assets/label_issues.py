@@ -12,7 +12,7 @@ from maskops.figures import contact_sheet
 from maskops.label_issues import (
     LabelIssuesConfig,
     flagged,
-    out_of_fold,
+    opinions,
     rank_labels,
     score_against_truth,
     suspect_photos,
@@ -27,26 +27,24 @@ class LabelIssuesSettings(settings_config(LabelIssuesConfig)):
 
 
 @stage(ins={"crops": dg.AssetIn("relabeled_crops"), "profile_split": dg.AssetIn("profile_split")}, group=REVIEW,
-       kinds=("pytorch", "parquet"), code_version="2", pool=GPU_POOL)  # fmt: skip
+       kinds=("pytorch", "parquet"), code_version="3", pool=GPU_POOL)  # fmt: skip
 def label_issues(
     context: dg.AssetExecutionContext, config: LabelIssuesSettings, crops: pd.DataFrame, profile_split: pd.DataFrame,
     dataset: CompetitionDataset, image_store: ImageStoreResource, compute: Compute, reports: ReportFiles,
 ) -> dg.MaterializeResult:  # fmt: skip
     """Suspected wrong labels (mask per photo, gender and age group per person) of the current labels, from
     out-of-fold probabilities: every person is judged by a model that never saw them. Most suspicious first."""
-    from maskops.data import decode_all, with_crops  # torch loads when the step runs, not with the code location
+    from maskops.data import with_crops  # torch loads when the step runs, not with the code location
 
     settings = to_settings(LabelIssuesConfig, config)
-    cfg = settings.train_config(compute.device)
     compute.apply_threads()
     usable = assign_split(with_crops(crops), profile_split).reset_index(drop=True)
     source = image_store.source(dataset.root)
-    context.log.info(f"out-of-fold probabilities for {len(usable)} photos of {usable['profile_id'].nunique()} people")
-    images = decode_all(list(usable["crop_path"]), source.open_rgb, cfg.image_size)
-    ages = usable["age"].to_numpy() if settings.judge_age and "age" in usable.columns else None
-    predictions = out_of_fold(images, usable["class_id"].to_numpy(), usable["fold"].to_numpy(), cfg,
-                              lambda fold, m: context.log.info(f"fold {fold}: held-out macro F1 {m['macro_f1']:.3f}"),
-                              ages=ages, people=usable["profile_id"].to_numpy())  # fmt: skip
+    how = (f"probes on frozen {settings.probe_backbone} features" if settings.method == "probe"
+           else f"a {settings.backbone} trained per fold")  # fmt: skip
+    context.log.info(f"out-of-fold probabilities for {len(usable)} photos of {usable['profile_id'].nunique()} people: {how}")
+    predictions = opinions(usable, source.open_rgb, settings, compute.device,
+                           lambda fold, m: context.log.info(f"fold {fold}: held-out macro F1 {m['macro_f1']:.3f}"))  # fmt: skip
     ranked = rank_labels(usable, predictions.probabilities, predictions.age)
     issues = flagged(ranked)
     context.log.info(f"cleanlab flags {len(issues)} labels among {len(usable)} photos")

@@ -168,7 +168,7 @@ def section_fullsize(stage: str, device: str, quick: bool, tmp: Path, work: Path
     if quick:  # two worker processes: the sharded crop and generate path runs in the CPU test too; and the training
         # stage with --extras, the plain-script arm of bench/orchestration.py (evaluation figures, Grad-CAM, label issues)
         cmd += ["--preset", "scratch", "--epochs", "1", "--no-background", "--workers", "2"]
-        cmd += ["--extras", "--label-epochs", "1"] if stage == "train" else []
+        cmd += ["--extras", "--label-method", "train", "--label-epochs", "1"] if stage == "train" else []  # no pretrained weights here
     else:  # the GPU recipe: resnet26d at 128 px from random init, big batches
         cmd += ["--preset", "scratch", "--backbone", "resnet26d", "--image-size", "128", "--batch-size", "256", "--epochs", "12",
                 "--crop-batch", "64", "--workers", "8"]  # fmt: skip
@@ -195,7 +195,7 @@ def section_study(device: str, quick: bool, tmp: Path, work: Path) -> dict:
     """bench/study.py in a child process: the variants and the ensemble against raw, over seeds."""
     if quick:  # the full-size section's toy data (same folder, same data seed): only the training runs again
         size = ["--people", "12", "--eval-people", "2", "--seeds", "0", "1", "--data-seed", "0", "--preset", "scratch", "--work", str(work),
-                "--epochs", "1", "--label-epochs", "1", "--no-background", "--workers", "2", "--mask-only-faces", "2"]  # fmt: skip
+                "--epochs", "1", "--label-method", "train", "--label-epochs", "1", "--no-background", "--workers", "2", "--mask-only-faces", "2"]  # fmt: skip
     else:  # no mask-only real faces, like the 480-person CPU study it is read beside
         size = ["--people", "480", "--eval-people", "60", "--seeds", "0", "1", "2", "--preset", "gpu-lite2", "--epochs", "12",
                 "--crop-batch", "64", "--workers", "8", "--mask-only-faces", "0"]  # fmt: skip

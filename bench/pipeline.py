@@ -263,7 +263,7 @@ def train_stage(args: argparse.Namespace, work: Path, device: str, stages: Stage
             _ = evaluation.figures  # rendered, as the ensemble asset does
     if args.extras:
         with stages("label_issues"):
-            suspects = label_issues(crops["relabeled"], split, open_rgb, device, work / "data", args.label_epochs)[0]
+            suspects = label_issues(crops["relabeled"], split, open_rgb, device, work / "data", label_settings(args))[0]
     answers = pd.read_csv(work / "data" / TRUTH_DIR / "eval_answers.csv", dtype={"ImageID": str}).set_index("ImageID")
     truth = answers.loc[eval_rows["stem"], "ans"].to_numpy()
     arms = dict(zip([*members, "soft_vote", "fitted_vote", "ensemble"], [*eval_probs, soft, fitted_vote, voted], strict=True))
@@ -297,21 +297,26 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
 
 
+def label_settings(args: argparse.Namespace):
+    """The label_issues asset's settings (maskops.label_issues.LabelIssuesConfig) with --label-method and --label-epochs."""
+    from maskops.label_issues import LabelIssuesConfig
+
+    return LabelIssuesConfig(method=args.label_method, **({} if args.label_epochs is None else {"epochs": args.label_epochs}))
+
+
 def label_issues(
-    crops: pd.DataFrame, split: pd.DataFrame, open_rgb, device: str, root: Path, epochs: int | None = None
+    crops: pd.DataFrame, split: pd.DataFrame, open_rgb, device: str, root: Path, settings=None
 ) -> tuple[pd.DataFrame, dict | None, dict | None]:
-    """The label_issues asset's work: out-of-fold probabilities and ages of the relabeled crops, then the suspects,
-    and (for a synthetic dataset at `root`) how well the ranking finds the label errors still there — also with the
-    age group judged on its probabilities alone (`judge_age: false`, same models), the baseline of the age judgement."""
-    from maskops.data import decode_all, with_crops
-    from maskops.label_issues import LabelIssuesConfig, flagged, out_of_fold, rank_labels, score_against_truth
+    """The label_issues asset's work (`settings`: a LabelIssuesConfig, default the asset's): out-of-fold probabilities
+    and ages of the relabeled crops, then the suspects, and (for a synthetic dataset at `root`) how well the ranking
+    finds the label errors still there — also with the age group judged on its probabilities alone (`judge_age:
+    false`, same models), the baseline of the age judgement."""
+    from maskops.data import with_crops
+    from maskops.label_issues import LabelIssuesConfig, flagged, opinions, rank_labels, score_against_truth
     from maskops.synth.truth import remaining_errors
 
-    cfg = (LabelIssuesConfig() if epochs is None else LabelIssuesConfig(epochs=epochs)).train_config(device)
     usable = assign_split(with_crops(crops), split).reset_index(drop=True)
-    images = decode_all(list(usable["crop_path"]), open_rgb, cfg.image_size)
-    predictions = out_of_fold(images, usable["class_id"].to_numpy(), usable["fold"].to_numpy(), cfg,
-                              ages=usable["age"].to_numpy(), people=usable["profile_id"].to_numpy())  # fmt: skip
+    predictions = opinions(usable, open_rgb, settings or LabelIssuesConfig(), device)
     ranked = rank_labels(usable, predictions.probabilities, predictions.age)
     wrong = remaining_errors(root, usable)
     if not wrong:
@@ -319,16 +324,16 @@ def label_issues(
     return flagged(ranked), score_against_truth(ranked, wrong), score_against_truth(rank_labels(usable, predictions.probabilities), wrong)
 
 
-def judge_labels(work: Path, device: str, labels: tuple[str, ...] = ("raw", "relabeled"), epochs: int | None = None) -> dict:
+def judge_labels(work: Path, device: str, labels: tuple[str, ...] = ("raw", "relabeled"), settings=None) -> dict:
     """label_issues on a finished data stage's crops, once per set of labels: `raw` holds every injected error (what the
     issue's recall target counts), `relabeled` what the demo reviewer left (what the label_issues asset judges).
-    `epochs`: per out-of-fold model (default: the asset's, LabelIssuesConfig)."""
+    `settings`: a LabelIssuesConfig (default: the asset's)."""
     open_rgb = ImageSource(work / "data", ImageStore(work / "images")).open_rgb
     split, out = pd.read_parquet(work / "split.parquet"), {}
     for name in labels:
         start = time.perf_counter()
         suspects, truth, groups_only = label_issues(pd.read_parquet(work / "crops" / f"{name}.parquet"), split, open_rgb, device,
-                                                    work / "data", epochs)  # fmt: skip
+                                                    work / "data", settings)  # fmt: skip
         out[name] = {"flagged": len(suspects), "against_ground_truth": truth, "age_group_probabilities_only": groups_only,
                      "seconds": round(time.perf_counter() - start, 1)}  # fmt: skip
         print(f"[pipeline] label_issues on {name} labels: {json.dumps(out[name])}", file=sys.stderr, flush=True)
@@ -358,7 +363,12 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument("--labels", default="raw,relabeled", help="--stage labels: which labels to judge (raw holds every injected error)")
     parser.add_argument(
-        "--label-epochs", type=int, help="--stage labels and --extras: epochs per out-of-fold model (default: the label_issues asset's)"
+        "--label-method", choices=("probe", "train"), default="probe",
+        help="--stage labels and --extras: label_issues' out-of-fold models (the asset's `method`; probe needs the provisioned "
+             "efficientnet_lite0, `maskops fetch-models`)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--label-epochs", type=int, help="--label-method train: epochs per out-of-fold model (default: the label_issues asset's)"
     )
     parser.add_argument("--work", type=Path, help="working folder (default: a folder under $MASKOPS_HOME/bench)")
     parser.add_argument("--preset", default="demo")
@@ -396,7 +406,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.stage in ("all", "train"):
         result |= train_stage(args, work, device, stages)
     if args.stage == "labels":
-        result["label_issues"] = judge_labels(work, device, tuple(args.labels.split(",")), args.label_epochs)
+        result["label_issues"] = judge_labels(work, device, tuple(args.labels.split(",")), label_settings(args))
     result |= {"stage": args.stage, "seconds": stages.seconds, "wall_seconds": round(time.perf_counter() - start, 2)}
     text = json.dumps(result, indent=1)
     print(text, flush=True)

@@ -48,7 +48,9 @@ def run_seeds(args: argparse.Namespace, work: Path, partial: dict) -> list[dict]
     with contextlib.redirect_stdout(io.StringIO()):
         pipeline.main([*common, "--stage", "data"])
     if args.label_issues:
-        partial["label_issues"] = pipeline.judge_labels(work, str(pipeline.resolve_device(args.device)), epochs=args.label_epochs)
+        partial["label_issues"] = pipeline.judge_labels(
+            work, str(pipeline.resolve_device(args.device)), settings=pipeline.label_settings(args)
+        )
         _save(args, partial)
     runs = partial.setdefault("runs", [])
     for seed in args.seeds:
@@ -147,7 +149,12 @@ def main(argv: list[str] | None = None) -> dict:
         action="store_false",
         help="skip label_issues on the dataset's raw labels (every injected error) and relabeled ones (what the demo review left)",
     )
-    parser.add_argument("--label-epochs", type=int, help="epochs per label_issues out-of-fold model (default: the label_issues asset's)")
+    parser.add_argument(
+        "--label-method", choices=("probe", "train"), default="probe", help="label_issues' out-of-fold models (the asset's `method`)"
+    )
+    parser.add_argument(
+        "--label-epochs", type=int, help="--label-method train: epochs per out-of-fold model (default: the label_issues asset's)"
+    )
     args, args.pipeline_args = parser.parse_known_args(argv)  # the rest goes to pipeline.py (--epochs, --workers, --no-background, ...)
     from maskops.settings import Settings
 

@@ -13,10 +13,13 @@ import torch
 
 from maskops.label_issues import (
     ISSUE_COLUMNS,
+    LabelIssuesConfig,
     field_probabilities,
     find_label_issues,
+    frozen_features,
     judge_age,
     out_of_fold,
+    probe_out_of_fold,
     rank_labels,
     score_against_truth,
 )
@@ -164,7 +167,76 @@ def test_out_of_fold_predictions_cover_every_image_once():
     assert np.allclose(probs, again.probabilities, atol=1e-6) and again.age is None  # seeded: the same people, the same verdicts
 
 
+def test_probes_on_fixed_features_judge_every_photo_out_of_fold():
+    """probe_out_of_fold: per fold, one logistic regression per field; a photo's 18 probabilities are its fields'."""
+    rng = np.random.default_rng(0)
+    frame = _people(genders=[i % 2 for i in range(24)], ages=[i % 3 for i in range(24)])
+    labels = frame["class_id"].to_numpy()
+    shown = [np.eye(n)[values] for values, n in ((labels // 6, 3), (labels // 3 % 2, 2), (labels % 3, 3))]  # each field, one-hot
+    features = np.concatenate([*shown, rng.normal(0, 0.3, (len(frame), 5))], axis=1)  # the labels, plus noise
+    folds = np.repeat(np.arange(3), 56)  # eight people a fold
+    ages, people = np.repeat(np.arange(20, 80, 2.5), 7), frame["profile_id"].to_numpy()
+    seen: dict[int, float] = {}
+    result = probe_out_of_fold(features, labels, folds, 1.0, lambda fold, m: seen.setdefault(fold, m["macro_f1"]), ages, people)
+    probs = result.probabilities
+    assert probs.shape == (168, 18) and np.allclose(probs.sum(axis=1), 1) and list(seen) == [0, 1, 2]
+    assert (probs.argmax(axis=1) == labels).mean() > 0.9 and min(seen.values()) > 0.8  # features that show the labels
+    assert (pd.Series(result.age).groupby(people).nunique() == 1).all() and np.isfinite(result.age).all()
+    assert find_label_issues(frame, probs).empty  # labels the features agree with: nothing to flag
+    noisy = frame.copy()
+    noisy.loc[noisy["profile_id"] == "p4", ["gender", "class_id"]] = [1, noisy.loc[noisy["profile_id"] == "p4", "class_id"].iat[0] + 3]
+    again = probe_out_of_fold(features, noisy["class_id"].to_numpy(), folds, 1.0)
+    assert again.age is None
+    found = find_label_issues(noisy, again.probabilities)
+    assert found[["profile_id", "field", "given", "suggested"]].values.tolist() == [["p4", "gender", "female", "male"]]
+    # a field that carries one value in the other folds has nothing to tell apart: that value, surely
+    one_gender = frame.assign(class_id=frame["class_id"] % 3 + 6 * (frame["class_id"] // 6))  # everyone male
+    lone = probe_out_of_fold(features, one_gender["class_id"].to_numpy(), folds).probabilities
+    assert np.allclose(field_probabilities(lone)["gender"][:, 0], 1)
+
+
+def _lite0_weights(folder: Path) -> Path:
+    """A randomly initialised EfficientNet-Lite0 saved as `maskops fetch-models` saves the real one (with its classifier)."""
+    import timm
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    path = folder / "efficientnet_lite0.safetensors"
+    save_file(timm.create_model("efficientnet_lite0").state_dict(), str(path))
+    return path
+
+
+def test_frozen_features_come_from_the_provisioned_weights_and_name_the_command_without_them(tmp_path: Path, monkeypatch):
+    from maskops.pretrained import PretrainedMissingError
+
+    images = torch.randint(0, 255, (5, 3, 48, 48), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    monkeypatch.setenv("MASKOPS_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("MASKOPS_MODELS", raising=False)
+    with pytest.raises(PretrainedMissingError, match="maskops fetch-models --backbone efficientnet_lite0"):
+        frozen_features(images, "efficientnet_lite0", device="cpu")
+    weights = _lite0_weights(tmp_path / "home" / "models")  # where fetch-models puts it
+    features = frozen_features(images, "efficientnet_lite0", device="cpu")
+    assert features.shape == (5, 16 + 24 + 40 + 112 + 320) and np.isfinite(features).all()  # every stage's mean
+    assert np.allclose(features, frozen_features(images, "efficientnet_lite0", str(weights), "cpu"), atol=1e-5)  # a file named
+    assert np.allclose(features[2:3], frozen_features(images[2:3], "efficientnet_lite0", device="cpu"), atol=1e-4)  # per photo
+    with pytest.raises(ValueError, match="method must be one of"):
+        LabelIssuesConfig(method="finetune")
+
+
 def test_label_issues_asset(tiny_dataset: Path, tmp_path: Path):
+    """The default: probes on the frozen features of the provisioned EfficientNet-Lite0 (here random weights)."""
+    weights = _lite0_weights(tmp_path / "weights")
+    result, layout = _materialize_label_issues(tiny_dataset, tmp_path, {"probe_weights": str(weights), "probe_image_size": 64})
+    _check_label_issues(result, layout, tmp_path)
+
+
+def test_label_issues_asset_with_models_trained_per_fold(tiny_dataset: Path, tmp_path: Path):
+    result, layout = _materialize_label_issues(tiny_dataset, tmp_path, {"method": "train", "image_size": 32, "epochs": 1})
+    _check_label_issues(result, layout, tmp_path)
+
+
+def _materialize_label_issues(tiny_dataset: Path, tmp_path: Path, settings: dict):
     from assets.label_issues import label_issues
     from maskops.layout import scan_competition
     from maskops.splits import split_profiles
@@ -173,11 +245,14 @@ def test_label_issues_asset(tiny_dataset: Path, tmp_path: Path):
     layout = scan_competition(tiny_dataset)
     crops = layout.train.assign(crop_path=layout.train["path"])
     split = split_profiles(layout.train, n_folds=3, seed=0)
-    config = {"ops": {"label_issues": {"config": {"image_size": 32, "epochs": 1, "sheet": 4}}}}
-    result = dg.materialize(
+    config = {"ops": {"label_issues": {"config": {**settings, "sheet": 4}}}}
+    return dg.materialize(
         [stub_asset("relabeled_crops", crops), stub_asset("profile_split", split), label_issues],
         resources=pipeline_resources(tmp_path, tiny_dataset), run_config=config, instance=dg.DagsterInstance.ephemeral(),
-    )  # fmt: skip
+    ), layout  # fmt: skip
+
+
+def _check_label_issues(result, layout, tmp_path: Path) -> None:
     assert result.success
     issues = result.output_for_node("label_issues")
     assert list(issues.columns) == list(ISSUE_COLUMNS) and set(issues["field"]) <= {"mask", "gender", "age_group"}

@@ -49,7 +49,10 @@ def run_config(settings: Settings, data_stages: bool = True, **model_overrides: 
     ops |= {f"{v}_model": {"config": {**TINY_MODEL, **model_overrides.get(v, {})}} for v in VARIANTS}
     ops |= {f"{v}_model_model_quality": {"config": {"min_val_macro_f1": 0.0}} for v in VARIANTS}
     if data_stages:
-        ops |= {"profile_split": {"config": {"n_folds": 3}}, "label_issues": {"config": {"image_size": 32, "epochs": 1, "sheet": 4}}}
+        ops |= {
+            "profile_split": {"config": {"n_folds": 3}},
+            "label_issues": {"config": {"method": "train", "image_size": 32, "epochs": 1, "sheet": 4}},
+        }
     return {"ops": ops, "execution": {"config": celery_config(settings)}}
 
 
