@@ -43,8 +43,13 @@ def label_issues(
     how = (f"probes on frozen {settings.probe_backbone} features" if settings.method == "probe"
            else f"a {settings.backbone} trained per fold")  # fmt: skip
     context.log.info(f"out-of-fold probabilities for {len(usable)} photos of {usable['profile_id'].nunique()} people: {how}")
-    predictions = opinions(usable, source.open_rgb, settings, compute.device,
-                           lambda fold, m: context.log.info(f"fold {fold}: held-out macro F1 {m['macro_f1']:.3f}"))  # fmt: skip
+    held_out: dict[str, float] = {}
+
+    def on_fold(fold: int, metrics: dict[str, float]) -> None:
+        held_out[str(fold)] = round(float(metrics["macro_f1"]), 4)
+        context.log.info(f"fold {fold}: held-out macro F1 {metrics['macro_f1']:.3f}")
+
+    predictions = opinions(usable, source.open_rgb, settings, compute.device, on_fold)
     ranked = rank_labels(usable, predictions.probabilities, predictions.age)
     issues = flagged(ranked)
     context.log.info(f"cleanlab flags {len(issues)} labels among {len(usable)} photos")
@@ -57,6 +62,8 @@ def label_issues(
         "per_field": dg.MetadataValue.json({f: int((issues["field"] == f).sum()) for f in ("mask", "gender", "age_group")}),
         "photos_checked": dg.MetadataValue.int(len(usable)),
         "people_checked": dg.MetadataValue.int(int(usable["profile_id"].nunique())),
+        "judged_by": dg.MetadataValue.text(how),
+        "held_out_macro_f1": dg.MetadataValue.json(held_out),  # how much the judges know: each fold's model on its own people
         **(_age_metadata(usable, predictions.age) if predictions.age is not None else {}),
         **(_truth_metadata(truth) if truth else {}),
         "top_suspects": table(issues.drop(columns=["score", "images"]).round(3), limit=25),

@@ -229,11 +229,14 @@ def test_label_issues_asset(tiny_dataset: Path, tmp_path: Path):
     weights = _lite0_weights(tmp_path / "weights")
     result, layout = _materialize_label_issues(tiny_dataset, tmp_path, {"probe_weights": str(weights), "probe_image_size": 64})
     _check_label_issues(result, layout, tmp_path)
+    meta = result.asset_materializations_for_node("label_issues")[0].metadata
+    assert meta["judged_by"].value == "probes on frozen efficientnet_lite0 features"
 
 
 def test_label_issues_asset_with_models_trained_per_fold(tiny_dataset: Path, tmp_path: Path):
     result, layout = _materialize_label_issues(tiny_dataset, tmp_path, {"method": "train", "image_size": 32, "epochs": 1})
     _check_label_issues(result, layout, tmp_path)
+    assert result.asset_materializations_for_node("label_issues")[0].metadata["judged_by"].value == "a resnet10t trained per fold"
 
 
 def _materialize_label_issues(tiny_dataset: Path, tmp_path: Path, settings: dict):
@@ -258,6 +261,8 @@ def _check_label_issues(result, layout, tmp_path: Path) -> None:
     assert list(issues.columns) == list(ISSUE_COLUMNS) and set(issues["field"]) <= {"mask", "gender", "age_group"}
     assert set(issues["profile_id"]) <= set(layout.train["profile_id"])
     meta = result.asset_materializations_for_node("label_issues")[0].metadata
+    held_out = meta["held_out_macro_f1"].value  # one figure per fold of the split: how much the judges know
+    assert sorted(held_out) == ["0", "1", "2"] and all(0 <= v <= 1 for v in held_out.values())
     assert meta["age_median_error_years"].value >= 0  # the age judgement's yardstick: recorded vs shown ages
     assert meta["photos_checked"].value == len(layout.train) and meta["people_checked"].value == layout.train["profile_id"].nunique()
     assert meta["suspects"].value == len(issues) and sum(meta["per_field"].value.values()) == len(issues)
