@@ -39,6 +39,7 @@ from maskops.crop import CropConfig, Cropper, CropRecipe, crop_summary
 from maskops.faces import DetectorConfig, FaceDetector, Lazy
 from maskops.files import file_digest
 from maskops.generate import GenerateConfig, add_generated, generate, generation_sources, pending_generation, plan_generation
+from maskops.label_issues import METHODS, LabelIssuesConfig
 from maskops.layout import scan_competition
 from maskops.settings import Settings
 from maskops.splits import SplitConfig, assign_split, make_split
@@ -299,8 +300,6 @@ def _round(value: float | None) -> float | None:
 
 def label_settings(args: argparse.Namespace):
     """The label_issues asset's settings (maskops.label_issues.LabelIssuesConfig) with --label-method and --label-epochs."""
-    from maskops.label_issues import LabelIssuesConfig
-
     return LabelIssuesConfig(method=args.label_method, **({} if args.label_epochs is None else {"epochs": args.label_epochs}))
 
 
@@ -312,7 +311,7 @@ def label_issues(
     finds the label errors still there — also with the age group judged on its probabilities alone (`judge_age:
     false`, same models), the baseline of the age judgement."""
     from maskops.data import with_crops
-    from maskops.label_issues import LabelIssuesConfig, flagged, opinions, rank_labels, score_against_truth
+    from maskops.label_issues import flagged, opinions, rank_labels, score_against_truth
     from maskops.synth.truth import remaining_errors
 
     usable = assign_split(with_crops(crops), split).reset_index(drop=True)
@@ -363,7 +362,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument("--labels", default="raw,relabeled", help="--stage labels: which labels to judge (raw holds every injected error)")
     parser.add_argument(
-        "--label-method", choices=("probe", "train"), default="probe",
+        "--label-method", choices=METHODS, default=LabelIssuesConfig.method,
         help="--stage labels and --extras: label_issues' out-of-fold models (the asset's `method`; probe needs the provisioned "
              "efficientnet_lite0, `maskops fetch-models`)",
     )  # fmt: skip

@@ -150,7 +150,10 @@ def main(argv: list[str] | None = None) -> dict:
         help="skip label_issues on the dataset's raw labels (every injected error) and relabeled ones (what the demo review left)",
     )
     parser.add_argument(
-        "--label-method", choices=("probe", "train"), default="probe", help="label_issues' out-of-fold models (the asset's `method`)"
+        "--label-method",
+        choices=pipeline.METHODS,
+        default=pipeline.LabelIssuesConfig.method,
+        help="label_issues' out-of-fold models (the asset's `method`)",
     )
     parser.add_argument(
         "--label-epochs", type=int, help="--label-method train: epochs per out-of-fold model (default: the label_issues asset's)"

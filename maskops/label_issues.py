@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
 FIELDS = {"mask": MaskState, "gender": Gender, "age_group": AgeGroup}
+FIELD_SIZES = (3, 2, 3)  # class_id = 6 mask + 3 gender + age group: the 18 classes as a 3 x 2 x 3 cube
 
 
 METHODS = ("probe", "train")
@@ -81,7 +82,7 @@ ISSUE_COLUMNS = ("profile_id", "stem", "field", "given", "suggested", "p_given",
 
 def field_probabilities(probabilities: np.ndarray) -> dict[str, np.ndarray]:
     """(N, 18) class probabilities -> the marginal probabilities of mask (N, 3), gender (N, 2) and age group (N, 3)."""
-    cube = np.asarray(probabilities, dtype=np.float64).reshape(-1, 3, 2, 3)  # class = 6 mask + 3 gender + age
+    cube = np.asarray(probabilities, dtype=np.float64).reshape(-1, *FIELD_SIZES)
     return {"mask": cube.sum(axis=(2, 3)), "gender": cube.sum(axis=(1, 3)), "age_group": cube.sum(axis=(1, 2))}
 
 
@@ -311,12 +312,12 @@ def probe_out_of_fold(
     from maskops.metrics import macro_f1_fast
 
     features, labels, folds = np.asarray(features, dtype=np.float64), np.asarray(labels, dtype=int), np.asarray(folds)
-    fields = {"mask": (labels // 6, 3), "gender": (labels // 3 % 2, 2), "age_group": (labels % 3, 3)}
+    fields = np.unravel_index(labels, FIELD_SIZES)  # mask, gender, age group of every photo
     out = np.zeros((len(labels), 18), dtype=np.float64)
     shown = np.zeros(len(labels), dtype=np.float64) if ages is not None else None
     for fold in sorted(set(folds.tolist())):
         held, parts = folds == fold, []
-        for values, n in fields.values():
+        for values, n in zip(fields, FIELD_SIZES, strict=True):
             p = np.zeros((int(held.sum()), n))
             seen = np.unique(values[~held])
             if len(seen) == 1:  # every other fold carries one value: nothing to tell apart
@@ -326,8 +327,7 @@ def probe_out_of_fold(
                 model.fit(features[~held], values[~held])
                 p[:, model.classes_] = model.predict_proba(features[held])
             parts.append(p)
-        mask, gender, age_group = parts
-        out[held] = (mask[:, :, None, None] * gender[:, None, :, None] * age_group[:, None, None, :]).reshape(-1, 18)
+        out[held] = np.einsum("ni,nj,nk->nijk", *parts).reshape(-1, 18)
         if shown is not None:
             shown[held] = fit_age(features, np.asarray(ages, dtype=np.float64), np.asarray(people), ~held)
         if on_fold is not None:
